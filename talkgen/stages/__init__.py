@@ -1,0 +1,1 @@
+"""Pipeline stages: each a function from artifacts in the job to artifacts out."""
