@@ -80,12 +80,16 @@ def load_portrait(path: Path | None, size: int) -> Portrait:
 
 
 def _square_crop(image: "np.ndarray", marks: "FaceLandmarks", size: int):
-    """Crop the largest square that keeps the face centred, then scale it to size x size."""
+    """Crop a square around the face, then scale it to size x size.
+
+    The square is about four face widths (head and shoulders) but never smaller than
+    the output, so a small face is not blown up into a blur, and never larger than the picture.
+    """
     import cv2
 
     h, w = image.shape[:2]
-    side = min(h, w)
     fx, fy, fw, fh = marks.face_box
+    side = int(min(h, w, max(4 * fw, size)))
     cx, cy = fx + fw / 2, fy + fh / 2
     x0 = int(min(max(cx - side / 2, 0), w - side))
     y0 = int(min(max(cy - side / 2, 0), h - side))

@@ -134,6 +134,15 @@ class PuppetAvatar:
             self._eye_rows = slice(max(0, int(top)), min(size, int(math.ceil(bottom))))
         self._mouth_rows = slice(max(0, int(self._ly - 3 * lip_h)), min(size, int(math.ceil(self._chin + 0.3 * fh))))
         self._pivot = (self._cx, min(float(size - 1), self._chin + 0.15 * fh))
+        # The head sways, the body and background do not: the sway fades out around the head.
+        hcx, hcy = fx + fw / 2, fy + fh / 2
+        r0, r1 = int(max(0, hcy - 2.2 * fh)), int(min(size, hcy + 2.2 * fh))
+        c0, c1 = int(max(0, hcx - 1.8 * fw)), int(min(size, hcx + 1.8 * fw))
+        self._head = (slice(r0, r1), slice(c0, c1))
+        hy, hx = self._Y[self._head], self._X[self._head]
+        r = np.sqrt(((hx - hcx) / (0.9 * fw)) ** 2 + ((hy - hcy) / (1.1 * fh)) ** 2)
+        t = np.clip(2.0 - r, 0, 1)
+        self._head_weight = (t * t * (3 - 2 * t)).astype(np.float32)
 
     # -- motion: per-frame parameters -----------------------------------------------------
     def motion(self, track: "SpeechTrack", start: int, end: int) -> dict[str, "np.ndarray"]:
@@ -223,12 +232,12 @@ class PuppetAvatar:
         c0, c1, c2 = ca, sa, px - ca * (px + tx) - sa * (py + ty)
         d0, d1, d2 = -sa, ca, py + sa * (px + tx) - ca * (py + ty)
         mx, my, X, Y = self._mx, self._my, self._X, self._Y
-        np.multiply(X, c0, out=mx)
-        mx += c1 * Y
-        mx += c2
-        np.multiply(X, d0, out=my)
-        my += d1 * Y
-        my += d2
+        np.copyto(mx, X)
+        np.copyto(my, Y)
+        head = self._head
+        hx, hy, w = X[head], Y[head], self._head_weight
+        mx[head] += w * ((c0 - 1) * hx + c1 * hy + c2)
+        my[head] += w * (d0 * hx + (d1 - 1) * hy + d2)
         rows = self._mouth_rows
         if jaw > 1e-3 or abs(width) > 1e-3:
             my_rows = my[rows]

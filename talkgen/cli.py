@@ -1,0 +1,113 @@
+"""The talkgen command line: parse, call, print. No model code here."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Render talking-avatar videos on your own machine: script in, video out.",
+    pretty_exceptions_enable=False,
+)
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def handles_errors(fn):
+    """Turn talkgen's own errors into one line on stderr and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from talkgen.errors import TalkgenError
+
+        try:
+            return fn(*args, **kwargs)
+        except TalkgenError as exc:
+            _stderr().print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            _stderr().print("interrupted: finished work is kept; run the same command again to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.command()
+@handles_errors
+def render(
+    script: Path = typer.Argument(..., help="Script to speak (.txt). Paragraphs are separated by blank lines."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="Recipe overrides such as render.size=256", show_default=False),
+    output: Path = typer.Option(..., "-o", "--output", help="The video to write (.mp4); .srt and .report.json go beside it."),
+    say: bool = typer.Option(False, "--say", help="Speak the script as written."),
+    recipe: str = typer.Option("cpu", "--recipe", help="Recipe name from recipes/ or a path to a .yaml file."),
+    portrait: Optional[Path] = typer.Option(None, "--portrait", help="Picture of a face (JPEG/PNG). Default: the bundled astronaut."),
+    size: Optional[int] = typer.Option(None, "--size", help="Output width and height in pixels (shortcut for render.size)."),
+    job_dir: Optional[Path] = typer.Option(None, "--job-dir", help="Job directory (default .talkgen/jobs/<output>-<hash>)."),
+    force: Optional[List[str]] = typer.Option(None, "--force", help="Redo this stage even if cached (repeatable)."),
+    from_stage: Optional[str] = typer.Option(None, "--from", help="Redo this stage and every stage after it."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bars or summary table."),
+) -> None:
+    """Render SCRIPT into a talking-avatar video."""
+    from talkgen.errors import UsageError
+    from talkgen.pipeline import RenderRequest, run
+    from talkgen.recipe import load_recipe
+
+    items = list(overrides or [])
+    if size is not None:
+        if not 64 <= size <= 4096 or size % 2:
+            raise UsageError(f"--size {size} must be an even number of pixels between 64 and 4096")
+        items.append(f"render.size={size}")
+    rec = load_recipe(recipe, items)
+    if rec.render.size % 2 or not 64 <= rec.render.size <= 4096:
+        raise UsageError(f"render.size={rec.render.size} must be an even number of pixels between 64 and 4096")
+    if not say:
+        raise UsageError("answering a script with the LLM is not built yet: pass --say to speak the script as written")
+    from talkgen.progress import RichProgress
+
+    console = _stderr()
+    prog = RichProgress(console, enabled=not quiet)
+    try:
+        report = run(RenderRequest(script, output, rec, portrait, job_dir, list(force or []), from_stage), prog)
+    finally:
+        prog.close()
+    if not quiet:
+        from talkgen.report import print_table
+
+        print_table(report, console)
+    print(report["artifacts"]["video"])
+
+
+@app.command()
+@handles_errors
+def recipes() -> None:
+    """List the recipes in recipes/, one line each."""
+    from talkgen.recipe import list_recipes
+
+    for name, description in list_recipes():
+        print(f"{name:10s} {description}")
+
+
+@app.command()
+def version() -> None:
+    """Print talkgen's version."""
+    from talkgen import __version__
+
+    print(__version__)
+
+
+def main() -> None:
+    app(prog_name="talkgen")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The render report: per-stage timings, real-time factors, cache hits, memory and cost."""
+
+from __future__ import annotations
+
+import resource
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class StageReport:
+    name: str
+    cache: str  # "hit" or "miss"
+    wall_s: float
+    engine: str = ""
+    version: str = ""
+    device: str = "cpu"
+    rtf: float = 0.0  # stage time / speech duration
+    detail: dict = field(default_factory=dict)
+
+
+def peak_rss_mb() -> dict:
+    """Peak resident memory of talkgen itself and of its largest child (ffmpeg), in MiB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"talkgen_mb": round(own, 1), "largest_child_mb": round(child, 1)}
+
+
+def cost(stages: list[StageReport], gpus: int, gpu_hour_usd: float, video_s: float) -> dict:
+    device_s = sum(s.wall_s for s in stages if s.cache == "miss")
+    gpu_hours = device_s * gpus / 3600
+    usd = gpu_hours * gpu_hour_usd
+    return {
+        "device_seconds": round(device_s, 3),
+        "gpus": gpus,
+        "gpu_hours": round(gpu_hours, 6),
+        "gpu_hour_usd": gpu_hour_usd,
+        "cost_usd": round(usd, 6),
+        "cost_per_video_minute_usd": round(usd / (video_s / 60), 6) if video_s > 0 else 0.0,
+    }
+
+
+def build(stages: list[StageReport], speech_s: float, total_s: float, artifacts: dict, output: dict, recipe, gpus: int) -> dict:
+    for s in stages:
+        s.rtf = round(s.wall_s / speech_s, 4) if speech_s else 0.0
+        s.wall_s = round(s.wall_s, 3)
+    video_s = output.get("duration_s", speech_s)
+    return {
+        "recipe": recipe.name,
+        "speech_s": round(speech_s, 3),
+        "video_s": video_s,
+        "total_wall_s": round(total_s, 3),
+        "total_rtf": round(total_s / speech_s, 4) if speech_s else 0.0,
+        "stages": [asdict(s) for s in stages],
+        "peak_rss": peak_rss_mb(),
+        "cost": cost(stages, gpus, recipe.cost.gpu_hour_usd, video_s),
+        "output": output,
+        "artifacts": artifacts,
+    }
+
+
+def print_table(report: dict, console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"talkgen render ({report['video_s']:.1f} s of video)", title_justify="left")
+    for col in ("stage", "cache", "time", "x realtime", "engine", "device"):
+        table.add_column(col, justify="right" if col in ("time", "x realtime") else "left")
+    for s in report["stages"]:
+        table.add_row(s["name"], s["cache"], f"{s['wall_s']:.2f} s", f"{s['rtf']:.3f}", s["engine"], s["device"])
+    table.add_row("total", "", f"{report['total_wall_s']:.2f} s", f"{report['total_rtf']:.3f}", "", "", end_section=True)
+    console.print(table)
+    c = report["cost"]
+    console.print(
+        f"peak memory {report['peak_rss']['talkgen_mb']:.0f} MiB; "
+        f"{c['device_seconds']:.1f} device-seconds, {c['gpu_hours']:.4f} GPU-hours, ${c['cost_usd']:.4f}"
+    )

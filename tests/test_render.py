@@ -1,0 +1,161 @@
+"""End to end through the real CLI: Piper speech, the puppet, ffmpeg; small frames to stay quick."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from talkgen import media
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = """Hello, and welcome. This is a short test of the whole pipeline, from text to video.
+
+It speaks 2 paragraphs, with about 12 words each; then it stops."""
+
+
+def talkgen(*args, cwd, check=True, **kw):
+    proc = subprocess.run([sys.executable, "-m", "talkgen", *args], cwd=cwd, capture_output=True, text=True, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"talkgen {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    d = tmp_path_factory.mktemp("render")
+    (d / "s.txt").write_text(SCRIPT)
+    talkgen("render", "s.txt", "--say", "-o", "out.mp4", "--size", "128", "--job-dir", "job", cwd=d)
+    return d
+
+
+def test_outputs_are_a_browser_ready_video_with_subtitles_and_report(rendered):
+    info = media.probe(rendered / "out.mp4")
+    streams = {s["codec_type"]: s for s in info["streams"]}
+    v, a = streams["video"], streams["audio"]
+    assert (v["codec_name"], v["pix_fmt"], v["r_frame_rate"], v["width"], v["height"]) == ("h264", "yuv420p", "25/1", 128, 128)
+    assert a["codec_name"] == "aac"
+    frames = int(v["nb_read_packets"])
+    assert abs(float(a["duration"]) - frames / 25) <= 0.04
+    srt = (rendered / "out.srt").read_text()
+    assert "Hello, and welcome." in srt and "00:00:00," in srt
+    report = json.loads((rendered / "out.report.json").read_text())
+    assert [s["name"] for s in report["stages"]] == ["speak", "plan", "render", "assemble"]
+    assert all(s["cache"] == "miss" for s in report["stages"])
+    for s in report["stages"]:
+        assert s["wall_s"] >= 0 and s["rtf"] >= 0 and s["engine"] and s["device"] == "cpu"
+    assert report["cost"]["cost_usd"] == 0 and report["cost"]["device_seconds"] > 0
+    assert report["peak_rss"]["talkgen_mb"] > 0
+    assert report["output"]["frames"] == frames
+    assert Path(report["artifacts"]["plan"]).is_file()
+    plan = json.loads(Path(report["artifacts"]["plan"]).read_text())
+    assert plan["total_frames"] == frames
+    # Speech is about 8 s here: the mouth must have moved while it was spoken.
+    hashes = media.frame_hashes(rendered / "out.mp4")
+    assert len(set(hashes)) > frames // 2
+
+
+def test_rerun_does_nothing_and_loads_no_model(rendered):
+    code = (
+        "import sys; from pathlib import Path; from talkgen.pipeline import RenderRequest, run; "
+        "from talkgen.recipe import load_recipe; "
+        "r = run(RenderRequest(Path('s.txt'), Path('out.mp4'), load_recipe('cpu', ['render.size=128']), job_dir=Path('job'))); "
+        "print([s['cache'] for s in r['stages']], 'onnxruntime' in sys.modules, 'piper' in sys.modules)"
+    )
+    before = (rendered / "out.mp4").stat().st_mtime_ns
+    out = subprocess.run([sys.executable, "-c", code], cwd=rendered, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['hit', 'hit', 'hit', 'hit'] False False"
+    assert (rendered / "out.mp4").stat().st_mtime_ns == before
+
+
+def test_changing_size_reuses_the_speech(rendered):
+    talkgen("render", "s.txt", "--say", "-o", "out.mp4", "--size", "96", "--job-dir", "job", cwd=rendered)
+    report = json.loads((rendered / "out.report.json").read_text())
+    assert [s["cache"] for s in report["stages"]] == ["hit", "hit", "miss", "miss"]
+    assert media.probe(rendered / "out.mp4")["streams"][0]["width"] == 96
+
+
+def test_force_and_from(rendered):
+    talkgen("render", "s.txt", "--say", "-o", "out.mp4", "--size", "96", "--job-dir", "job", "--force", "plan", cwd=rendered)
+    report = json.loads((rendered / "out.report.json").read_text())
+    # The plan is redone; it comes out the same, so the render stays cached.
+    assert [s["cache"] for s in report["stages"]] == ["hit", "miss", "hit", "hit"]
+    talkgen("render", "s.txt", "--say", "-o", "out.mp4", "--size", "96", "--job-dir", "job", "--from", "render", cwd=rendered)
+    report = json.loads((rendered / "out.report.json").read_text())
+    assert [s["cache"] for s in report["stages"]] == ["hit", "hit", "miss", "miss"]
+
+
+LONG = " ".join(
+    f"Sentence number {i} says a few more words, and then it pauses." + ("\n\n" if i % 4 == 3 else "") for i in range(12)
+)
+
+
+def _chunk_count(job: Path) -> int:
+    d = job / "chunks"
+    return len([p for p in d.glob("*.mp4")]) if d.is_dir() else 0
+
+
+def test_killed_render_resumes_at_the_first_missing_chunk_and_matches(tmp_path):
+    (tmp_path / "s.txt").write_text(LONG)
+    args = ["render", "s.txt", "--say", "--size", "160", "render.max_chunk_s=1.0", "render.min_chunk_s=0.5", "-q"]
+    talkgen(*args, "-o", "whole.mp4", "--job-dir", "whole", cwd=tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "talkgen", *args, "-o", "cut.mp4", "--job-dir", "cut"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while _chunk_count(tmp_path / "cut") < 5 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = _chunk_count(tmp_path / "cut")
+    plan = json.loads((tmp_path / "whole" / "plan.json").read_text())
+    assert 5 <= killed_at < len(plan["chunks"]), "the kill must land in the middle of the render"
+    assert not (tmp_path / "cut.mp4").exists()
+    talkgen(*args, "-o", "cut.mp4", "--job-dir", "cut", cwd=tmp_path)
+    report = json.loads((tmp_path / "cut.report.json").read_text())
+    render = next(s for s in report["stages"] if s["name"] == "render")
+    assert render["detail"]["reused_chunks"] >= killed_at - 1  # a chunk being renamed at the kill may be redone
+    assert media.frame_hashes(tmp_path / "cut.mp4") == media.frame_hashes(tmp_path / "whole.mp4")
+    a = media.decode_audio(tmp_path / "cut.mp4", 16000)
+    b = media.decode_audio(tmp_path / "whole.mp4", 16000)
+    assert len(a) == len(b) and np.allclose(a, b, atol=1e-4)
+
+
+def _lag_ms(ref: np.ndarray, got: np.ndarray, sr: int, at: int, half: int, search: int) -> float:
+    """Lag of `got` against `ref` around sample `at`, by cross-correlation over +-search samples."""
+    seg = ref[at - half : at + half]
+    best, best_lag = -np.inf, 0
+    for lag in range(-search, search + 1):
+        cand = got[at - half + lag : at + half + lag]
+        score = float(np.dot(seg, cand) / (np.linalg.norm(cand) * np.linalg.norm(seg) + 1e-9))
+        if score > best:
+            best, best_lag = score, lag
+    return 1000 * best_lag / sr
+
+
+def test_audio_lines_up_with_the_speech_at_every_seam(tmp_path):
+    """Measure, at each of 30+ chunk joins, where the final file's audio sits against speech.wav."""
+    (tmp_path / "s.txt").write_text(LONG)
+    talkgen("render", "s.txt", "--say", "--size", "64", "render.max_chunk_s=1.0", "render.min_chunk_s=0.5",
+            "-q", "-o", "o.mp4", "--job-dir", "job", cwd=tmp_path)
+    plan = json.loads((tmp_path / "job" / "plan.json").read_text())
+    seams = [c["end_frame"] for c in plan["chunks"][:-1]]
+    assert len(seams) >= 30
+    sr = 8000  # enough to resolve well under a frame, and quick to correlate
+    ref = media.decode_audio(tmp_path / "job" / "speech.wav", sr)
+    got = media.decode_audio(tmp_path / "o.mp4", sr)
+    ref = np.pad(ref, (sr, sr))
+    got = np.pad(got, (sr, sr))
+    lags = [_lag_ms(ref, got, sr, sr + f * sr // 25, half=sr // 2, search=sr // 10) for f in seams]
+    assert max(abs(x) for x in lags) <= 40, lags
+    # The video side: the joined file holds exactly the chunks' frames, in order, at the planned indices.
+    chunk_hashes = []
+    for c in plan["chunks"]:
+        h = media.frame_hashes(tmp_path / "job" / "chunks" / f"{c['index']:05d}.mp4")
+        assert len(h) == c["end_frame"] - c["start_frame"]
+        chunk_hashes += h
+    assert media.frame_hashes(tmp_path / "o.mp4") == chunk_hashes
