@@ -35,6 +35,11 @@ def handles_errors(fn):
         except TalkgenError as exc:
             _stderr().print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:
+            # Disk full, permissions changed mid-run: the environment, not a bug.
+            where = f" ({exc.filename})" if exc.filename else ""
+            _stderr().print(f"[bold red]error:[/] {exc.strerror or exc}{where}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             _stderr().print("interrupted: finished work is kept; run the same command again to resume")
             raise typer.Exit(130) from None

@@ -57,10 +57,18 @@ def check_output(path: Path) -> None:
     parent = path.resolve().parent
     if not parent.is_dir():
         raise UsageError(f"output folder {parent} does not exist: create it or choose another -o")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"output folder {parent} is not writable: choose another -o")
     if path.suffix.lower() != ".mp4":
         raise UsageError(f"output {path} must end in .mp4")
+    if path.is_dir():
+        raise UsageError(f"output {path} is a folder: name the .mp4 file to write")
+    # Try a real write: permission bits say nothing about read-only mounts or /proc.
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".talkgen-write-test-"):
+            pass
+    except OSError:
+        raise UsageError(f"output folder {parent} is not writable: choose another -o") from None
 
 
 def stale_stages(force: list[str], from_stage: str | None) -> set[str]:
@@ -92,6 +100,8 @@ def run(req: RenderRequest, progress: Progress | None = None, text: str | None =
     stale = stale_stages(req.force, req.from_stage)
     text = text if text is not None else read_script(req.script)
     ffmpeg_version = media.require_ffmpeg()
+    if req.portrait is None and recipe.render.portrait:
+        req.portrait = Path(recipe.render.portrait)
     if req.portrait is not None:
         from talkgen.portrait import read_image
 
