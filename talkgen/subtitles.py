@@ -26,20 +26,28 @@ def cues(sentences: list[Sentence], sample_rate: int) -> list[tuple[float, float
 
 
 def _split(words: list[tuple[str, int, int]]) -> list[list[tuple[str, int, int]]]:
-    """Cut a long sentence into pieces that fit MAX_LINES lines of MAX_LINE characters."""
-    pieces, cur, length = [], [], 0
+    """Cut a long sentence into the fewest pieces that fit, of about equal length.
+
+    Equal pieces avoid a dangling last cue of one or two words.
+    """
     limit = MAX_LINE * MAX_LINES
-    for w in words:
-        extra = len(w[0]) + (1 if cur else 0)
-        if cur and length + extra > limit:
+    total = sum(len(w[0]) + 1 for w in words) - 1
+    pieces_needed = max(1, -(-total // limit))
+    while True:
+        target = total / pieces_needed
+        pieces, cur, length = [], [], 0
+        for w in words:
+            extra = len(w[0]) + (1 if cur else 0)
+            if cur and (length + extra > limit or (length >= target and len(pieces) < pieces_needed - 1)):
+                pieces.append(cur)
+                cur, length, extra = [], 0, len(w[0])
+            cur.append(w)
+            length += extra
+        if cur:
             pieces.append(cur)
-            cur, length = [], 0
-            extra = len(w[0])
-        cur.append(w)
-        length += extra
-    if cur:
-        pieces.append(cur)
-    return pieces
+        if len(pieces) <= pieces_needed or pieces_needed >= len(words):
+            return pieces
+        pieces_needed += 1
 
 
 def _wrap(text: str) -> str:
