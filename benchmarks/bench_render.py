@@ -30,8 +30,8 @@ PARAGRAPH = (
 
 
 def script_of(seconds: float, path: Path) -> Path:
-    # One paragraph is about 14 s of speech.
-    n = max(1, round(seconds / 14))
+    # One paragraph is about 18 s of speech.
+    n = max(1, round(seconds / 18))
     path.write_text("\n\n".join(PARAGRAPH.format(n=i + 1) for i in range(n)), encoding="utf-8")
     return path
 
@@ -79,7 +79,7 @@ def main() -> None:
                 rss[minutes] = rep["peak_rss"]
                 rows.append((
                     f"{minutes}-minute script ({rep['video_s']:.0f} s video)", f"{wall:.1f} s",
-                    f"peak {rss[minutes]['talkgen_mb']:.0f} MiB (+ffmpeg {rss[minutes]['largest_child_mb']:.0f})",
+                    f"peak RSS {rss[minutes]['talkgen_mb']:.0f} MiB",
                     "< 1.5 GB" if minutes == 10 else "",
                 ))
             ratio = rss[10]["talkgen_mb"] / rss[1]["talkgen_mb"]

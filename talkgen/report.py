@@ -19,10 +19,13 @@ class StageReport:
 
 
 def peak_rss_mb() -> dict:
-    """Peak resident memory of talkgen itself and of its largest child (ffmpeg), in MiB."""
+    """Peak resident memory of the talkgen process, in MiB.
+
+    Children are left out: the kernel counts a forked ffmpeg's pages from before its
+    exec, so RUSAGE_CHILDREN reports talkgen's own size again, not ffmpeg's.
+    """
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"talkgen_mb": round(own, 1), "largest_child_mb": round(child, 1)}
+    return {"talkgen_mb": round(own, 1)}
 
 
 def cost(stages: list[StageReport], gpus: int, gpu_hour_usd: float, video_s: float) -> dict:
