@@ -8,7 +8,7 @@ from talkgen.engines.puppet import PuppetAvatar
 from talkgen.portrait import DEFAULT_PORTRAIT, landmarks_path, load_portrait
 from talkgen.recipe import load_recipe
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "astronaut_landmarks_mediapipe.json"
+SHARED = Path(__file__).resolve().parent / "data" / "astronaut_landmarks_mediapipe.json"
 
 
 @pytest.fixture(scope="module")
