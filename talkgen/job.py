@@ -94,7 +94,14 @@ class Job:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
+        self._sweep_temporaries()
         self._load()
+
+    def _sweep_temporaries(self) -> None:
+        """Remove half-written files left by a killed run; holding the lock, no one else is writing."""
+        for tmp in self.root.rglob(".*.tmp-*"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
     def release(self) -> None:
         if self._lock_fd is not None:

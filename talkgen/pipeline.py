@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
 
-from talkgen.errors import TalkgenError, UsageError
+from talkgen.errors import UsageError
 from talkgen.job import Job, StageRecord, atomic_path, cache_key, sha256_file, sha256_text
 from talkgen.recipe import Recipe
 from talkgen.report import StageReport
@@ -119,7 +117,6 @@ def run(req: RenderRequest, progress: Progress | None = None, text: str | None =
             talkgen=_code_version(["text", "stages/speak.py"]),
         )
         portrait = None
-        render_key_parts = None
 
         def need_portrait():
             nonlocal portrait
@@ -136,8 +133,10 @@ def run(req: RenderRequest, progress: Progress | None = None, text: str | None =
             from talkgen.engines.tts import load_tts
             from talkgen.stages.speak import speak
 
+            from talkgen.text.script import paragraphs, sentences
+
             tts = load_tts(recipe.tts)
-            progress.stage("speak", None, "sentences")
+            progress.stage("speak", sum(len(sentences(p)) for p in paragraphs(text)), "sentences")
             speak(
                 text, tts, job.path("speech.wav"), job.path("alignment.json"),
                 recipe.tts.sentence_pause_s, recipe.tts.paragraph_pause_s,

@@ -116,6 +116,7 @@ def test_killed_render_resumes_at_the_first_missing_chunk_and_matches(tmp_path):
     assert 5 <= killed_at < len(plan["chunks"]), "the kill must land in the middle of the render"
     assert not (tmp_path / "cut.mp4").exists()
     talkgen(*args, "-o", "cut.mp4", "--job-dir", "cut", cwd=tmp_path)
+    assert not list((tmp_path / "cut").rglob(".*.tmp-*")), "half-written files were left behind"
     report = json.loads((tmp_path / "cut.report.json").read_text())
     render = next(s for s in report["stages"] if s["name"] == "render")
     assert render["detail"]["reused_chunks"] >= killed_at - 1  # a chunk being renamed at the kill may be redone
