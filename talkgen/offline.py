@@ -1,0 +1,17 @@
+"""Keep the hub libraries off the network: every file talkgen loads is local."""
+
+import os
+
+HUB_OFFLINE = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "DO_NOT_TRACK": "1",
+}
+
+
+def go_offline() -> None:
+    """Set before importing transformers, huggingface_hub or faster_whisper (they read these at import)."""
+    for key, value in HUB_OFFLINE.items():
+        os.environ.setdefault(key, value)

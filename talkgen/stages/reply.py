@@ -1,0 +1,101 @@
+"""reply: questions -> the avatar's answers (reply.json), one conversation.
+
+A script's paragraphs are successive turns: the model sees the earlier questions and
+its own answers. When a turn would not fit the context window, the oldest turns are
+dropped first, and the caller is told.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable
+
+from talkgen.engines.llm import LLMEngine
+from talkgen.errors import TalkgenError
+from talkgen.job import write_json_atomic
+
+RETRY_SEED_OFFSET = 7919
+
+
+def system_prompt(persona: str, max_words: int) -> str:
+    return (
+        f"You are {persona.strip().rstrip('.')}. You are speaking aloud in a video, so answer in plain spoken "
+        f"sentences of at most {max_words} words in all: no lists, no markdown, no emoji, no stage directions."
+    )
+
+
+def bound_words(text: str, max_words: int) -> str:
+    """Keep at most max_words words, ending at a sentence end when one is in reach."""
+    text = re.sub(r"[*_#`>|]+", " ", text)  # markdown the voice would read out
+    words = text.split()
+    if len(words) <= max_words:
+        return " ".join(words)
+    cut = " ".join(words[:max_words])
+    end = max(cut.rfind(". "), cut.rfind("! "), cut.rfind("? "), cut.rfind("."), cut.rfind("!"), cut.rfind("?"))
+    if end > len(cut) // 2:
+        return cut[: end + 1]
+    return cut.rstrip(",;:") + "."
+
+
+def fit_context(system: dict, history: list[dict], question: dict, llm: LLMEngine, budget: int, note: Callable[[str], None]) -> list[dict]:
+    """Drop the oldest question-and-answer pairs until the prompt fits `budget` tokens."""
+    dropped = 0
+    while True:
+        messages = [system, *history[2 * dropped :], question]
+        if llm.count_tokens(messages) <= budget:
+            break
+        if 2 * dropped >= len(history):
+            # The question alone is too long: keep its beginning.
+            words = question["content"].split()
+            while len(words) > 1 and llm.count_tokens([system, {"role": "user", "content": " ".join(words)}]) > budget:
+                words = words[: int(len(words) * 0.8)]
+            note(f"the question is longer than the model's context window: kept its first {len(words)} words")
+            return [system, {"role": "user", "content": " ".join(words)}]
+        dropped += 1
+    if dropped:
+        note(f"the conversation is longer than the model's context window: left out the {dropped} oldest turn(s)")
+    return messages
+
+
+def reply(
+    turns: list[str],
+    llm: LLMEngine,
+    config,
+    out_path: Path,
+    on_text: Callable[[str], None] | None = None,
+    note: Callable[[str], None] = lambda msg: None,
+    on_turn: Callable[[int, str], None] | None = None,
+) -> dict:
+    import time
+
+    system = {"role": "system", "content": system_prompt(config.persona, config.max_reply_words)}
+    budget = config.context_tokens - config.max_new_tokens
+    history: list[dict] = []
+    records = []
+    for i, question in enumerate(turns):
+        if on_turn:
+            on_turn(i, question)
+        messages = fit_context(system, history, {"role": "user", "content": question}, llm, budget, note)
+        seed = config.seed + i
+        t = time.perf_counter()
+        text, tokens = llm.chat(messages, seed, on_text, config.max_reply_words)
+        answer = bound_words(text, config.max_reply_words)
+        retried = False
+        if not any(c.isalnum() for c in answer):
+            note(f"the model gave an empty reply to turn {i + 1}: trying once more with another seed")
+            retried, seed = True, seed + RETRY_SEED_OFFSET
+            text, tokens = llm.chat(messages, seed, on_text, config.max_reply_words)
+            answer = bound_words(text, config.max_reply_words)
+            if not any(c.isalnum() for c in answer):
+                raise TalkgenError(f"the model gave an empty reply to turn {i + 1} twice: change llm.seed or the question")
+        seconds = time.perf_counter() - t
+        history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        records.append({
+            "question": question, "reply": answer, "raw": text, "tokens": tokens, "seconds": round(seconds, 3),
+            "tokens_per_s": round(tokens / seconds, 2) if seconds > 0 else 0.0, "seed": seed, "retried": retried,
+            "prompt_messages": len(messages),
+        })
+    result = {"system": system["content"], "turns": records, "messages": [system, *history]}
+    write_json_atomic(out_path, result)
+    return result

@@ -1,0 +1,118 @@
+"""transcribe: a recording -> transcript.json (text, language, word timings).
+
+The audio is decoded as a stream and fed through Silero VAD; silence before the first
+and after the last speech is trimmed, and speech is handed to Whisper in pieces of at
+most `piece_s`, cut in the longest silence available, so memory stays bounded however
+long the recording is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from talkgen import media
+from talkgen.engines.silero_vad import WINDOW
+from talkgen.engines.stt import SAMPLE_RATE
+from talkgen.errors import UsageError
+from talkgen.job import write_json_atomic
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from talkgen.engines.stt import STTEngine
+
+MARGIN = int(0.25 * SAMPLE_RATE)  # kept around speech so the first and last words are not clipped
+
+
+def transcribe(
+    audio_path: Path,
+    stt: "STTEngine",
+    vad,
+    out_path: Path,
+    piece_s: float,
+    threshold: float,
+    progress: Callable[[float], None] | None = None,
+) -> dict:
+    import numpy as np
+
+    piece = int(piece_s * SAMPLE_RATE) // WINDOW * WINDOW
+    buf = np.zeros(0, np.float32)  # samples from buf_start on
+    flags = np.zeros(0, bool)  # speech flag per whole window of buf
+    buf_start = 0
+    first_speech = last_speech = None
+    words: list[list] = []
+    texts: list[str] = []
+    language = ""
+    pieces = 0
+    pending = np.zeros(0, np.float32)
+
+    def run_piece(audio: "np.ndarray", start: int) -> None:
+        nonlocal language, pieces
+        result = stt.transcribe(audio)
+        pieces += 1
+        language = language or result.language
+        if result.text:
+            texts.append(result.text)
+        for w, a, b in result.words:
+            words.append([w, round(start / SAMPLE_RATE + a, 3), round(start / SAMPLE_RATE + b, 3)])
+
+    for block in media.stream_audio(audio_path, SAMPLE_RATE, SAMPLE_RATE * 4):
+        if progress:
+            progress(len(block) / SAMPLE_RATE)
+        pending = np.concatenate([pending, block])
+        usable = len(pending) // WINDOW * WINDOW
+        if not usable:
+            continue
+        chunk, pending = pending[:usable], pending[usable:]
+        speech = vad.probabilities(chunk) >= threshold
+        chunk_start = buf_start + len(buf)
+        buf = np.concatenate([buf, chunk])
+        flags = np.concatenate([flags, speech])
+        if speech.any():
+            idx = np.flatnonzero(speech)
+            if first_speech is None:
+                first_speech = chunk_start + int(idx[0]) * WINDOW
+                # Trim the leading silence, keeping a margin before the first word.
+                drop = max(0, first_speech - MARGIN - buf_start) // WINDOW * WINDOW
+                buf, flags, buf_start = buf[drop:], flags[drop // WINDOW :], buf_start + drop
+            last_speech = chunk_start + (int(idx[-1]) + 1) * WINDOW
+        if first_speech is None:
+            # Nothing said yet: keep only a margin's worth of the silence before speech.
+            keep = min(len(buf), MARGIN // WINDOW * WINDOW)
+            buf_start += len(buf) - keep
+            buf, flags = buf[len(buf) - keep :], flags[len(flags) - keep // WINDOW :]
+            continue
+        while len(buf) >= piece:
+            cut = _cut(flags, piece // WINDOW) * WINDOW
+            if flags[: cut // WINDOW].any():
+                run_piece(buf[:cut], buf_start)
+            buf, flags, buf_start = buf[cut:], flags[cut // WINDOW :], buf_start + cut
+    if first_speech is None:
+        raise UsageError(f"no speech found in {audio_path.name}: record the question again, closer to the microphone")
+    end = min(buf_start + len(buf), last_speech + MARGIN)
+    if last_speech > buf_start:
+        run_piece(buf[: end - buf_start], buf_start)  # trailing silence past the margin is dropped
+    text = " ".join(texts).strip()
+    if not text:
+        raise UsageError(f"no speech found in {audio_path.name}: the recognizer heard no words")
+    result = {
+        "text": text,
+        "language": language,
+        "speech_start_s": round(max(0, first_speech - MARGIN) / SAMPLE_RATE, 3),
+        "speech_end_s": round(end / SAMPLE_RATE, 3),
+        "pieces": pieces,
+        "words": words,
+    }
+    write_json_atomic(out_path, result)
+    return result
+
+
+def _cut(flags: "np.ndarray", limit: int) -> int:
+    """Window index to cut a piece at: the middle of the longest silence in its second half."""
+    best_len, best_at, run = 0, limit, 0
+    for i in range(limit // 2, limit):
+        run = run + 1 if not flags[i] else 0
+        if run > best_len:
+            best_len, best_at = run, i - run // 2
+    return best_at if best_len else limit
