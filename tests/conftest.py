@@ -39,6 +39,44 @@ def synthetic_track(directory: Path, pattern: list[tuple[str, float]], sr: int =
     return SpeechTrack.load(wav, alignment)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def talkgen_cache(tmp_path_factory):
+    """A cache of talkgen's own per test session: the GGUF conversion runs once, never in ~/.cache."""
+    import os
+
+    path = tmp_path_factory.mktemp("talkgen-cache")
+    old = os.environ.get("TALKGEN_CACHE")
+    os.environ["TALKGEN_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("TALKGEN_CACHE", None)
+    else:
+        os.environ["TALKGEN_CACHE"] = old
+
+
+def spoken_wav(path: Path, text: str, lead_s: float = 0.8, tail_s: float = 1.0, sr_out: int = 16000) -> Path:
+    """`text` spoken by the embedded Piper voice, with silence around it, as a 16-bit WAV."""
+    from talkgen import media
+    from talkgen.engines.tts import load_tts
+    from talkgen.recipe import load_recipe
+    from talkgen.text.normalize import normalize
+
+    tts = load_tts(load_recipe().tts)
+    tmp = path.with_suffix(".22k.wav")
+    w = WavWriter(tmp, tts.sample_rate)
+    w.silence(int(lead_s * tts.sample_rate))
+    for part in tts.speak(normalize(text)):
+        w.write(part.audio * 0.8)
+    w.silence(int(tail_s * tts.sample_rate))
+    w.close()
+    audio = media.decode_audio(tmp, sr_out)
+    out = WavWriter(path, sr_out)
+    out.write(audio)
+    out.close()
+    tmp.unlink()
+    return path
+
+
 @pytest.fixture
 def make_track(tmp_path):
     def make(pattern, **kw):

@@ -1,0 +1,124 @@
+"""The reply stage with the real bundled SmolLM2 and with a tiny random Llama saved in transformers' format."""
+
+import json
+
+import pytest
+
+from talkgen.engines.llm import load_llm
+from talkgen.errors import TalkgenError
+from talkgen.recipe import load_recipe
+from talkgen.stages.reply import bound_words, reply, system_prompt
+
+
+@pytest.fixture(scope="module")
+def smol():
+    config = load_recipe("cpu", ["llm.max_reply_words=25"]).llm
+    return config, load_llm(config)
+
+
+def test_same_seed_same_reply_and_bounded_length(tmp_path, smol):
+    config, llm = smol
+    a = reply(["What colour is the sky?"], llm, config, tmp_path / "a.json")
+    b = reply(["What colour is the sky?"], llm, config, tmp_path / "b.json")
+    assert a["turns"][0]["reply"] == b["turns"][0]["reply"]
+    assert a["turns"][0]["reply"]
+    assert len(a["turns"][0]["reply"].split()) <= 25
+    saved = json.loads((tmp_path / "a.json").read_text())
+    assert saved["messages"][0] == {"role": "system", "content": system_prompt(config.persona, 25)}
+
+
+def test_paragraphs_are_turns_of_one_conversation(tmp_path, smol):
+    config, llm = smol
+    streamed = []
+    out = reply(["My name is Ada.", "What is my name?"], llm, config, tmp_path / "r.json", on_text=streamed.append)
+    # The second turn's prompt holds the first question and answer: system, user, assistant, user.
+    assert [t["prompt_messages"] for t in out["turns"]] == [2, 4]
+    assert [m["role"] for m in out["messages"]] == ["system", "user", "assistant", "user", "assistant"]
+    assert "".join(streamed).strip()  # tokens were streamed as they came
+
+
+def test_history_is_cut_oldest_first_when_the_window_is_full(tmp_path, smol):
+    config, llm = smol
+    small = load_recipe("cpu", ["llm.max_reply_words=25", "llm.context_tokens=230", "llm.max_new_tokens=60"]).llm
+    notes = []
+    turns = [f"Tell me one short fact about the number {n}." for n in range(1, 6)]
+    out = reply(turns, llm, small, tmp_path / "r.json", note=notes.append)
+    assert any("left out the" in n and "oldest turn" in n for n in notes)
+    assert out["turns"][-1]["prompt_messages"] < 2 * len(turns)
+    notes.clear()
+    reply(["word " * 400 + "?"], llm, small, tmp_path / "q.json", note=notes.append)
+    assert any("kept its first" in n for n in notes)
+
+
+def test_changing_the_seed_changes_the_reply(tmp_path, smol):
+    config, llm = smol
+    other = load_recipe("cpu", ["llm.max_reply_words=25", "llm.seed=11"]).llm
+    a = reply(["Tell me a story about a cat."], llm, config, tmp_path / "a.json")
+    b = reply(["Tell me a story about a cat."], llm, other, tmp_path / "b.json")
+    assert a["turns"][0]["reply"] != b["turns"][0]["reply"]
+
+
+def test_bound_words_ends_at_a_sentence_when_it_can():
+    assert bound_words("One two three. Four five six seven eight.", 5) == "One two three."
+    assert bound_words("**Bold** answer", 10) == "Bold answer"
+    assert bound_words("a b c d e f g h", 4) == "a b c d."
+
+
+# -- a tiny Llama in the real on-disk format, loaded through the real loader -------------------
+
+def _tiny_llama(folder, mute: bool):
+    """A 1-layer Llama with a locally trained BPE tokenizer and a ChatML template.
+
+    With mute=True its head can only say end-of-turn or markdown asterisks, whichever way
+    its random hidden state points: a model whose replies are always empty once cleaned.
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<|im_start|>", "<|im_end|>"]
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(["hello there, how are you? the sky is blue. * system user assistant"] * 20, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", bos_token="<|im_start|>", pad_token="<|im_end|>")
+    fast.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    fast.save_pretrained(folder)
+    cfg = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                      num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=False,
+                      eos_token_id=fast.eos_token_id, bos_token_id=fast.bos_token_id, pad_token_id=fast.eos_token_id)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg)
+    if mute:
+        with torch.no_grad():
+            model.model.norm.weight.zero_()
+            model.model.norm.weight[0] = 1.0
+            model.lm_head.weight.zero_()
+            model.lm_head.weight[fast.eos_token_id, 0] = 100.0
+            model.lm_head.weight[fast.convert_tokens_to_ids("*"), 0] = -100.0
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_a_local_model_folder_loads_through_the_same_engine(tmp_path):
+    folder = _tiny_llama(tmp_path / "tiny", mute=False)
+    config = load_recipe("cpu", [f"llm.model={folder}", "llm.max_new_tokens=12"]).llm
+    llm = load_llm(config)
+    assert not llm.converted
+    text, tokens = llm.chat([{"role": "user", "content": "hello"}], seed=3)
+    again, _ = llm.chat([{"role": "user", "content": "hello"}], seed=3)
+    assert 0 < tokens <= 12 and text == again
+
+
+def test_an_empty_reply_is_retried_once_then_fails_clearly(tmp_path):
+    folder = _tiny_llama(tmp_path / "mute", mute=True)
+    config = load_recipe("cpu", [f"llm.model={folder}", "llm.max_new_tokens=6"]).llm
+    notes = []
+    with pytest.raises(TalkgenError, match="empty reply to turn 1 twice"):
+        reply(["hello there"], load_llm(config), config, tmp_path / "r.json", note=notes.append)
+    assert any("trying once more with another seed" in n for n in notes)
+    assert not (tmp_path / "r.json").exists()
