@@ -250,15 +250,13 @@ def _reply(r: Run, turns: list[str], portrait: _PortraitOnce) -> dict:
         from talkgen.stages.reply import reply
 
         portrait.get()
-        t = time.perf_counter()
         llm = load_llm(c, on_status=r.progress.note)
-        load_s = time.perf_counter() - t
         result = reply(turns, llm, c, r.job.path("reply.json"), on_text=r.progress.text, note=r.progress.note,
                        on_turn=r.progress.turn)
         tokens = sum(t["tokens"] for t in result["turns"])
         gen_s = sum(t["seconds"] for t in result["turns"])
         return StageRecord(key="", outputs=r.job.output_hashes(["reply.json"]), extra={
-            "turns": len(turns), "load_s": round(load_s, 3), "converted_gguf": llm.converted,
+            "turns": len(turns), "import_s": round(llm.import_s, 3), "convert_s": round(llm.convert_s, 3), "load_s": round(llm.load_s, 3),
             "tokens": tokens, "tokens_per_s": round(tokens / gen_s, 2) if gen_s else 0.0,
         })
 
