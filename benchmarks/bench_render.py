@@ -1,6 +1,6 @@
 """Benchmark `talkgen render --say` on this machine and print a table of times and ratios.
 
-    python benchmarks/bench_render.py            # everything (about 6 minutes on 2 cores)
+    python benchmarks/bench_render.py            # everything (about 3 minutes on 2 cores)
     python benchmarks/bench_render.py --quick    # skip the 10-minute memory run
 
 Targets (issue 2): whole render warm <= 0.5x the video's duration; render stage >= 100
@@ -57,7 +57,7 @@ def main() -> None:
     rows: list[tuple[str, str, str, str]] = []
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
-        script = ROOT / "examples" / "script.txt"
+        script = script_of(30, d / "s30.txt")  # about 30 s of speech
         # Cold once (page cache, first Python imports), then warm on a fresh job.
         render(script, d / "cold.mp4", d / "cold")
         wall, rep = render(script, d / "warm.mp4", d / "warm")
