@@ -322,6 +322,8 @@ def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: d
         from talkgen.engines.avatar import load_avatar
         from talkgen.stages.render import render_chunks
 
+        if "render" in r.stale:
+            shutil.rmtree(r.job.path("chunks"), ignore_errors=True)  # redo on purpose: finished chunks too
         t = time.perf_counter()
         engine = load_avatar(c, portrait.get())
         r.progress.stage("render", plan["total_frames"], "frames")

@@ -88,6 +88,7 @@ def test_force_and_from(rendered):
     talkgen("render", "s.txt", "--say", "-o", "out.mp4", "--size", "96", "--job-dir", "job", "--from", "render", cwd=rendered)
     report = json.loads((rendered / "out.report.json").read_text())
     assert [s["cache"] for s in report["stages"]] == ["hit", "hit", "miss", "miss"]
+    assert report["stages"][2]["detail"]["reused_chunks"] == 0  # every chunk was rendered again
 
 
 LONG = " ".join(

@@ -1,16 +1,21 @@
 """render: the plan's chunks, one after another, each streamed into its own video file.
 
-A chunk file appears atomically when complete and is recorded in the manifest at once,
-so a render killed at any point resumes at the first chunk that is not on disk.
+Each chunk file appears atomically when complete, followed by a small JSON sidecar with
+its sha256, its frame count, the render key and the continuity state for the next chunk.
+A chunk counts as done only when both are there and agree, so a render killed at any
+point (in this process or in any torchrun rank) resumes at the first chunk not on disk.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 from talkgen.engines.avatar import AvatarEngine
-from talkgen.job import Job, StageRecord, sha256_file
+from talkgen.errors import TalkgenError
+from talkgen.job import Job, StageRecord, sha256_file, write_json_atomic
 from talkgen.media import ChunkEncoder
 from talkgen.speech import SpeechTrack
 
@@ -19,6 +24,99 @@ CHUNKS = "chunks"
 
 def chunk_name(index: int) -> str:
     return f"{CHUNKS}/{index:05d}.mp4"
+
+
+def sidecar_path(job_root: Path, index: int) -> Path:
+    return job_root / f"{chunk_name(index)}.json"
+
+
+def finished_chunk(job_root: Path, chunk: dict, key: str) -> dict | None:
+    """The sidecar of a chunk that is on disk, complete and rendered with this key; else None."""
+    side = sidecar_path(job_root, chunk["index"])
+    video = job_root / chunk_name(chunk["index"])
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if meta.get("key") != key or meta.get("frames") != chunk["end_frame"] - chunk["start_frame"]:
+        return None
+    if not video.is_file() or sha256_file(video) != meta.get("sha256"):
+        return None
+    return meta
+
+
+def clear_stale_chunks(job_root: Path, key: str) -> None:
+    """Chunks rendered under another key are of no use: remove them before a new render."""
+    folder = job_root / CHUNKS
+    for side in folder.glob("*.mp4.json"):
+        try:
+            stale = json.loads(side.read_text(encoding="utf-8")).get("key") != key
+        except (OSError, ValueError):
+            stale = True
+        if stale:
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+
+
+def next_chunk(job_root: Path, plan: dict, key: str, start: int = 0, continuity: Any = None) -> tuple[dict | None, Any, int]:
+    """From chunk `start` on: (first chunk not done, the continuity to start it with, its position)."""
+    chunks = plan["chunks"]
+    for i in range(start, len(chunks)):
+        meta = finished_chunk(job_root, chunks[i], key)
+        if meta is None:
+            return chunks[i], continuity, i
+        continuity = meta.get("continuity")
+    return None, continuity, len(chunks)
+
+
+def render_one(
+    job_root: Path,
+    chunk: dict,
+    key: str,
+    engine: AvatarEngine,
+    track: SpeechTrack,
+    continuity: Any,
+    crf: int,
+    preset: str,
+    write: bool = True,
+    on_frames: Callable[[int], None] | None = None,
+) -> None:
+    """Render one chunk. Every rank drives the engine; only the output rank (`write`) encodes."""
+    n = chunk["end_frame"] - chunk["start_frame"]
+    frames = engine.render_chunk(track, chunk["start_frame"], chunk["end_frame"], continuity)
+    if not write:
+        for _ in frames:
+            pass
+        return
+    path = job_root / chunk_name(chunk["index"])
+    encoder = ChunkEncoder(path, engine.width, engine.height, engine.fps, crf=crf, preset=preset)
+    try:
+        for frame in frames:
+            encoder.write(frame)
+            if on_frames:
+                on_frames(1)
+    except BaseException:
+        encoder.abort()
+        raise
+    encoder.close()
+    if encoder.frames != n:
+        path.unlink(missing_ok=True)
+        raise TalkgenError(f"chunk {chunk['index']} has {encoder.frames} frames, the plan says {n}: the avatar engine is at fault")
+    write_json_atomic(sidecar_path(job_root, chunk["index"]), {
+        "index": chunk["index"], "frames": n, "sha256": sha256_file(path), "key": key,
+        "continuity": engine.continuity_after(chunk["end_frame"]),
+    })
+
+
+def collect(job: Job, key: str, plan: dict, reused: int) -> StageRecord:
+    """The stage record once every chunk is on disk; an error naming the first missing one."""
+    outputs = {}
+    for chunk in plan["chunks"]:
+        meta = finished_chunk(job.root, chunk, key)
+        if meta is None:
+            raise TalkgenError(f"chunk {chunk['index']} is missing after the render: run the same command again to resume")
+        outputs[chunk_name(chunk["index"])] = meta["sha256"]
+    return StageRecord(key=key, outputs=outputs, extra={"chunks": len(plan["chunks"]), "reused_chunks": reused})
 
 
 def render_chunks(
@@ -31,43 +129,12 @@ def render_chunks(
     preset: str,
     on_frames: Callable[[int], None] | None = None,
 ) -> StageRecord:
-    rec = job.stages.get("render")
-    if rec is None or rec.key != key:
-        shutil.rmtree(job.path(CHUNKS), ignore_errors=True)
-        rec = StageRecord(key=key, engine=engine.identity()["engine"], complete=False, extra={"reused_chunks": 0})
-    done = dict(rec.outputs)
-    rec.outputs = {}
-    continuity = None
-    reused = 0
-    for chunk in plan["chunks"]:
-        name = chunk_name(chunk["index"])
-        path = job.path(name)
-        n = chunk["end_frame"] - chunk["start_frame"]
-        if name in done and path.is_file() and sha256_file(path) == done[name]:
-            rec.outputs[name] = done[name]
-            continuity = engine.continuity_after(chunk["end_frame"])
-            reused += 1
-            if on_frames:
-                on_frames(n)
-            continue
-        encoder = ChunkEncoder(path, engine.width, engine.height, engine.fps, crf=crf, preset=preset)
-        try:
-            for frame in engine.render_chunk(track, chunk["start_frame"], chunk["end_frame"], continuity):
-                encoder.write(frame)
-                if on_frames:
-                    on_frames(1)
-        except BaseException:
-            encoder.abort()
-            raise
-        encoder.close()
-        if encoder.frames != n:
-            from talkgen.errors import TalkgenError
-
-            raise TalkgenError(f"chunk {chunk['index']} has {encoder.frames} frames, the plan says {n}: the avatar engine is at fault")
-        continuity = engine.continuity_after(chunk["end_frame"])
-        rec.outputs[name] = sha256_file(path)
-        job.record("render", rec)
-    rec.complete = True
-    rec.extra["reused_chunks"] = reused
-    rec.extra["chunks"] = len(plan["chunks"])
-    return rec
+    """Render in this process (back ends with a world size of 1)."""
+    clear_stale_chunks(job.root, key)
+    chunk, continuity, reused = next_chunk(job.root, plan, key)
+    if on_frames:
+        on_frames(sum(c["end_frame"] - c["start_frame"] for c in plan["chunks"][:reused]))
+    while chunk is not None:
+        render_one(job.root, chunk, key, engine, track, continuity, crf, preset, on_frames=on_frames)
+        chunk, continuity, _ = next_chunk(job.root, plan, key, chunk["index"], continuity)
+    return collect(job, key, plan, reused)
