@@ -81,6 +81,7 @@ def test_changing_size_reuses_the_speech(rendered):
 
 
 def test_force_and_from(rendered):
+    talkgen("render", "s.txt", "--say", "-o", "out.mp4", "--size", "96", "--job-dir", "job", cwd=rendered)
     talkgen("render", "s.txt", "--say", "-o", "out.mp4", "--size", "96", "--job-dir", "job", "--force", "plan", cwd=rendered)
     report = json.loads((rendered / "out.report.json").read_text())
     # The plan is redone; it comes out the same, so the render stays cached.
