@@ -319,19 +319,36 @@ def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: d
     )
 
     def work() -> StageRecord:
-        from talkgen.engines.avatar import load_avatar
-        from talkgen.stages.render import render_chunks
+        from talkgen.stages.render import clear_stale_chunks, collect, next_chunk, render_chunks
 
         if "render" in r.stale:
             shutil.rmtree(r.job.path("chunks"), ignore_errors=True)  # redo on purpose: finished chunks too
         t = time.perf_counter()
-        engine = load_avatar(c, portrait.get())
         r.progress.stage("render", plan["total_frames"], "frames")
-        rec = render_chunks(r.job, key, plan, engine, track, c.crf, c.preset, on_frames=r.progress.advance)
+        if c.nproc > 1:
+            from talkgen.dist.launch import launch
+
+            portrait.get()  # a portrait with no face fails here, not in every rank
+            clear_stale_chunks(r.job.root, key)
+            _, _, reused = next_chunk(r.job.root, plan, key)
+            r.progress.advance(sum(ch["end_frame"] - ch["start_frame"] for ch in plan["chunks"][:reused]))
+            request = {
+                "recipe": r.recipe.to_dict(), "portrait": str(portrait_path.resolve()) if portrait_path else None,
+                "render_key": key, "backend": "nccl" if c.device == "cuda" else "gloo",
+            }
+            launch(r.job.root, c.nproc, request, plan, skip=set(range(reused)),
+                   on_chunk=lambda ch: r.progress.advance(ch["end_frame"] - ch["start_frame"]))
+            rec = collect(r.job, key, plan, reused)
+        else:
+            from talkgen.engines.avatar import load_avatar
+
+            engine = load_avatar(c, portrait.get(), device=c.device)
+            rec = render_chunks(r.job, key, plan, engine, track, c.crf, c.preset, on_frames=r.progress.advance)
         rendered = plan["total_frames"] - sum(
             ch["end_frame"] - ch["start_frame"] for ch in plan["chunks"][: rec.extra.get("reused_chunks", 0)]
         )
         rec.extra["fps_rendered"] = round(rendered / max(1e-9, time.perf_counter() - t), 1)
+        rec.extra["ranks"] = c.nproc
         return rec
 
     return r.stage("render", key, work, c.engine, traits["identity"].get("version", ""))

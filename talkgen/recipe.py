@@ -61,6 +61,10 @@ class RenderConfig:
     crf: int = 20
     preset: str = "veryfast"
     portrait: str = ""
+    nproc: int = 1  # avatar ranks launched with torchrun (back ends that split the model)
+    device: str = "cpu"  # cpu or cuda (each rank takes the GPU of its local rank)
+    dtype: str = "float32"
+    collective_timeout_s: float = 60.0  # a rank silent this long stops the job
 
 
 @dataclass
@@ -125,6 +129,11 @@ def load_recipe(name_or_path: str = DEFAULT_RECIPE, overrides: list[str] | None 
     for item in overrides or []:
         apply_override(recipe, item)
     return recipe
+
+
+def recipe_from_dict(data: dict) -> Recipe:
+    """A recipe from Recipe.to_dict() output (how the launcher hands it to the ranks)."""
+    return _build(Recipe, data, prefix="")
 
 
 def apply_override(recipe: Recipe, item: str) -> None:

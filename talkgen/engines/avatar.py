@@ -38,7 +38,7 @@ class AvatarEngine(Protocol):
         ...
 
 
-ENGINES = ("puppet",)
+ENGINES = ("puppet", "tp-test")
 
 
 def _check(config) -> None:
@@ -52,13 +52,28 @@ def avatar_traits(config) -> dict:
     """What planning and cache keys need, known without loading the engine:
     max_chunk_s, frames_per_clip, world_size and an identity dict."""
     _check(config)
-    from talkgen.engines import puppet
+    if config.engine == "tp-test":
+        from talkgen.engines import tp_test
 
-    return puppet.traits(config)
+        traits = tp_test.traits(config)
+    else:
+        from talkgen.engines import puppet
+
+        traits = puppet.traits(config)
+    if config.nproc != traits["world_size"]:
+        from talkgen.errors import UsageError
+
+        raise UsageError(f"render.engine={config.engine} runs as {traits['world_size']} process(es): set render.nproc={traits['world_size']}")
+    return traits
 
 
-def load_avatar(config, portrait) -> AvatarEngine:
+def load_avatar(config, portrait, rank: int = 0, world_size: int = 1, device: str = "cpu") -> AvatarEngine:
+    """The back end for one rank (rank 0 of 1 when it runs in talkgen's own process)."""
     _check(config)
+    if config.engine == "tp-test":
+        from talkgen.engines.tp_test import TPTestAvatar
+
+        return TPTestAvatar(config, portrait, rank=rank, world_size=world_size, device=device)
     from talkgen.engines.puppet import PuppetAvatar
 
     return PuppetAvatar(config, portrait)

@@ -1,0 +1,89 @@
+"""The rank worker: `python -m talkgen.dist.worker JOB_DIR`, started by torchrun, one per rank.
+
+Every rank loads the back end once for the whole job. Rank 0 reads the plan, skips the
+chunks already on disk, and broadcasts each remaining chunk (with the continuity state
+it starts from) to all ranks; all ranks render it together; the back end's output rank
+streams the frames into the chunk encoder; a barrier closes the chunk. A rank that fails
+writes one line naming itself and the chunk to dist/rank<N>.error.json for the launcher.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+CURRENT_CHUNK: int | None = None
+
+
+def request_path(job_root: Path) -> Path:
+    return job_root / "dist" / "request.json"
+
+
+def error_path(job_root: Path, rank: int) -> Path:
+    return job_root / "dist" / f"rank{rank}.error.json"
+
+
+def run_rank(job_root: Path, rank: int, world_size: int, local_rank: int) -> None:
+    global CURRENT_CHUNK
+    from datetime import timedelta
+
+    import torch
+    import torch.distributed as dist
+
+    from talkgen.engines.avatar import load_avatar
+    from talkgen.portrait import load_portrait
+    from talkgen.recipe import recipe_from_dict
+    from talkgen.speech import SpeechTrack
+    from talkgen.stages.render import next_chunk, render_one
+
+    req = json.loads(request_path(job_root).read_text(encoding="utf-8"))
+    recipe = recipe_from_dict(req["recipe"])
+    c = recipe.render
+    device = "cpu"
+    if c.device == "cuda":
+        torch.cuda.set_device(local_rank)
+        device = f"cuda:{local_rank}"
+    dist.init_process_group(req["backend"], timeout=timedelta(seconds=c.collective_timeout_s))
+    try:
+        portrait = load_portrait(Path(req["portrait"]) if req["portrait"] else None, c.size)
+        engine = load_avatar(c, portrait, rank=rank, world_size=world_size, device=device)
+        track = SpeechTrack.load(job_root / "speech.wav", job_root / "alignment.json")
+        plan = json.loads((job_root / "plan.json").read_text(encoding="utf-8"))
+        key = req["render_key"]
+        pos, continuity = 0, None
+        while True:
+            msg: list = [None]
+            if rank == 0:
+                chunk, continuity, pos = next_chunk(job_root, plan, key, pos, continuity)
+                msg = [None if chunk is None else {"chunk": chunk, "continuity": continuity}]
+            dist.broadcast_object_list(msg, src=0)
+            if msg[0] is None:
+                break
+            chunk = msg[0]["chunk"]
+            CURRENT_CHUNK = chunk["index"]
+            render_one(job_root, chunk, key, engine, track, msg[0]["continuity"], c.crf, c.preset,
+                       write=rank == engine.output_rank)
+            dist.barrier()
+            CURRENT_CHUNK = None
+    finally:
+        dist.destroy_process_group()
+
+
+def main() -> None:
+    job_root = Path(sys.argv[1])
+    rank = int(os.environ["RANK"])
+    try:
+        run_rank(job_root, rank, int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")))
+    except BaseException as exc:  # the launcher turns this into the user's one line
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        error_path(job_root, rank).write_text(json.dumps({
+            "rank": rank, "chunk": CURRENT_CHUNK, "error": f"{type(exc).__name__}: {message}", "time": time.time(),
+        }) + "\n", encoding="utf-8")
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

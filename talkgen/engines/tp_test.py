@@ -1,0 +1,123 @@
+"""tp-test: a small random-weight torch avatar with real tensor parallelism, for testing the ranks.
+
+Per frame it reads 16 audio band energies and a recurrent motion state, runs a two-layer
+MLP whose first layer is column-parallel (each rank holds a slice of the hidden units)
+and whose second is row-parallel (each rank holds the matching slice of the inputs, and
+an all-reduce sums the partial outputs), and adds the result, upsampled, to the portrait.
+Weights come from the seed in full on every rank and are then sliced, so any world size
+computes the same function. The motion state runs across frames and chunks: it is the
+continuity a chunk hands to the next.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from talkgen.portrait import Portrait
+    from talkgen.speech import SpeechTrack
+
+BANDS = 16
+STATE = 8
+HIDDEN = 64
+LOW = 16  # the MLP draws a LOW x LOW x 3 image, upsampled to the output size
+
+
+def traits(config) -> dict:
+    return {
+        "max_chunk_s": 4.0,  # stands in for a KV-cache limit: the plan must respect it
+        "frames_per_clip": 4,
+        "world_size": config.nproc,
+        "identity": {"engine": "tp-test", "version": metadata.version("talkgen"), "code": _code_hash()},
+    }
+
+
+class TPTestAvatar:
+    output_rank = 0
+    max_chunk_s = 4.0
+    frames_per_clip = 4
+
+    def __init__(self, config, portrait: "Portrait", rank: int = 0, world_size: int = 1, device: str = "cpu"):
+        import numpy as np
+        import torch
+
+        if HIDDEN % world_size:
+            from talkgen.errors import UsageError
+
+            raise UsageError(f"tp-test splits {HIDDEN} hidden units across ranks: render.nproc must divide {HIDDEN}")
+        self.config, self.portrait = config, portrait
+        self.fps, self.width, self.height = config.fps, config.size, config.size
+        self.rank, self.world_size = rank, world_size
+        self.device = torch.device(device)
+        self.dtype = getattr(torch, config.dtype)
+        gen = torch.Generator().manual_seed(config.seed)
+        w1 = torch.randn(BANDS + STATE, HIDDEN, generator=gen) / (BANDS + STATE) ** 0.5
+        b1 = torch.randn(HIDDEN, generator=gen) * 0.1
+        w2 = torch.randn(HIDDEN, LOW * LOW * 3 + STATE, generator=gen) / HIDDEN**0.5
+        b2 = torch.randn(LOW * LOW * 3 + STATE, generator=gen) * 0.1
+        part = slice(rank * HIDDEN // world_size, (rank + 1) * HIDDEN // world_size)
+        to = {"device": self.device, "dtype": self.dtype}
+        self.w1, self.b1 = w1[:, part].contiguous().to(**to), b1[part].contiguous().to(**to)  # column-parallel
+        self.w2 = w2[part, :].contiguous().to(**to)  # row-parallel
+        self.b2 = b2.to(**to)  # added once, after the reduction
+        self.base = np.ascontiguousarray(portrait.image).astype(np.float32)
+        self._state: list[float] = [0.0] * STATE
+        self._last_state_end = 0
+
+    def identity(self) -> dict:
+        c = self.config
+        return {**traits(c)["identity"], "portrait": self.portrait.sha256, "size": c.size, "seed": c.seed, "dtype": c.dtype}
+
+    def continuity_after(self, end_frame: int) -> Any:
+        return {"state": self._state, "frame": end_frame}
+
+    def forward(self, x: "torch.Tensor") -> "torch.Tensor":  # noqa: F821 - torch is imported lazily
+        """One frame's MLP: the full output on every rank."""
+        import torch
+
+        hidden = torch.nn.functional.gelu(x @ self.w1 + self.b1)
+        partial = hidden @ self.w2
+        if self.world_size > 1:
+            from talkgen.dist.collectives import all_reduce_sum
+
+            all_reduce_sum(partial)
+        return partial + self.b2
+
+    def render_chunk(self, track: "SpeechTrack", start_frame: int, end_frame: int, continuity: Any = None) -> Iterator["np.ndarray"]:
+        import cv2
+        import numpy as np
+        import torch
+
+        state = torch.tensor((continuity or {}).get("state", [0.0] * STATE), device=self.device, dtype=torch.float32)
+        bands = band_energies(track, self.fps, start_frame, end_frame)
+        for i in range(end_frame - start_frame):
+            x = torch.cat([torch.from_numpy(bands[i]).to(self.device), state]).to(self.dtype)
+            out = self.forward(x).float()
+            state = 0.8 * state + 0.2 * torch.tanh(out[-STATE:])
+            low = torch.tanh(out[: LOW * LOW * 3]).reshape(LOW, LOW, 3).cpu().numpy()
+            delta = cv2.resize(low, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
+            yield np.clip(self.base + 40.0 * delta, 0, 255).astype(np.uint8)
+        self._state = [float(v) for v in state.cpu()]
+
+
+def band_energies(track: "SpeechTrack", fps: int, start: int, end: int) -> "np.ndarray":
+    """Log energy in 16 frequency bands of each frame's audio."""
+    import numpy as np
+
+    sr = track.sample_rate
+    audio = track.read(start * sr // fps, end * sr // fps + sr // fps)
+    out = np.zeros((end - start, BANDS), np.float32)
+    for i in range(end - start):
+        a = audio[(start + i) * sr // fps - start * sr // fps : (start + i + 1) * sr // fps - start * sr // fps]
+        spec = np.abs(np.fft.rfft(a, n=512))[1:257]
+        out[i] = np.log1p(spec.reshape(BANDS, -1).sum(axis=1))
+    return out
+
+
+def _code_hash() -> str:
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
