@@ -29,6 +29,10 @@ LOW = 16  # the MLP draws a LOW x LOW x 3 image, upsampled to the output size
 
 
 def traits(config) -> dict:
+    if config.nproc < 1 or HIDDEN % config.nproc:
+        from talkgen.errors import UsageError
+
+        raise UsageError(f"tp-test splits {HIDDEN} hidden units across ranks: render.nproc must divide {HIDDEN}")
     return {
         "max_chunk_s": 4.0,  # stands in for a KV-cache limit: the plan must respect it
         "frames_per_clip": 4,
