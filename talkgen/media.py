@@ -218,3 +218,38 @@ def stream_audio(path: Path, sample_rate: int, block: int):
             proc.wait()
         proc.stdout.close()
         proc.stderr.close()
+
+
+def frame_differences(path: Path, size: int = 64) -> "np.ndarray":
+    """Mean absolute difference between each pair of consecutive frames, on a small grey copy.
+
+    Decoded as a stream, one small frame at a time, so memory does not grow with the video.
+    """
+    import numpy as np
+
+    proc = subprocess.Popen(
+        [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(path), "-map", "0:v",
+         "-vf", f"scale={size}:{size}:flags=area,format=gray", "-f", "rawvideo", "pipe:1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    diffs = []
+    prev = None
+    try:
+        while True:
+            data = proc.stdout.read(size * size)
+            if len(data) < size * size:
+                break
+            frame = np.frombuffer(data, np.uint8).astype(np.int16)
+            if prev is not None:
+                diffs.append(float(np.abs(frame - prev).mean()))
+            prev = frame
+        err = proc.stderr.read().decode(errors="replace").strip()
+        if proc.wait() != 0:
+            raise TalkgenError(f"cannot decode {path} to measure its seams: {err.splitlines()[-1] if err else 'ffmpeg failed'}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    return np.asarray(diffs, np.float32)

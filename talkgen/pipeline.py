@@ -176,6 +176,7 @@ def run(req: RenderRequest, progress: Progress | None = None) -> dict:
         rep = report.build(r.reports, track.duration_s, time.perf_counter() - t_start, artifacts, info, recipe, gpus=0)
         rep["talkgen"] = metadata.version("talkgen")
         rep["mode"] = f"{kind}, {'say' if req.say else 'reply'}"
+        rep["seams"] = rep["output"].pop("seams", None)
         if not req.say:
             rep["conversation"] = [{"question": t["question"], "reply": t["reply"]} for t in replies["turns"]]
         write_json_atomic(out.report, rep)
@@ -369,7 +370,7 @@ def _assemble(r: Run, plan: dict, render_rec: StageRecord, track, ffmpeg_version
         r.progress.stage("assemble", None, "")
         write_srt(job.path("final.srt"), track.sentences, track.sample_rate)
         info = assemble([job.path(rel) for rel in rels], job.path("speech.wav"), job.path("final.srt"), job.path("joined.mp4"),
-                        job.path("final.mp4"), job.path("concat.txt"), plan["total_frames"], plan["fps"])
+                        job.path("final.mp4"), job.path("concat.txt"), plan)
         job.path("joined.mp4").unlink(missing_ok=True)
         return StageRecord(key="", outputs=job.output_hashes(["final.mp4", "final.srt"]), extra={"output": info})
 

@@ -70,3 +70,21 @@ def test_ffmpeg_without_x264_is_refused(tmp_path, monkeypatch):
             media.require_ffmpeg()
     finally:
         media.require_ffmpeg.cache_clear()
+
+
+def test_seam_quality_finds_the_jump():
+    from talkgen.stages.assemble import seam_quality
+
+    diffs = np.full(99, 2.0, np.float32)  # 100 frames moving steadily
+    diffs[49] = 20.0  # a jump between frames 49 and 50: the seam at frame 50
+    q = seam_quality(diffs, [25, 50, 75])
+    assert q["median_inside"] == 2.0
+    assert [s["ratio"] for s in q["per_seam"]] == [1.0, 10.0, 1.0]
+    assert q["max_ratio"] == 10.0
+
+
+def test_frame_differences_measure_the_video(tmp_path):
+    path = tmp_path / "c.mp4"
+    _encode(path, 20, colour_step=10)
+    diffs = media.frame_differences(path, size=16)
+    assert len(diffs) == 19 and np.all(diffs > 5)

@@ -52,6 +52,8 @@ def test_outputs_are_a_browser_ready_video_with_subtitles_and_report(rendered):
     assert report["cost"]["cost_usd"] == 0 and report["cost"]["device_seconds"] > 0
     assert report["peak_rss"]["talkgen_mb"] > 0
     assert report["output"]["frames"] == frames
+    seams = report["seams"]
+    assert seams["median_inside"] > 0 and all(s["ratio"] >= 0 for s in seams["per_seam"])
     assert Path(report["artifacts"]["plan"]).is_file()
     plan = json.loads(Path(report["artifacts"]["plan"]).read_text())
     assert plan["total_frames"] == frames
@@ -148,6 +150,8 @@ def test_audio_lines_up_with_the_speech_at_every_seam(tmp_path):
     plan = json.loads((tmp_path / "job" / "plan.json").read_text())
     seams = [c["end_frame"] for c in plan["chunks"][:-1]]
     assert len(seams) >= 30
+    report = json.loads((tmp_path / "o.report.json").read_text())
+    assert [s["frame"] for s in report["seams"]["per_seam"]] == seams
     sr = 8000  # enough to resolve well under a frame, and quick to correlate
     ref = media.decode_audio(tmp_path / "job" / "speech.wav", sr)
     got = media.decode_audio(tmp_path / "o.mp4", sr)

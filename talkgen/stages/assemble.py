@@ -8,11 +8,38 @@ from talkgen import media
 from talkgen.errors import TalkgenError
 
 
-def assemble(chunks: list[Path], wav: Path, srt: Path, joined: Path, final: Path, list_file: Path, expect_frames: int, fps: int) -> dict:
+def assemble(chunks: list[Path], wav: Path, srt: Path, joined: Path, final: Path, list_file: Path, plan: dict) -> dict:
+    expect_frames, fps = plan["total_frames"], plan["fps"]
     media.concat_videos(chunks, joined, list_file)
     media.mux(joined, wav, final, expect_frames / fps, srt)
-    info = media.probe(final)
-    return verify_output(info, final, expect_frames, fps)
+    info = verify_output(media.probe(final), final, expect_frames, fps)
+    info["seams"] = seam_quality(media.frame_differences(joined), [c["end_frame"] for c in plan["chunks"][:-1]])
+    return info
+
+
+def seam_quality(diffs, seams: list[int]) -> dict:
+    """How much each seam jumps: the frame difference across it over the median inside chunks.
+
+    1.0 means a seam moves no more than an ordinary frame does; a jump shows as a ratio
+    well above 1. diffs[i] is the difference between frames i and i+1.
+    """
+    import numpy as np
+
+    across = {f - 1 for f in seams if 0 < f <= len(diffs)}
+    inside = np.asarray([d for i, d in enumerate(diffs) if i not in across], np.float64)
+    median = float(np.median(inside)) if len(inside) else 0.0
+    per_seam = []
+    for f in seams:
+        if 0 < f <= len(diffs):
+            d = float(diffs[f - 1])
+            per_seam.append({"frame": f, "difference": round(d, 4), "ratio": round(d / median, 3) if median > 0 else (1.0 if d == 0 else float("inf"))})
+    ratios = [s["ratio"] for s in per_seam]
+    return {
+        "median_inside": round(median, 4),
+        "max_ratio": max(ratios) if ratios else None,
+        "mean_ratio": round(float(np.mean(ratios)), 3) if ratios else None,
+        "per_seam": per_seam,
+    }
 
 
 def verify_output(info: dict, path: Path, expect_frames: int, fps: int) -> dict:
