@@ -348,7 +348,10 @@ def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: d
         rendered = plan["total_frames"] - sum(
             ch["end_frame"] - ch["start_frame"] for ch in plan["chunks"][: rec.extra.get("reused_chunks", 0)]
         )
-        rec.extra["fps_rendered"] = round(rendered / max(1e-9, time.perf_counter() - t), 1)
+        wall = max(1e-9, time.perf_counter() - t)
+        rec.extra["fps_rendered"] = round(rendered / wall, 1)
+        # Everything but the back end's own frame making: launch, broadcasts, barriers, encoding waits.
+        rec.extra["overhead_ratio"] = round(max(0.0, wall - rec.extra["backend_compute_s"]) / wall, 4)
         rec.extra["ranks"] = c.nproc
         return rec
 

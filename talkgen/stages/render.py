@@ -81,17 +81,29 @@ def render_one(
     write: bool = True,
     on_frames: Callable[[int], None] | None = None,
 ) -> None:
-    """Render one chunk. Every rank drives the engine; only the output rank (`write`) encodes."""
+    """Render one chunk. Every rank drives the engine; only the output rank (`write`) encodes.
+
+    The sidecar records `compute_s`, the time spent inside the back end making frames, so
+    the orchestration's own overhead can be told apart from the model's work.
+    """
+    import time
+
     n = chunk["end_frame"] - chunk["start_frame"]
     frames = engine.render_chunk(track, chunk["start_frame"], chunk["end_frame"], continuity)
     if not write:
         for _ in frames:
             pass
         return
+    compute = 0.0
     path = job_root / chunk_name(chunk["index"])
     encoder = ChunkEncoder(path, engine.width, engine.height, engine.fps, crf=crf, preset=preset)
     try:
-        for frame in frames:
+        while True:
+            t = time.perf_counter()
+            frame = next(frames, None)
+            compute += time.perf_counter() - t
+            if frame is None:
+                break
             encoder.write(frame)
             if on_frames:
                 on_frames(1)
@@ -104,19 +116,24 @@ def render_one(
         raise TalkgenError(f"chunk {chunk['index']} has {encoder.frames} frames, the plan says {n}: the avatar engine is at fault")
     write_json_atomic(sidecar_path(job_root, chunk["index"]), {
         "index": chunk["index"], "frames": n, "sha256": sha256_file(path), "key": key,
-        "continuity": engine.continuity_after(chunk["end_frame"]),
+        "continuity": engine.continuity_after(chunk["end_frame"]), "compute_s": round(compute, 4),
     })
 
 
 def collect(job: Job, key: str, plan: dict, reused: int) -> StageRecord:
     """The stage record once every chunk is on disk; an error naming the first missing one."""
     outputs = {}
-    for chunk in plan["chunks"]:
+    compute = 0.0
+    for i, chunk in enumerate(plan["chunks"]):
         meta = finished_chunk(job.root, chunk, key)
         if meta is None:
             raise TalkgenError(f"chunk {chunk['index']} is missing after the render: run the same command again to resume")
         outputs[chunk_name(chunk["index"])] = meta["sha256"]
-    return StageRecord(key=key, outputs=outputs, extra={"chunks": len(plan["chunks"]), "reused_chunks": reused})
+        if i >= reused:
+            compute += meta.get("compute_s", 0.0)
+    return StageRecord(key=key, outputs=outputs, extra={
+        "chunks": len(plan["chunks"]), "reused_chunks": reused, "backend_compute_s": round(compute, 3),
+    })
 
 
 def render_chunks(
