@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from table import print_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = ROOT / "examples" / "question.wav"
@@ -102,14 +104,7 @@ def main() -> None:
         rows.append(("reply: model load inside render", f"{rp['load_s']:.2f} s", f"+ {rp['import_s']:.1f} s imports", "< 2 s"))
         video = rep["video_s"]
         rows.append((f"render question.wav ({q:.1f} s question)", f"{wall:.1f} s", f"{wall / video:.2f} x the {video:.1f} s answer", ""))
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    print(f"talkgen question benchmark on {machine}")
-    header = ("measure", "time", "result", "target")
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
-    print(" | ".join(h.ljust(w) for h, w in zip(header, widths)))
-    print("-+-".join("-" * w for w in widths))
-    for row in rows:
-        print(" | ".join(c.ljust(w) for c, w in zip(row, widths)))
+    print_table("talkgen question benchmark", rows)
 
 
 if __name__ == "__main__":

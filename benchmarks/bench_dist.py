@@ -10,8 +10,6 @@ resumed in under 2 s.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -20,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_render import script_of  # noqa: E402
+from table import print_table  # noqa: E402
 
 
 def render(d: Path, script: Path, *extra: str) -> tuple[float, dict]:
@@ -46,13 +45,7 @@ def main() -> None:
         wall, rep = render(d, script, "render.nproc=2", "render.size=256")
         hits = all(s["cache"] == "hit" for s in rep["stages"])
         rows.append(("finished job, run again", f"{wall:.2f} s", "all cached, no launch" if hits else "REDID WORK", "< 2 s"))
-    print(f"talkgen distributed benchmark on {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    header = ("measure", "time", "result", "target")
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
-    print(" | ".join(h.ljust(w) for h, w in zip(header, widths)))
-    print("-+-".join("-" * w for w in widths))
-    for row in rows:
-        print(" | ".join(c.ljust(w) for c, w in zip(row, widths)))
+    print_table("talkgen distributed benchmark", rows)
 
 
 if __name__ == "__main__":

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from table import print_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,14 +85,7 @@ def main() -> None:
                 ))
             ratio = rss[10]["talkgen_mb"] / rss[1]["talkgen_mb"]
             rows.append(("peak RSS, 10 min / 1 min", "", f"{ratio:.3f}", "<= 1.10"))
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    print(f"talkgen render benchmark on {machine}")
-    widths = [max(len(r[i]) for r in rows + [("measure", "time", "result", "target")]) for i in range(4)]
-    header = ("measure", "time", "result", "target")
-    print(" | ".join(h.ljust(w) for h, w in zip(header, widths)))
-    print("-+-".join("-" * w for w in widths))
-    for row in rows:
-        print(" | ".join(c.ljust(w) for c, w in zip(row, widths)))
+    print_table("talkgen render benchmark", rows)
 
 
 if __name__ == "__main__":

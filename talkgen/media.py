@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from talkgen.errors import TalkgenError
 from talkgen.job import atomic_path
@@ -189,6 +189,29 @@ def audio_duration(path: Path) -> float:
     return float(stream.get("duration") or fmt.get("duration") or 0.0)
 
 
+def _read_stream(args: list[str], block_bytes: int, fail: "Callable[[str], Exception]"):
+    """Run ffmpeg writing raw data to stdout and yield it in blocks of block_bytes (the last may be short).
+
+    stderr is kept for the error (-loglevel error keeps it small, so it cannot fill its pipe).
+    """
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        while True:
+            data = proc.stdout.read(block_bytes)
+            if not data:
+                break
+            yield data
+        err = proc.stderr.read().decode(errors="replace").strip()
+        if proc.wait() != 0:
+            raise fail(err.splitlines()[-1] if err else "ffmpeg failed")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
 def stream_audio(path: Path, sample_rate: int, block: int):
     """Decode any audio ffmpeg reads to mono float32, yielded in blocks of `block` samples.
 
@@ -198,26 +221,10 @@ def stream_audio(path: Path, sample_rate: int, block: int):
 
     from talkgen.errors import UsageError
 
-    proc = subprocess.Popen(
-        [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(path), "-vn", "-ac", "1",
-         "-ar", str(sample_rate), "-f", "f32le", "pipe:1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
-    try:
-        while True:
-            data = proc.stdout.read(block * 4)
-            if not data:
-                break
-            yield np.frombuffer(data[: len(data) // 4 * 4], dtype=np.float32)
-        err = proc.stderr.read().decode(errors="replace").strip()
-        if proc.wait() != 0:
-            raise UsageError(f"cannot decode the audio in {path}: {err.splitlines()[-1] if err else 'ffmpeg failed'}")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+    args = [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(path), "-vn", "-ac", "1",
+            "-ar", str(sample_rate), "-f", "f32le", "pipe:1"]
+    for data in _read_stream(args, block * 4, lambda why: UsageError(f"cannot decode the audio in {path}: {why}")):
+        yield np.frombuffer(data[: len(data) // 4 * 4], dtype=np.float32)
 
 
 def frame_differences(path: Path, size: int = 64) -> "np.ndarray":
@@ -227,29 +234,15 @@ def frame_differences(path: Path, size: int = 64) -> "np.ndarray":
     """
     import numpy as np
 
-    proc = subprocess.Popen(
-        [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(path), "-map", "0:v",
-         "-vf", f"scale={size}:{size}:flags=area,format=gray", "-f", "rawvideo", "pipe:1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
+    args = [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(path), "-map", "0:v",
+            "-vf", f"scale={size}:{size}:flags=area,format=gray", "-f", "rawvideo", "pipe:1"]
     diffs = []
     prev = None
-    try:
-        while True:
-            data = proc.stdout.read(size * size)
-            if len(data) < size * size:
-                break
-            frame = np.frombuffer(data, np.uint8).astype(np.int16)
-            if prev is not None:
-                diffs.append(float(np.abs(frame - prev).mean()))
-            prev = frame
-        err = proc.stderr.read().decode(errors="replace").strip()
-        if proc.wait() != 0:
-            raise TalkgenError(f"cannot decode {path} to measure its seams: {err.splitlines()[-1] if err else 'ffmpeg failed'}")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+    for data in _read_stream(args, size * size, lambda why: TalkgenError(f"cannot decode {path} to measure its seams: {why}")):
+        if len(data) < size * size:
+            break
+        frame = np.frombuffer(data, np.uint8).astype(np.int16)
+        if prev is not None:
+            diffs.append(float(np.abs(frame - prev).mean()))
+        prev = frame
     return np.asarray(diffs, np.float32)
