@@ -173,10 +173,13 @@ def run(req: RenderRequest, progress: Progress | None = None) -> dict:
             ("alignment", "alignment.json"), ("plan", "plan.json"), ("chunks", "chunks"),
         ) if job.path(rel).exists()}
         artifacts.update(video=str(out.video.resolve()), subtitles=str(out.srt.resolve()), report=str(out.report.resolve()))
-        rep = report.build(r.reports, track.duration_s, time.perf_counter() - t_start, artifacts, info, recipe, gpus=0)
+        output = dict(info)
+        seams = output.pop("seams", None)
+        gpus = recipe.render.nproc if recipe.render.device == "cuda" else 0
+        rep = report.build(r.reports, track.duration_s, time.perf_counter() - t_start, artifacts, output, recipe, gpus=gpus)
         rep["talkgen"] = metadata.version("talkgen")
         rep["mode"] = f"{kind}, {'say' if req.say else 'reply'}"
-        rep["seams"] = rep["output"].pop("seams", None)
+        rep["seams"] = seams
         if not req.say:
             rep["conversation"] = [{"question": t["question"], "reply": t["reply"]} for t in replies["turns"]]
         write_json_atomic(out.report, rep)

@@ -25,6 +25,7 @@ def launch(
     job_root: Path, nproc: int, request: dict, plan: dict, on_chunk: Callable[[dict], None] | None = None, skip: set[int] | None = None
 ) -> None:
     """Run the rank workers over the job's plan; raise one TalkgenError line if any rank fails."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
@@ -47,6 +48,9 @@ def launch(
         run(args)
     except ChildFailedError as exc:
         raise TalkgenError(describe_failure(exc.failures, job_root, plan, request["render_key"])) from None
+    except SignalException:
+        # Ctrl-C (or a SIGTERM) reached the launcher, which has already stopped the ranks.
+        raise KeyboardInterrupt from None
     finally:
         if watcher:
             watcher.stop()
