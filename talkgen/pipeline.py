@@ -332,13 +332,16 @@ def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: d
         if c.nproc > 1:
             from talkgen.dist.launch import launch
 
-            portrait.get()  # a portrait with no face fails here, not in every rank
+            from talkgen.engines.avatar import check_avatar
+
+            check_avatar(c)  # missing files or GPUs fail here, in one line, not in every rank
+            portrait.get()  # and so does a portrait with no face
             clear_stale_chunks(r.job.root, key)
             _, _, reused = next_chunk(r.job.root, plan, key)
             r.progress.advance(sum(ch["end_frame"] - ch["start_frame"] for ch in plan["chunks"][:reused]))
             request = {
                 "recipe": r.recipe.to_dict(), "portrait": str(portrait_path.resolve()) if portrait_path else None,
-                "render_key": key, "backend": "nccl" if c.device == "cuda" else "gloo",
+                "render_key": key, "backend": "nccl" if c.device == "cuda" else "gloo", "gpus": c.gpus,
             }
             launch(r.job.root, c.nproc, request, plan, skip=set(range(reused)),
                    on_chunk=lambda ch: r.progress.advance(ch["end_frame"] - ch["start_frame"]))
@@ -346,7 +349,8 @@ def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: d
         else:
             from talkgen.engines.avatar import load_avatar
 
-            engine = load_avatar(c, portrait.get(), device=c.device)
+            r.job.path("chunks").mkdir(exist_ok=True)
+            engine = load_avatar(c, portrait.get(), device=c.device, state_dir=r.job.path("chunks"))
             rec = render_chunks(r.job, key, plan, engine, track, c.crf, c.preset, on_frames=r.progress.advance)
         rendered = plan["total_frames"] - sum(
             ch["end_frame"] - ch["start_frame"] for ch in plan["chunks"][: rec.extra.get("reused_chunks", 0)]

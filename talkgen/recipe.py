@@ -51,6 +51,29 @@ class TTSConfig:
 
 
 @dataclass
+class LiveAvatarConfig:
+    checkout: str = ""  # a clone of Alibaba-Quark/LiveAvatar; else $TALKGEN_LIVEAVATAR
+    ckpt_dir: str = ""  # Wan2.2-S2V-14B; blank: the weights manifest's folder
+    lora_dir: str = ""  # Quark-Vision/Live-Avatar; blank: the weights manifest's folder
+    task: str = "s2v-14B"
+    size: str = "704*384"  # LiveAvatar's size names are width*height
+    prompt: str = "A person talking to the camera in a bright, quiet room, natural expressions, steady framing."
+    infer_frames: int = 48  # frames per clip (a multiple of 4)
+    clips_per_chunk: int = 4  # a chunk is at most this many clips: the KV cache and memory bound
+    sample_steps: int = 4
+    guide_scale: float = 0.0
+    shift: float = 5.0
+    solver: str = "euler"
+    seed: int = 420
+    lora: bool = True
+    fp8: bool = True
+    offload: bool = True  # single-GPU mode: offload to CPU between forwards
+    num_gpus_dit: int = 4  # multi-GPU mode: DiT ranks; one more rank decodes the VAE
+    enable_vae_parallel: bool = True
+    min_gpu_gb: float = 0.0  # GiB per GPU; 0: LiveAvatar's own figures (a 60 GB card for one GPU, 80 GB cards for five)
+
+
+@dataclass
 class RenderConfig:
     engine: str = "puppet"
     size: int = 512
@@ -62,9 +85,11 @@ class RenderConfig:
     preset: str = "veryfast"
     portrait: str = ""
     nproc: int = 1  # avatar ranks launched with torchrun (back ends that split the model)
+    gpus: str = ""  # CUDA_VISIBLE_DEVICES for the avatar ranks, e.g. "0,1,2,3,4"; blank: all
     device: str = "cpu"  # cpu or cuda (each rank takes the GPU of its local rank)
     dtype: str = "float32"
     collective_timeout_s: float = 60.0  # a rank silent this long stops the job
+    liveavatar: LiveAvatarConfig = field(default_factory=LiveAvatarConfig)
 
 
 @dataclass

@@ -42,6 +42,8 @@ def launch(
     ])
     # One thread per rank on a CPU launch unless the user says otherwise (torchrun would warn and do the same).
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if request.get("gpus"):
+        os.environ["CUDA_VISIBLE_DEVICES"] = request["gpus"]  # the ranks inherit it; local rank i takes the i-th
     quiet = _silence(LOGGERS)
     watcher = _ChunkWatcher(job_root, plan, request["render_key"], on_chunk, skip or set()) if on_chunk else None
     try:

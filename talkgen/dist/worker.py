@@ -49,7 +49,7 @@ def run_rank(job_root: Path, rank: int, world_size: int, local_rank: int) -> Non
     dist.init_process_group(req["backend"], timeout=timedelta(seconds=c.collective_timeout_s))
     try:
         portrait = load_portrait(Path(req["portrait"]) if req["portrait"] else None, c.size)
-        engine = load_avatar(c, portrait, rank=rank, world_size=world_size, device=device)
+        engine = load_avatar(c, portrait, rank=rank, world_size=world_size, device=device, state_dir=job_root / "chunks")
         track = SpeechTrack.load(job_root / "speech.wav", job_root / "alignment.json")
         plan = json.loads((job_root / "plan.json").read_text(encoding="utf-8"))
         key = req["render_key"]

@@ -38,7 +38,7 @@ class AvatarEngine(Protocol):
         ...
 
 
-ENGINES = ("puppet", "tp-test")
+ENGINES = ("puppet", "tp-test", "liveavatar")
 
 
 def _check(config) -> None:
@@ -56,6 +56,10 @@ def avatar_traits(config) -> dict:
         from talkgen.engines import tp_test
 
         traits = tp_test.traits(config)
+    elif config.engine == "liveavatar":
+        from talkgen.engines import liveavatar
+
+        traits = liveavatar.traits(config)
     else:
         from talkgen.engines import puppet
 
@@ -67,9 +71,24 @@ def avatar_traits(config) -> dict:
     return traits
 
 
-def load_avatar(config, portrait, rank: int = 0, world_size: int = 1, device: str = "cpu") -> AvatarEngine:
-    """The back end for one rank (rank 0 of 1 when it runs in talkgen's own process)."""
+def check_avatar(config) -> None:
+    """The back end's own checks of files, GPUs and world size, run before any rank starts."""
+    if config.engine == "liveavatar":
+        from talkgen.engines.liveavatar import check
+
+        check(config)
+
+
+def load_avatar(config, portrait, rank: int = 0, world_size: int = 1, device: str = "cpu", state_dir=None) -> AvatarEngine:
+    """The back end for one rank (rank 0 of 1 when it runs in talkgen's own process).
+
+    state_dir is where a back end may keep continuity state too large for the chunk sidecar.
+    """
     _check(config)
+    if config.engine == "liveavatar":
+        from talkgen.engines.liveavatar import LiveAvatarEngine
+
+        return LiveAvatarEngine(config, portrait, rank=rank, world_size=world_size, device=device, state_dir=state_dir)
     if config.engine == "tp-test":
         from talkgen.engines.tp_test import TPTestAvatar
 

@@ -1,0 +1,328 @@
+"""LiveAvatar (Alibaba-Quark/LiveAvatar: a LoRA on Wan2.2-S2V-14B), driven from the user's checkout.
+
+It is not on PyPI, so talkgen imports it from a clone named by render.liveavatar.checkout
+or $TALKGEN_LIVEAVATAR, and never edits it. One process on one GPU runs the offloading
+pipeline (`causal_s2v_pipeline`); five or more ranks run the TPP pipeline
+(`causal_s2v_pipeline_tpp`: the DiT split over `num_gpus_dit` ranks and one rank
+decoding the VAE). Everything is checked before anything heavy is loaded.
+
+Continuity: LiveAvatar starts every generate() call from motion frames made by repeating
+the reference image, so back-to-back chunks would each restart from the still portrait.
+A subclass of their pipeline swaps the frames fed to that motion encoding for the last
+frames of the previous chunk, so the next chunk moves on from where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from talkgen.errors import TalkgenError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from talkgen.portrait import Portrait
+    from talkgen.speech import SpeechTrack
+
+PIPELINE = "liveavatar/models/wan/causal_s2v_pipeline.py"
+# Module names LiveAvatar's own launcher keeps out of FP8 (small, precision-sensitive layers).
+FP8_KEEP = ["text_embedding", "time_embedding", "time_projection", "head.head", "casual_audio_encoder.encoder.final_linear"]
+# LiveAvatar asks for about 60 GB in single-GPU offload mode and an 80 GB card per rank for
+# TPP. Cards report their memory in GiB (an "80 GB" H100 shows 79.6), so compare in GiB with
+# room for that.
+SINGLE_GPU_GIB, TPP_GPU_GIB = 55.0, 75.0
+AUDIO_RATE = 16000
+
+
+def checkout_dir(la) -> Path | None:
+    value = la.checkout or os.environ.get("TALKGEN_LIVEAVATAR", "")
+    return Path(value) if value else None
+
+
+def weight_dirs(la) -> tuple[Path, Path]:
+    from talkgen.weights import local_dir
+
+    ckpt = Path(la.ckpt_dir) if la.ckpt_dir else local_dir("wan2.2-s2v-14b")
+    lora = Path(la.lora_dir) if la.lora_dir else local_dir("live-avatar")
+    return ckpt, lora
+
+
+def output_rank(config) -> int:
+    la = config.liveavatar
+    if config.nproc == 1:
+        return 0
+    return la.num_gpus_dit if la.enable_vae_parallel else la.num_gpus_dit - 1
+
+
+def frame_size(la) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in la.size.split("*"))
+    except ValueError:
+        raise TalkgenError(f"render.liveavatar.size '{la.size}' must be WIDTH*HEIGHT, e.g. 704*384") from None
+    return w, h
+
+
+def traits(config) -> dict:
+    la = config.liveavatar
+    ident = {"engine": "liveavatar", "version": metadata.version("talkgen"), "code": _code_hash(), "checkout": _checkout_id(la),
+             "settings": {k: v for k, v in la.__dict__.items() if k not in ("checkout", "ckpt_dir", "lora_dir")}}
+    return {
+        "max_chunk_s": la.infer_frames * la.clips_per_chunk / config.fps,
+        "frames_per_clip": la.infer_frames,
+        "world_size": config.nproc,
+        "identity": ident,
+    }
+
+
+def preflight(config, gpus: list[tuple[str, float]]) -> list[str]:
+    """Everything that would stop LiveAvatar, found before loading 14B parameters."""
+    la = config.liveavatar
+    problems = []
+    if config.nproc != 1 and config.nproc < 5:
+        problems.append(f"render.nproc={config.nproc}: LiveAvatar runs on 1 GPU (offloading) or on at least 5 ranks (4 DiT + 1 VAE)")
+    if config.nproc > 1 and config.nproc < la.num_gpus_dit + 1:
+        problems.append(f"render.nproc={config.nproc} is fewer than num_gpus_dit + 1 = {la.num_gpus_dit + 1}")
+    if la.infer_frames % 4:
+        problems.append(f"render.liveavatar.infer_frames={la.infer_frames} must be a multiple of 4")
+    root = checkout_dir(la)
+    if root is None:
+        problems.append("no LiveAvatar checkout: clone github.com/Alibaba-Quark/LiveAvatar and set render.liveavatar.checkout or TALKGEN_LIVEAVATAR")
+    elif not (root / PIPELINE).is_file():
+        problems.append(f"{root} is not a LiveAvatar checkout (no {PIPELINE})")
+    ckpt, lora = weight_dirs(la)
+    if not ckpt.is_dir() or not any(ckpt.iterdir()):
+        problems.append(f"Wan2.2-S2V-14B weights missing in {ckpt}: download Wan-AI/Wan2.2-S2V-14B there (or set render.liveavatar.ckpt_dir)")
+    if la.lora and (not lora.is_dir() or not any(lora.iterdir())):
+        problems.append(f"Live-Avatar LoRA missing in {lora}: download Quark-Vision/Live-Avatar there (or set render.liveavatar.lora_dir)")
+    if config.device == "cuda":
+        need = la.min_gpu_gb or (SINGLE_GPU_GIB if config.nproc == 1 else TPP_GPU_GIB)
+        if len(gpus) < config.nproc:
+            problems.append(f"{config.nproc} GPU(s) needed, {len(gpus)} visible")
+        small = [f"GPU {i} ({name}, {gb:.0f} GiB)" for i, (name, gb) in enumerate(gpus[: config.nproc]) if gb < need]
+        if small:
+            problems.append(f"LiveAvatar needs {need:.0f} GiB per GPU here: {', '.join(small)} has less")
+    return problems
+
+
+def visible_gpus() -> list[tuple[str, float]]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    return [(torch.cuda.get_device_name(i), torch.cuda.get_device_properties(i).total_memory / 2**30) for i in range(torch.cuda.device_count())]
+
+
+def _continuing(base):
+    """Their pipeline class, with the motion frames of each generate() seedable from outside."""
+
+    class Continuing(base):
+        seed_frames = None  # float tensor (1, 3, T, H, W) in [-1, 1]: the previous chunk's last frames
+
+        def generate(self, *args, **kwargs):
+            if self.seed_frames is None:
+                return super().generate(*args, **kwargs)
+            vae, seed = self.vae, self.seed_frames
+            original = vae.encode
+            calls = {"n": 0}
+
+            def encode(videos, *a, **kw):
+                # generate() encodes the reference clip first and the motion frames second.
+                calls["n"] += 1
+                if calls["n"] == 2:
+                    videos = [_fit(v, seed) for v in videos] if isinstance(videos, list) else _fit(videos, seed)
+                return original(videos, *a, **kw)
+
+            vae.encode = encode
+            try:
+                return super().generate(*args, **kwargs)
+            finally:
+                vae.encode = original
+
+    return Continuing
+
+
+def _fit(target, seed):
+    """`seed` frames shaped like `target` (…, C, T, H, W): resized, and the oldest repeated if too few."""
+    import torch
+
+    t, h, w = target.shape[-3:]
+    frames = seed.to(device=target.device, dtype=target.dtype)
+    if frames.shape[-2:] != (h, w):
+        b, c, n = frames.shape[:3]
+        flat = frames.permute(0, 2, 1, 3, 4).reshape(b * n, c, *frames.shape[-2:])
+        flat = torch.nn.functional.interpolate(flat, size=(h, w), mode="bilinear", align_corners=False)
+        frames = flat.reshape(b, n, c, h, w).permute(0, 2, 1, 3, 4)
+    n = frames.shape[2]
+    if n < t:
+        frames = torch.cat([frames[:, :, :1].expand(-1, -1, t - n, -1, -1), frames], dim=2)
+    frames = frames[:, :, -t:]
+    return frames.reshape(target.shape)
+
+
+def check(config) -> None:
+    """Raise one line listing every problem, before anything is loaded or any rank launched."""
+    problems = preflight(config, visible_gpus() if config.device == "cuda" else [])
+    if problems:
+        raise TalkgenError("LiveAvatar cannot run: " + "; ".join(problems))
+
+
+class LiveAvatarEngine:
+    def __init__(self, config, portrait: "Portrait", rank: int = 0, world_size: int = 1, device: str = "cpu", state_dir: Path | None = None):
+        la = config.liveavatar
+        check(config)
+        self.config, self.la, self.rank, self.world_size = config, la, rank, world_size
+        self.fps = config.fps
+        self.width, self.height = frame_size(la)
+        self.frames_per_clip = la.infer_frames
+        self.max_chunk_s = la.infer_frames * la.clips_per_chunk / config.fps
+        self.output_rank = output_rank(config)
+        self.portrait = portrait
+        self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="talkgen-liveavatar-"))
+        self._tmp = Path(tempfile.mkdtemp(prefix="talkgen-liveavatar-io-"))
+        self._ref = self._tmp / "portrait.png"
+        import cv2
+
+        cv2.imwrite(str(self._ref), cv2.cvtColor(portrait.image, cv2.COLOR_RGB2BGR))
+        self._last: Any = None
+        self.pipe = self._load(checkout_dir(la), device)
+
+    def _load(self, root: Path, device: str):
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+        suffix = "_tpp" if self.world_size > 1 else ""
+        pipeline = importlib.import_module(f"liveavatar.models.wan.causal_s2v_pipeline{suffix}")
+        configs = importlib.import_module("liveavatar.models.wan.wan_2_2.configs")
+        la = self.la
+        ckpt, lora = weight_dirs(la)
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        pipe = _continuing(pipeline.WanS2V)(
+            config=configs.WAN_CONFIGS[la.task], checkpoint_dir=str(ckpt), device_id=local_rank, rank=self.rank,
+            convert_model_dtype=True, single_gpu=self.world_size == 1, offload_kv_cache=False,
+        )
+        if la.lora:
+            settings = _lora_settings(root)
+            pipe.noise_model = pipe.add_lora_to_model(
+                pipe.noise_model, lora_rank=settings["lora_rank"], lora_alpha=settings["lora_alpha"],
+                lora_target_modules=settings["lora_target_modules"], init_lora_weights=settings["init_lora_weights"],
+                pretrained_lora_path=str(_lora_file(lora)), load_lora_weight_only=False,
+            )
+        if la.fp8:
+            import torch
+
+            if not hasattr(torch, "_scaled_mm"):
+                raise TalkgenError("render.liveavatar.fp8 needs a torch with FP8 matmul (torch._scaled_mm): set it to false")
+            fp8 = importlib.import_module("liveavatar.utils.fp8_linear")
+            fp8.replace_linear_with_scaled_fp8(pipe.noise_model, ignore_keys=FP8_KEEP)
+        return pipe
+
+    def identity(self) -> dict:
+        return {**traits(self.config)["identity"], "portrait": self.portrait.sha256}
+
+    def continuity_after(self, end_frame: int) -> Any:
+        return self._last
+
+    def render_chunk(self, track: "SpeechTrack", start_frame: int, end_frame: int, continuity: Any = None) -> Iterator["np.ndarray"]:
+        import cv2
+        import numpy as np
+
+        la, n = self.la, end_frame - start_frame
+        if n % la.infer_frames:
+            raise TalkgenError(f"a LiveAvatar chunk must be whole clips of {la.infer_frames} frames, got {n}")
+        self.pipe.seed_frames = self._load_seed(continuity)
+        wav = self._chunk_audio(track, start_frame, end_frame)
+        video, _ = self.pipe.generate(
+            input_prompt=la.prompt, ref_image_path=str(self._ref), audio_path=str(wav), num_repeat=n // la.infer_frames,
+            generate_size=la.size, max_area=self.width * self.height, infer_frames=la.infer_frames, shift=la.shift,
+            sample_solver=la.solver, sampling_steps=la.sample_steps, guide_scale=la.guide_scale, seed=la.seed + start_frame,
+            offload_model=la.offload and self.world_size == 1, num_gpus_dit=la.num_gpus_dit if self.world_size > 1 else 1,
+            enable_vae_parallel=la.enable_vae_parallel and self.world_size > 1, enable_online_decode=False,
+        )
+        if self.rank != self.output_rank:
+            return
+        if video is None:
+            raise TalkgenError(f"LiveAvatar returned no video on rank {self.rank}, its output rank")
+        # (C, N, H, W) in [-1, 1] -> N frames of H x W x 3 uint8.
+        frames = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(dtype=__import__("torch").uint8).permute(1, 2, 3, 0).cpu().numpy()
+        if len(frames) < n:
+            raise TalkgenError(f"LiveAvatar returned {len(frames)} frames for a chunk of {n}")
+        frames = frames[:n]
+        self._last = self._save_seed(frames, end_frame)
+        for frame in frames:
+            if frame.shape[:2] != (self.height, self.width):
+                frame = cv2.resize(frame, (self.width, self.height), interpolation=cv2.INTER_AREA)
+            yield np.ascontiguousarray(frame)
+
+    def _chunk_audio(self, track: "SpeechTrack", start: int, end: int) -> Path:
+        """The chunk's slice of the speech as a 16 kHz WAV, the file their audio encoder reads."""
+        import numpy as np
+
+        from talkgen.speech import WavWriter
+
+        sr = track.sample_rate
+        audio = track.read(start * sr // self.fps, end * sr // self.fps)
+        if sr != AUDIO_RATE:
+            idx = np.linspace(0, len(audio) - 1, int(len(audio) * AUDIO_RATE / sr))
+            audio = np.interp(idx, np.arange(len(audio)), audio).astype(np.float32)
+        path = self._tmp / "chunk.wav"
+        w = WavWriter(path, AUDIO_RATE)
+        w.write(audio)
+        w.close()
+        return path
+
+    def _save_seed(self, frames: "np.ndarray", end_frame: int) -> dict:
+        """Keep the chunk's last clip of frames on disk; the continuity state is its path."""
+        import numpy as np
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self.state_dir / f"motion-{end_frame:07d}.npy"
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npy")
+        np.save(tmp, frames[-self.la.infer_frames :])
+        os.replace(tmp, path)
+        return {"motion_frames": str(path.resolve()), "frame": end_frame}
+
+    def _load_seed(self, continuity: Any):
+        if not continuity or not continuity.get("motion_frames"):
+            return None
+        import numpy as np
+        import torch
+
+        frames = torch.from_numpy(np.load(continuity["motion_frames"]))  # N, H, W, 3 uint8
+        return (frames.permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1.0)
+
+
+def _lora_settings(root: Path) -> dict:
+    """LoRA rank, alpha and targets from LiveAvatar's own training config."""
+    import yaml
+
+    data = yaml.safe_load((root / "liveavatar" / "configs" / "s2v_causal_sft.yaml").read_text(encoding="utf-8"))
+    return {k: data[k] for k in ("lora_rank", "lora_alpha", "lora_target_modules", "init_lora_weights")}
+
+
+def _lora_file(folder: Path) -> Path:
+    files = sorted(p for p in folder.rglob("*") if p.suffix in (".safetensors", ".pt", ".bin"))
+    if not files:
+        raise TalkgenError(f"no LoRA weights (.safetensors or .pt) in {folder}")
+    return files[0]
+
+
+def _checkout_id(la) -> str:
+    root = checkout_dir(la)
+    head = root / ".git" / "HEAD" if root else None
+    try:
+        ref = head.read_text().strip()
+        if ref.startswith("ref: "):
+            return (root / ".git" / ref[5:]).read_text().strip()
+        return ref
+    except (OSError, AttributeError):
+        return str(root) if root else ""
+
+
+def _code_hash() -> str:
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]

@@ -1,0 +1,84 @@
+"""Stand-in WanS2V: LiveAvatar's constructor and generate() signature over a tiny CPU model.
+
+Each frame is the reference image, brightened by the audio level of its 1/25 s and
+shifted towards the mean of the motion frames that generate() encoded, so a test can
+see both the speech and what the motion frames were seeded with.
+"""
+
+import wave
+
+import numpy as np
+import torch
+from PIL import Image
+
+LOG = []  # one dict per generate() call, for the tests
+
+
+class _VAE:
+    def __init__(self):
+        self.dtype, self.device, self.inputs = torch.float32, torch.device("cpu"), []
+
+    def encode(self, videos):
+        self.inputs.append(videos if torch.is_tensor(videos) else torch.stack(list(videos)))
+        items = videos if isinstance(videos, list) else list(videos)
+        return [v.mean(dim=(-1, -2)) for v in items]
+
+
+class WanS2V:
+    def __init__(
+        self,
+        config,
+        checkpoint_dir,
+        device_id=0,
+        rank=0,
+        t5_fsdp=False,
+        dit_fsdp=False,
+        use_sp=False,
+        sp_size=None,
+        t5_cpu=False,
+        init_on_cpu=True,
+        drop_part_motion_frames=0.3,
+        convert_model_dtype=False,
+        is_training=False,
+        single_gpu=False,
+        offload_kv_cache=False,
+    ):
+        self.config, self.checkpoint_dir, self.rank, self.single_gpu = config, checkpoint_dir, rank, single_gpu
+        self.motion_frames = config.transformer.motion_frames
+        self.vae = _VAE()
+        self.noise_model = torch.nn.Linear(4, 4)
+        self.lora = None
+
+    def add_lora_to_model(self, model, lora_rank=4, lora_alpha=4, lora_target_modules="q,k,v,o,ffn.0,ffn.2",
+                          init_lora_weights="kaiming", pretrained_lora_path=None, state_dict_converter=None,
+                          load_only=False, load_lora_weight_only=False):
+        self.lora = {"rank": lora_rank, "alpha": lora_alpha, "path": pretrained_lora_path}
+        return model
+
+    def generate(self, input_prompt=None, ref_image_path=None, audio_path=None, enable_tts=False, tts_prompt_audio=None,
+                 tts_prompt_text=None, tts_text=None, num_repeat=1, pose_video=None, generate_size=None,
+                 max_area=720 * 1280, infer_frames=80, shift=5.0, sample_solver="unipc", sampling_steps=40, guide_scale=5.0,
+                 n_prompt="", seed=-1, offload_model=True, init_first_frame=False, use_dataset=False, dataset_sample_idx=0,
+                 drop_motion_noisy=False, num_gpus_dit=1, max_repeat=1000000, enable_vae_parallel=False, mask=None,
+                 input_video_for_sam2=None, enable_online_decode=False):
+        w, h = (int(v) for v in generate_size.split("*"))
+        ref = np.asarray(Image.open(ref_image_path).convert("RGB").resize((w, h)), np.float32) / 127.5 - 1.0
+        ref_pixels = torch.from_numpy(ref).permute(2, 0, 1).unsqueeze(1).unsqueeze(0)  # 1 C 1 H W
+        ref_pixels = ref_pixels.repeat(1, 1, 5, 1, 1)
+        self.vae.encode(ref_pixels)
+        motion = ref_pixels.repeat(1, 1, self.motion_frames, 1, 1)
+        motion_latents = torch.stack(self.vae.encode(motion))
+        encoded = self.vae.inputs[-1]  # what the motion encoding really received
+        with wave.open(audio_path) as f:
+            sr = f.getframerate()
+            audio = np.frombuffer(f.readframes(f.getnframes()), "<i2").astype(np.float32) / 32768
+        n = num_repeat * infer_frames
+        per = sr // 25
+        level = np.array([np.sqrt(np.mean(audio[i * per:(i + 1) * per] ** 2)) if i * per < len(audio) else 0.0 for i in range(n)])
+        tint = motion_latents.mean().item()
+        video = torch.from_numpy(ref).permute(2, 0, 1).unsqueeze(1).repeat(1, n, 1, 1)
+        video = (video + torch.from_numpy(level).float().view(1, n, 1, 1) * 2 + 0.5 * tint).clamp(-1, 1)
+        LOG.append({"num_repeat": num_repeat, "infer_frames": infer_frames, "sampling_steps": sampling_steps,
+                    "guide_scale": guide_scale, "solver": sample_solver, "motion_mean": encoded.float().mean().item(),
+                    "size": generate_size, "offload": offload_model, "audio_s": len(audio) / sr})
+        return (video if self.rank == 0 else None), {}

@@ -1,0 +1,108 @@
+"""The LiveAvatar adapter, against a stand-in checkout with LiveAvatar's module paths and signatures."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from talkgen import media
+from talkgen.engines.liveavatar import preflight
+from talkgen.recipe import load_recipe
+
+STANDIN = Path(__file__).resolve().parent / "standin_liveavatar"
+
+
+@pytest.fixture
+def weights(tmp_path):
+    ckpt, lora = tmp_path / "wan", tmp_path / "lora"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}")
+    lora.mkdir()
+    (lora / "liveavatar.safetensors").write_bytes(b"x")
+    return ckpt, lora
+
+
+def _recipe(ckpt, lora, *extra):
+    return load_recipe("cpu", [
+        "render.engine=liveavatar", f"render.liveavatar.checkout={STANDIN}", f"render.liveavatar.ckpt_dir={ckpt}",
+        f"render.liveavatar.lora_dir={lora}", "render.liveavatar.size=64*48", "render.liveavatar.infer_frames=12",
+        "render.liveavatar.clips_per_chunk=2", *extra,
+    ])
+
+
+def test_preflight_says_everything_that_is_missing(tmp_path, monkeypatch):
+    monkeypatch.delenv("TALKGEN_LIVEAVATAR", raising=False)
+    r = load_recipe("cpu", ["render.engine=liveavatar", "render.nproc=3", "render.device=cuda",
+                            f"render.liveavatar.ckpt_dir={tmp_path / 'none'}", f"render.liveavatar.lora_dir={tmp_path / 'none'}"])
+    problems = " | ".join(preflight(r.render, gpus=[("NVIDIA H100 80GB HBM3", 79.6), ("NVIDIA RTX 4090", 23.6)]))
+    assert "LiveAvatar runs on 1 GPU (offloading) or on at least 5 ranks" in problems
+    assert "no LiveAvatar checkout: clone github.com/Alibaba-Quark/LiveAvatar" in problems
+    assert "Wan2.2-S2V-14B weights missing" in problems and "download Wan-AI/Wan2.2-S2V-14B" in problems
+    assert "Live-Avatar LoRA missing" in problems
+    assert "3 GPU(s) needed, 2 visible" in problems
+    assert "GPU 1 (NVIDIA RTX 4090, 24 GiB) has less" in problems
+
+
+def test_five_h100s_pass_the_gpu_check(weights):
+    r = _recipe(*weights, "render.nproc=5", "render.device=cuda")
+    assert preflight(r.render, gpus=[("NVIDIA H100 80GB HBM3", 79.6)] * 5) == []
+    assert preflight(r.render, gpus=[("NVIDIA H100 80GB HBM3", 79.6)] * 4) == ["5 GPU(s) needed, 4 visible"]
+
+
+def test_missing_checkout_is_one_line_from_the_cli(tmp_path, weights):
+    (tmp_path / "s.txt").write_text("Hello there.")
+    proc = subprocess.run(
+        [sys.executable, "-m", "talkgen", "render", "s.txt", "--say", "-o", "o.mp4", "render.engine=liveavatar",
+         f"render.liveavatar.checkout={tmp_path / 'nowhere'}", f"render.liveavatar.ckpt_dir={weights[0]}",
+         f"render.liveavatar.lora_dir={weights[1]}"],
+        cwd=tmp_path, capture_output=True, text=True,
+    )
+    assert proc.returncode == 1
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "LiveAvatar cannot run:" in proc.stderr and "is not a LiveAvatar checkout" in proc.stderr
+
+
+def test_renders_through_the_standin_with_lora_fp8_steps_and_continuity(tmp_path, weights):
+    from talkgen.pipeline import RenderRequest, run
+
+    (tmp_path / "s.txt").write_text("Hello there, this is the first sentence. And this is a second one, a little longer.")
+    recipe = _recipe(*weights)
+    report = run(RenderRequest(tmp_path / "s.txt", tmp_path / "o.mp4", recipe, job_dir=tmp_path / "job", say=True))
+    from liveavatar.models.wan import causal_s2v_pipeline as standin
+    from liveavatar.utils import fp8_linear
+
+    plan = json.loads((tmp_path / "job" / "plan.json").read_text())
+    assert len(plan["chunks"]) >= 2
+    assert all((c["end_frame"] - c["start_frame"]) % 12 == 0 for c in plan["chunks"])
+    assert max(c["end_frame"] - c["start_frame"] for c in plan["chunks"]) <= 24  # clips_per_chunk x infer_frames
+    calls = standin.LOG[-len(plan["chunks"]):]
+    assert [c["num_repeat"] * 12 for c in calls] == [c["end_frame"] - c["start_frame"] for c in plan["chunks"]]
+    assert {c["sampling_steps"] for c in calls} == {4} and {c["solver"] for c in calls} == {"euler"}
+    assert {c["size"] for c in calls} == {"64*48"} and all(c["offload"] for c in calls)
+    assert fp8_linear.CALLS[-1][0] == "text_embedding"
+    # The first chunk's motion frames are the portrait; every later chunk's are the previous chunk's last frames.
+    ref_mean = calls[0]["motion_mean"]
+    frames = [np.load(p) for p in sorted((tmp_path / "job" / "chunks").glob("motion-*.npy"))]
+    t = 5 * 9  # the stand-in encodes the reference repeated 5 x motion_frames times
+    for call, prev in zip(calls[1:], frames):
+        clip = prev.astype(np.float32) / 127.5 - 1.0
+        padded = np.concatenate([np.repeat(clip[:1], t - len(clip), axis=0), clip])  # the oldest frame repeated to fill
+        assert call["motion_mean"] == pytest.approx(padded.mean(), abs=1e-3)
+        assert call["motion_mean"] != pytest.approx(ref_mean, abs=1e-3)
+    info = media.probe(tmp_path / "o.mp4")["streams"][0]
+    assert (info["width"], info["height"]) == (64, 48)
+    assert report["output"]["frames"] == plan["total_frames"]
+
+
+@pytest.mark.parametrize("recipe", ["gpu-1x", "h100-8x"])
+def test_gpu_recipes_refuse_this_machine_in_one_line_before_any_rank_starts(tmp_path, recipe):
+    (tmp_path / "s.txt").write_text("Hello there.")
+    proc = subprocess.run([sys.executable, "-m", "talkgen", "render", "s.txt", "--say", "--recipe", recipe, "-o", "o.mp4"],
+                          cwd=tmp_path, capture_output=True, text=True, env={**__import__("os").environ, "TALKGEN_LIVEAVATAR": ""})
+    assert proc.returncode == 1
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stderr.startswith("error: LiveAvatar cannot run:") and "GPU(s) needed, 0 visible" in proc.stderr
+    assert not list(tmp_path.glob(".talkgen/jobs/*/dist"))  # no rank was launched
