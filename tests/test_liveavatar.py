@@ -106,3 +106,13 @@ def test_gpu_recipes_refuse_this_machine_in_one_line_before_any_rank_starts(tmp_
     assert len(proc.stderr.strip().splitlines()) == 1
     assert proc.stderr.startswith("error: LiveAvatar cannot run:") and "GPU(s) needed, 0 visible" in proc.stderr
     assert not list(tmp_path.glob(".talkgen/jobs/*/dist"))  # no rank was launched
+
+
+def test_gpus_are_read_from_nvidia_smi_output():
+    from talkgen.engines.liveavatar import parse_nvidia_smi
+
+    smi = "\n".join(f"{i}, NVIDIA H100 80GB HBM3, 81559" for i in range(8))
+    gpus = parse_nvidia_smi(smi, "0,1,2,3,4")
+    assert len(gpus) == 5 and gpus[0] == ("NVIDIA H100 80GB HBM3", 81559 / 1024)
+    assert len(parse_nvidia_smi(smi)) == 8
+    assert parse_nvidia_smi("", "0") == []

@@ -111,12 +111,42 @@ def preflight(config, gpus: list[tuple[str, float]]) -> list[str]:
     return problems
 
 
-def visible_gpus() -> list[tuple[str, float]]:
-    import torch
+def visible_gpus(selection: str = "") -> list[tuple[str, float]]:
+    """(name, GiB) of the GPUs the ranks will see, read with nvidia-smi.
 
-    if not torch.cuda.is_available():
+    nvidia-smi rather than torch.cuda: initialising CUDA in talkgen's own process would
+    hold memory on GPU 0 for the whole job, and a broken driver could take it down.
+    """
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
         return []
-    return [(torch.cuda.get_device_name(i), torch.cuda.get_device_properties(i).total_memory / 2**30) for i in range(torch.cuda.device_count())]
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if out.returncode != 0:
+        return []
+    return parse_nvidia_smi(out.stdout, selection or os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+
+
+def parse_nvidia_smi(text: str, selection: str = "") -> list[tuple[str, float]]:
+    """Parse `index, name, memory.total [MiB]` lines, keeping the selected indices in their order."""
+    gpus = {}
+    for line in text.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) >= 3 and parts[0].isdigit():
+            try:
+                gpus[parts[0]] = (parts[1], float(parts[2]) / 1024)
+            except ValueError:
+                continue
+    if selection.strip():
+        return [gpus[i.strip()] for i in selection.split(",") if i.strip() in gpus]
+    return [gpus[k] for k in sorted(gpus, key=int)]
 
 
 def _continuing(base):
@@ -168,7 +198,7 @@ def _fit(target, seed):
 
 def check(config) -> None:
     """Raise one line listing every problem, before anything is loaded or any rank launched."""
-    problems = preflight(config, visible_gpus() if config.device == "cuda" else [])
+    problems = preflight(config, visible_gpus(config.gpus) if config.device == "cuda" else [])
     if problems:
         raise TalkgenError("LiveAvatar cannot run: " + "; ".join(problems))
 
