@@ -105,6 +105,98 @@ def recipes() -> None:
         print(f"{name:10s} {description}")
 
 
+weights_app = typer.Typer(help="The models talkgen uses: list them, download them, check them.", no_args_is_help=True)
+app.add_typer(weights_app, name="weights")
+
+
+@weights_app.command("list")
+@handles_errors
+def weights_list(as_json: bool = typer.Option(False, "--json", help="Print the list as JSON.")) -> None:
+    """Every model: source, revision, licence, present or not, the recipes that use it."""
+    import json
+
+    from talkgen.weights import is_present, manifest
+
+    rows = [{"name": m.name, "kind": m.kind, "source": m.source, "license": m.license, "present": is_present(m),
+             "recipes": m.recipes} for m in manifest().values()]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for col in ("model", "kind", "source", "licence", "present", "recipes"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["kind"], r["source"], r["license"], "yes" if r["present"] else "no", ", ".join(r["recipes"]))
+    Console().print(table)
+
+
+@weights_app.command("pull")
+@handles_errors
+def weights_pull(
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="Pull every model this recipe needs."),
+    model: Optional[List[str]] = typer.Option(None, "--model", help="Pull this model (repeatable)."),
+) -> None:
+    """Download models from their hub, resumably, and check them."""
+    from talkgen.errors import UsageError
+    from talkgen.weights import for_recipe, manifest, pull
+
+    if not recipe and not model:
+        raise UsageError("say what to pull: --recipe NAME or --model NAME")
+    models = for_recipe(recipe) if recipe else []
+    known = manifest()
+    for name in model or []:
+        if name not in known:
+            raise UsageError(f"unknown model '{name}': talkgen weights list shows them")
+        models.append(known[name])
+    err = _stderr()
+    for m in models:
+        if m.bundled:
+            err.print(f"{m.name}: bundled in {m.bundled}, nothing to download", highlight=False)
+            continue
+        err.print(f"{m.name}: pulling {m.source}", highlight=False)
+        folder = _pull_with_bar(m, pull, err)
+        print(folder)
+
+
+def _pull_with_bar(model, pull, console):
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                   console=console, transient=True, disable=not console.is_terminal)
+    tasks: dict[str, int] = {}
+
+    def progress(name: str, done: int, total: int) -> None:
+        if name not in tasks:
+            tasks[name] = bar.add_task(name, total=total or None)
+        bar.update(tasks[name], completed=done)
+
+    with bar:
+        return pull(model, progress)
+
+
+@weights_app.command("verify")
+@handles_errors
+def weights_verify() -> None:
+    """Re-hash every pulled model against its recorded sha256; exit 1 on any mismatch."""
+    from talkgen.weights import is_present, manifest, verify
+
+    problems = []
+    for m in manifest().values():
+        if m.bundled or is_present(m):
+            found = verify(m)
+            problems += found
+            print(f"{m.name}: {'ok' if not found else 'FAILED'}")
+        else:
+            print(f"{m.name}: not pulled")
+    if problems:
+        for line in problems:
+            _stderr().print(f"[bold red]error:[/] {line}", highlight=False)
+        raise typer.Exit(1)
+
+
 @app.command()
 def version() -> None:
     """Print talkgen's version."""

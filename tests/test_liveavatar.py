@@ -40,7 +40,7 @@ def test_preflight_says_everything_that_is_missing(tmp_path, monkeypatch):
     problems = " | ".join(preflight(r.render, gpus=[("NVIDIA H100 80GB HBM3", 79.6), ("NVIDIA RTX 4090", 23.6)]))
     assert "LiveAvatar runs on 1 GPU (offloading) or on at least 5 ranks" in problems
     assert "no LiveAvatar checkout: clone github.com/Alibaba-Quark/LiveAvatar" in problems
-    assert "Wan2.2-S2V-14B weights missing" in problems and "download Wan-AI/Wan2.2-S2V-14B" in problems
+    assert "Wan2.2-S2V-14B weights missing" in problems and "talkgen weights pull --model wan2.2-s2v-14b" in problems
     assert "Live-Avatar LoRA missing" in problems
     assert "3 GPU(s) needed, 2 visible" in problems
     assert "GPU 1 (NVIDIA RTX 4090, 24 GiB) has less" in problems

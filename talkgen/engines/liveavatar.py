@@ -98,9 +98,9 @@ def preflight(config, gpus: list[tuple[str, float]]) -> list[str]:
         problems.append(f"{root} is not a LiveAvatar checkout (no {PIPELINE})")
     ckpt, lora = weight_dirs(la)
     if not ckpt.is_dir() or not any(ckpt.iterdir()):
-        problems.append(f"Wan2.2-S2V-14B weights missing in {ckpt}: download Wan-AI/Wan2.2-S2V-14B there (or set render.liveavatar.ckpt_dir)")
+        problems.append(f"Wan2.2-S2V-14B weights missing in {ckpt}: talkgen weights pull --model wan2.2-s2v-14b (or set render.liveavatar.ckpt_dir)")
     if la.lora and (not lora.is_dir() or not any(lora.iterdir())):
-        problems.append(f"Live-Avatar LoRA missing in {lora}: download Quark-Vision/Live-Avatar there (or set render.liveavatar.lora_dir)")
+        problems.append(f"Live-Avatar LoRA missing in {lora}: talkgen weights pull --model live-avatar (or set render.liveavatar.lora_dir)")
     if config.device == "cuda":
         need = la.min_gpu_gb or (SINGLE_GPU_GIB if config.nproc == 1 else TPP_GPU_GIB)
         if len(gpus) < config.nproc:
