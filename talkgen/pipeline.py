@@ -231,7 +231,7 @@ def _transcribe(r: Run, audio: Path, portrait: _PortraitOnce) -> dict:
 
         duration = media.audio_duration(audio)
         portrait.get()  # a portrait with no face should fail before any model work
-        stt = load_stt(c)
+        stt = load_stt(c, r.recipe.name)
         r.progress.stage("transcribe", round(duration, 1), "s of audio")
         result = transcribe(audio, stt, VAD(), r.job.path("transcript.json"), c.piece_s, c.vad_threshold, r.progress.advance)
         return StageRecord(key="", outputs=r.job.output_hashes(["transcript.json"]),

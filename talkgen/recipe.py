@@ -23,6 +23,7 @@ class STTConfig:
     language: str = "en"
     piece_s: float = 30.0
     vad_threshold: float = 0.5
+    device: str = "cpu"  # openai-whisper only: cpu or cuda (fp16 on cuda)
 
 
 @dataclass

@@ -30,11 +30,15 @@ class Model:
     repo: str = ""
     revision: str = "main"
     dir: str = ""
-    files: list[dict] = field(default_factory=list)  # {name, size?, sha256?}; empty: every file in the repo
+    files: list[dict] = field(default_factory=list)  # {name, size?, sha256?, url?}; empty: every file in the repo
 
     @property
     def source(self) -> str:
-        return f"bundled (package {self.bundled})" if self.bundled else f"{self.repo}@{self.revision}"
+        if self.bundled:
+            return f"bundled (package {self.bundled})"
+        if self.repo:
+            return f"{self.repo}@{self.revision}"
+        return "url " + ", ".join(f.get("url", "?") for f in self.files)
 
 
 def manifest_path() -> Path:
@@ -115,7 +119,7 @@ def pull(model: Model, progress: Callable[[str, int, int], None] | None = None) 
     for f in files:
         dest = folder / f["name"]
         if not dest.is_file():
-            _fetch(model, f["name"], dest, f.get("size"), progress)
+            _fetch(model, f["name"], dest, f.get("size"), progress, url=f.get("url"))
         digest = sha256_file(dest)
         if expected.get(f["name"]) and digest != expected[f["name"]]:
             dest.unlink()
@@ -137,19 +141,24 @@ def _repo_files(model: Model) -> list[str]:
         raise TalkgenError(f"cannot list {model.repo}@{model.revision}: {_first_line(exc)}") from None
 
 
-def _fetch(model: Model, name: str, dest: Path, size: int | None, progress) -> None:
-    """GET one file into dest.part with a Range header for what is already there, then rename."""
+def _fetch(model: Model, name: str, dest: Path, size: int | None, progress, url: str | None = None) -> None:
+    """GET one file into dest.part with a Range header for what is already there, then rename.
+
+    The file comes from its own `url` when the manifest gives one, else from the hub repo.
+    """
     import urllib.error
     import urllib.request
 
-    from huggingface_hub import hf_hub_url
-    from huggingface_hub.utils import build_hf_headers
+    headers: dict[str, str] = {}
+    if not url:
+        from huggingface_hub import hf_hub_url
+        from huggingface_hub.utils import build_hf_headers
 
-    url = hf_hub_url(model.repo, name, revision=model.revision)
+        url = hf_hub_url(model.repo, name, revision=model.revision)
+        headers = dict(build_hf_headers())
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
     have = part.stat().st_size if part.exists() else 0
-    headers = dict(build_hf_headers())
     if have:
         headers["Range"] = f"bytes={have}-"
     try:
@@ -200,6 +209,18 @@ def verify(model: Model) -> list[str]:
         elif sha256_file(path) != digest:
             problems.append(f"{model.name}: {name} does not match its sha256")
     return problems
+
+
+def require_file(name: str, filename: str, recipe: str) -> Path:
+    """A pulled model's file, its sha256 checked against the manifest; one line naming the fix if not."""
+    from talkgen.job import sha256_file
+
+    folder = require(name, recipe)
+    path = folder / filename
+    entry = next((f for f in manifest()[name].files if f["name"] == filename), {})
+    if entry.get("sha256") and sha256_file(path) != entry["sha256"]:
+        raise TalkgenError(f"{path} does not match its sha256 in the manifest: delete it and run talkgen weights pull --recipe {recipe}")
+    return path
 
 
 def require(name: str, recipe: str) -> Path:

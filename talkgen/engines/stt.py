@@ -26,7 +26,7 @@ class STTEngine(Protocol):
         ...
 
 
-ENGINES = ("faster-whisper",)
+ENGINES = ("faster-whisper", "openai-whisper")
 
 
 def _check(config) -> None:
@@ -38,13 +38,21 @@ def _check(config) -> None:
 
 def stt_identity(config) -> dict:
     _check(config)
+    if config.engine == "openai-whisper":
+        from talkgen.engines import openai_whisper_stt
+
+        return openai_whisper_stt.identity(config)
     from talkgen.engines import faster_whisper_stt
 
     return faster_whisper_stt.identity(config)
 
 
-def load_stt(config) -> STTEngine:
+def load_stt(config, recipe: str = "cpu") -> STTEngine:
     _check(config)
+    if config.engine == "openai-whisper":
+        from talkgen.engines.openai_whisper_stt import OpenAIWhisperSTT
+
+        return OpenAIWhisperSTT(config, recipe)
     from talkgen.engines.faster_whisper_stt import FasterWhisperSTT
 
     return FasterWhisperSTT(config)
