@@ -254,7 +254,7 @@ def _reply(r: Run, turns: list[str], portrait: _PortraitOnce) -> dict:
         from talkgen.stages.reply import reply
 
         portrait.get()
-        llm = load_llm(c, on_status=r.progress.note)
+        llm = load_llm(c, on_status=r.progress.note, recipe=r.recipe.name)
         result = reply(turns, llm, c, r.job.path("reply.json"), on_text=r.progress.text, note=r.progress.note,
                        on_turn=r.progress.turn)
         tokens = sum(t["tokens"] for t in result["turns"])

@@ -38,7 +38,8 @@ class LLMConfig:
     repetition_penalty: float = 1.1
     seed: int = 0
     context_tokens: int = 2048
-    dtype: str = "auto"  # auto (bfloat16 where the CPU has it natively, else float32), float32, bfloat16
+    dtype: str = "auto"  # auto: bfloat16 on CUDA and on CPUs with native bf16, else float32
+    device: str = "cpu"  # cpu or cuda
 
 
 @dataclass

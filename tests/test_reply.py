@@ -122,3 +122,15 @@ def test_an_empty_reply_is_retried_once_then_fails_clearly(tmp_path):
         reply(["hello there"], load_llm(config), config, tmp_path / "r.json", note=notes.append)
     assert any("trying once more with another seed" in n for n in notes)
     assert not (tmp_path / "r.json").exists()
+
+
+def test_a_hub_id_maps_to_the_pulled_folder_and_never_downloads(tmp_path, monkeypatch):
+    monkeypatch.setenv("TALKGEN_WEIGHTS", str(tmp_path / "weights"))
+    config = load_recipe("cpu", ["llm.model=meta-llama/Llama-3.2-3B-Instruct"]).llm
+    with pytest.raises(TalkgenError, match="llama-3.2-3b-instruct is not downloaded: run talkgen weights pull --recipe gpu-1x"):
+        load_llm(config, recipe="gpu-1x")
+    # Once the folder is there (here a tiny Llama standing in for the 3B one), the same id loads it.
+    folder = _tiny_llama(tmp_path / "weights" / "Llama-3.2-3B-Instruct", mute=False)
+    (folder / ".talkgen-sha256.json").write_text("{}")
+    llm = load_llm(config, recipe="gpu-1x")
+    assert llm.model.config.model_type == "llama" and llm.identity()["model"] == "meta-llama/Llama-3.2-3B-Instruct"

