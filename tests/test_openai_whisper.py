@@ -7,7 +7,6 @@ the audio, and the same audio gives the same result.
 
 from dataclasses import asdict
 
-import numpy as np
 import pytest
 import torch
 from conftest import spoken_wav
