@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
 
+# Phoneme-stream symbols that are pauses, sentence marks or word breaks, not sounds.
+SILENT_SYMBOLS = frozenset({"^", "$", " ", ",", ".", "!", "?", ";", ":", "…", "-"})
+
 
 @dataclass
 class Sentence:

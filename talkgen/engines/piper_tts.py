@@ -73,7 +73,6 @@ class PiperTTS:
 
         self.config = config
         model_path, config_path = _voice_files(config.voice)
-        self._voice_name = config.voice
         opts = onnxruntime.SessionOptions()
         opts.intra_op_num_threads = 0
         # Memory patterns are cached per input shape, and every sentence has its own length:

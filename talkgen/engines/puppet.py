@@ -15,6 +15,7 @@ import math
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Iterator
 
+from talkgen.speech import SILENT_SYMBOLS
 from talkgen.stages.plan import SILENCE_DB
 
 if TYPE_CHECKING:
@@ -30,14 +31,13 @@ _CLOSE = {"i": 0.35, "ɪ": 0.4, "u": 0.3, "ʊ": 0.35, "y": 0.3}
 _ROUND = {"u": -1.0, "ʊ": -0.8, "o": -0.8, "ɔ": -0.6, "w": -1.0, "ɹ": -0.3, "ʃ": -0.5, "ʒ": -0.5, "ɒ": -0.4}
 _WIDE = {"i": 0.8, "ɪ": 0.6, "e": 0.6, "ɛ": 0.5, "æ": 0.4, "s": 0.5, "z": 0.5, "j": 0.6}
 _LIPS_SHUT = {"p": 0.0, "b": 0.0, "m": 0.0, "f": 0.15, "v": 0.15}
-_SILENT = {"^", "$", " ", ",", ".", "!", "?", ";", ":", "…", "-"}
 _MOUTH_INTERIOR = (58, 18, 24)
 _TEETH = (226, 220, 208)
 _SMOOTH = (0.1, 0.2, 0.4, 0.2, 0.1)  # symmetric, so a chunk's frames never depend on where it was cut
 
 
 def viseme(symbol: str) -> tuple[float, float]:
-    if symbol in _SILENT:
+    if symbol in SILENT_SYMBOLS:
         return 0.0, 0.0
     if symbol in _LIPS_SHUT:
         return _LIPS_SHUT[symbol], 0.0
@@ -106,7 +106,6 @@ class PuppetAvatar:
         lip_h = max(2.0, m.lower_lip_bottom - m.upper_lip_top)
         self._chin = max(m.chin_y, m.lower_lip_bottom + lip_h)
         self._max_open = 0.5 * lip_h + 0.1 * self._hw
-        self._fh = fh
         x = self._X[0]
         u = (x - self._cx) / self._hw
         self._mouth_profile = (np.clip(1 - u * u, 0, 1) ** 0.35).astype(np.float32)  # a rounded-rectangle opening

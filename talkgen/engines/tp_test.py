@@ -71,7 +71,6 @@ class TPTestAvatar:
         self.b2 = b2.to(**to)  # added once, after the reduction
         self.base = np.ascontiguousarray(portrait.image).astype(np.float32)
         self._state: list[float] = [0.0] * STATE
-        self._last_state_end = 0
 
     def identity(self) -> dict:
         c = self.config

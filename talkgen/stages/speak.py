@@ -7,14 +7,12 @@ from typing import Callable
 
 from talkgen.engines.tts import TTSEngine
 from talkgen.job import atomic_path, write_json_atomic
-from talkgen.speech import WavWriter
+from talkgen.speech import SILENT_SYMBOLS, WavWriter
 from talkgen.text.normalize import normalize
 from talkgen.text.script import paragraphs, sentences
 
 LEAD_IN_S = 0.2
 TAIL_S = 0.4
-WORD_BREAKS = {" "}
-SILENT = {"^", "$", " ", ",", ".", "!", "?", ";", ":", "…", "-"}
 
 
 def speak(
@@ -91,7 +89,7 @@ def _words(text: str, phonemes: list[list], start: int, end: int) -> list[list]:
     cur: int | None = None
     last = start
     for symbol, pos, n in phonemes:
-        if symbol in SILENT:
+        if symbol in SILENT_SYMBOLS:
             if cur is not None:
                 spans.append((cur, last))
                 cur = None
