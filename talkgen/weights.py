@@ -31,6 +31,7 @@ class Model:
     revision: str = "main"
     dir: str = ""
     files: list[dict] = field(default_factory=list)  # {name, size?, sha256?, url?}; empty: every file in the repo
+    params: int = 0  # parameter count, for the GPU memory planner before the weights are pulled
 
     @property
     def source(self) -> str:

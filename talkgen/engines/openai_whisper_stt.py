@@ -64,7 +64,7 @@ class OpenAIWhisperSTT:
         result = whisper.transcribe(
             self.model, audio, language=self.config.language or None, word_timestamps=True, temperature=0.0,
             beam_size=self.config.beam_size if self.config.beam_size > 1 else None,
-            condition_on_previous_text=False, fp16=self.config.device == "cuda", verbose=None,
+            condition_on_previous_text=False, fp16=self.config.device.startswith("cuda"), verbose=None,
         )
         words = [(w["word"].strip(), float(w["start"]), float(w["end"])) for s in result["segments"] for w in s.get("words", [])]
         return Transcript(text=result["text"].strip(), language=result.get("language") or self.config.language, words=words)

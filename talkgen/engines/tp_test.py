@@ -41,6 +41,12 @@ def traits(config) -> dict:
     }
 
 
+def parameter_count() -> int:
+    """The whole model's parameters (every rank holds 1/world_size of the hidden ones)."""
+    out = LOW * LOW * 3 + STATE
+    return (BANDS + STATE) * HIDDEN + HIDDEN + HIDDEN * out + out
+
+
 class TPTestAvatar:
     output_rank = 0
     max_chunk_s = 4.0

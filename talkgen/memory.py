@@ -1,0 +1,265 @@
+"""The GPU memory planner: will the recipe's placement fit, before anything is loaded?
+
+Each engine on a GPU needs about params x bytes-per-param x (1 + ACTIVATIONS); the
+parameter count comes from the weights on disk (safetensors headers, or a lazily mapped
+torch checkpoint) or, before a pull, from the manifest's `params`. Engines that share a GPU
+take turns (each is released when its stage ends) unless the recipe keeps them resident,
+so a GPU's peak is its resident engines plus the largest of the others, plus a reserve for
+the CUDA context. LiveAvatar states its own per-GPU need (see engines/liveavatar.py).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from talkgen.errors import TalkgenError
+
+GIB = 1024**3
+ACTIVATIONS = 0.2  # activations, KV cache and workspace for the sizes talkgen runs, on top of weights
+BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 1}
+
+
+@dataclass
+class Need:
+    engine: str  # stt, llm, tts, avatar
+    model: str
+    device: str  # the placement string
+    gib: float  # per GPU it is placed on
+    params: int = 0
+    dtype: str = ""
+    source: str = ""  # where the parameter count came from
+
+
+@dataclass
+class GPU:
+    index: int
+    name: str
+    total_gib: float
+    free_gib: float
+
+
+@dataclass
+class GpuPlan:
+    gpu: GPU
+    needs: list[Need] = field(default_factory=list)
+    peak_gib: float = 0.0
+
+    @property
+    def fits(self) -> bool:
+        return self.peak_gib <= self.gpu.free_gib
+
+
+def count_safetensors(path: Path) -> int:
+    """Parameters in a .safetensors file, from its JSON header alone."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    total = 0
+    for name, meta in header.items():
+        if name == "__metadata__" or not meta.get("dtype", "").startswith(("F", "BF")):
+            continue  # integer tensors are counters and indices, not weights
+        count = 1
+        for d in meta["shape"]:
+            count *= d
+        total += count
+    return total
+
+
+def count_torch(path: Path) -> int:
+    """Floating-point tensors in a torch checkpoint, mapped lazily (nothing is read into memory)."""
+    import torch
+
+    state = torch.load(str(path), map_location="meta", weights_only=True, mmap=True)
+    total = 0
+
+    def walk(obj) -> None:
+        nonlocal total
+        if isinstance(obj, torch.Tensor):
+            total += obj.numel() if obj.is_floating_point() else 0
+        elif isinstance(obj, dict):
+            for v in obj.values():
+                walk(v)
+
+    walk(state)
+    return total
+
+
+def count_files(paths: list[Path]) -> int:
+    total = 0
+    for p in paths:
+        total += count_safetensors(p) if p.suffix == ".safetensors" else count_torch(p)
+    return total
+
+
+def _params(name_or_path: str, files: list[Path]) -> tuple[int, str]:
+    """(parameters, source): from the files when they are there, else from the manifest."""
+    present = [f for f in files if f.is_file()]
+    if present and len(present) == len(files):
+        return count_files(present), "files"
+    from talkgen.weights import manifest
+
+    model = manifest().get(name_or_path)
+    if model is not None and model.params:
+        return int(model.params), "manifest"
+    return 0, "unknown"
+
+
+def _stt_need(recipe) -> Need | None:
+    c = recipe.stt
+    if c.engine != "openai-whisper" or c.device == "cpu":
+        return None
+    from talkgen.engines.openai_whisper_stt import OFFICIAL
+
+    if c.model in OFFICIAL:
+        from talkgen.weights import local_dir
+
+        name = f"whisper-{c.model}"
+        params, source = _params(name, [local_dir(name) / f"{c.model}.pt"])
+    else:
+        name, (params, source) = c.model, (count_files([Path(c.model)]), "files")
+    return _need("stt", name, c.device, params, "float16", source)
+
+
+def _llm_need(recipe) -> Need | None:
+    c = recipe.llm
+    if c.device == "cpu":
+        return None
+    from talkgen.engines.transformers_llm import compute_dtype
+
+    path = Path(c.model)
+    if (path / "config.json").is_file():
+        name, (params, source) = c.model, (count_files(sorted(path.glob("*.safetensors"))), "files")
+    else:
+        from talkgen.weights import manifest, weights_root
+
+        model = next((m for m in manifest().values() if c.model in (m.repo, m.name)), None)
+        name = model.name if model else c.model
+        folder = weights_root() / (model.dir or model.name) if model else path
+        files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+        params, source = _params(name, files) if files else _params(name, [folder / "model.safetensors"])
+    return _need("llm", name, c.device, params, compute_dtype(c), source)
+
+
+def _tts_need(recipe) -> Need | None:
+    c = recipe.tts
+    if c.engine != "f5-tts" or c.device == "cpu":
+        return None
+    from talkgen.weights import local_dir, manifest
+
+    models = manifest()
+    if c.model in models:
+        ckpt = [local_dir(c.model) / f["name"] for f in models[c.model].files if f["name"].endswith((".safetensors", ".pt"))]
+        params, source = _params(c.model, ckpt)
+    else:
+        params, source = count_files([Path(c.model)]), "files"
+    vocoder = local_dir(c.vocoder) if c.vocoder in models else Path(c.vocoder)
+    v_params, v_source = _params(c.vocoder, [vocoder / "pytorch_model.bin"])
+    # The DiT runs in bfloat16 on a GPU; the vocoder stays in float32.
+    gib = (params * 2 + v_params * 4) * (1 + ACTIVATIONS) / GIB
+    src = source if source == v_source else f"{source}+{v_source}"
+    return Need("tts", c.model, c.device, round(gib, 3), params + v_params, "bfloat16", src)
+
+
+def _avatar_need(recipe) -> Need | None:
+    c = recipe.render
+    if c.device == "cpu":
+        return None
+    if c.engine == "liveavatar":
+        from talkgen.engines.liveavatar import SINGLE_GPU_GIB, TPP_GPU_GIB
+
+        gib = c.liveavatar.min_gpu_gb or (SINGLE_GPU_GIB if c.nproc == 1 else TPP_GPU_GIB)
+        return Need("avatar", "liveavatar", recipe.placement.avatar, float(gib), source="LiveAvatar's figure")
+    if c.engine == "tp-test":
+        from talkgen.engines.tp_test import parameter_count
+
+        return _need("avatar", "tp-test", recipe.placement.avatar, parameter_count(), c.dtype, "shape")
+    return None
+
+
+def _need(engine: str, model: str, device: str, params: int, dtype: str, source: str) -> Need:
+    gib = params * BYTES.get(dtype, 4) * (1 + ACTIVATIONS) / GIB
+    return Need(engine, model, device, round(gib, 3), params, dtype, source)
+
+
+def needs(recipe, engines: set[str]) -> list[Need]:
+    """What each GPU-placed engine of `engines` (stt, llm, tts, avatar) needs."""
+    makers = {"stt": _stt_need, "llm": _llm_need, "tts": _tts_need, "avatar": _avatar_need}
+    return [n for e in ("stt", "llm", "tts", "avatar") if e in engines for n in [makers[e](recipe)] if n is not None]
+
+
+def plan(recipe, engines: set[str], gpus: list[GPU]) -> list[GpuPlan]:
+    """Place every need on its GPUs and compute each GPU's peak; raise, with the numbers, if any does not fit."""
+    from talkgen.placement import gpu_indices
+
+    wanted = needs(recipe, engines)
+    if not wanted:
+        return []
+    by_index = {g.index: GpuPlan(g) for g in gpus}
+    missing = []
+    for need in wanted:
+        indices = gpu_indices(need.device)
+        if indices is None:  # plain "cuda": the first GPU, or the first nproc for the avatar's ranks
+            count = recipe.render.nproc if need.engine == "avatar" else 1
+            indices = sorted(by_index)[:count] or list(range(count))
+        for i in indices:
+            if i in by_index:
+                by_index[i].needs.append(need)
+            else:
+                missing.append(f"{need.engine} on GPU {i}")
+    if missing:
+        seen = f"{len(gpus)} GPU(s) visible" if gpus else "no GPU visible (nvidia-smi found none)"
+        raise TalkgenError(f"placement of recipe '{recipe.name}' needs GPUs this machine lacks: {', '.join(missing)}; {seen}")
+    resident = set(recipe.placement.resident)
+    for p in by_index.values():
+        if not p.needs:
+            continue
+        kept = sum(n.gib for n in p.needs if n.engine in resident)
+        turns = max((n.gib for n in p.needs if n.engine not in resident), default=0.0)
+        p.peak_gib = round(kept + turns + recipe.placement.reserve_gb, 2)
+    used = [p for p in by_index.values() if p.needs]
+    short = [p for p in used if not p.fits]
+    if short:
+        raise TalkgenError("placement does not fit: " + "; ".join(describe(p) for p in short)
+                           + ": move engines to other GPUs (placement.*), or drop them from placement.resident")
+    return used
+
+
+def describe(p: GpuPlan) -> str:
+    parts = " + ".join(f"{n.engine} {n.model} {n.gib:.1f}" for n in p.needs)
+    return f"GPU {p.gpu.index} ({p.gpu.name}) needs {p.peak_gib:.1f} GiB at its peak ({parts} + reserve), {p.gpu.free_gib:.1f} GiB free"
+
+
+def read_gpus() -> list[GPU]:
+    """The GPUs nvidia-smi lists (all of them, by physical index), without initialising CUDA here."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index,name,memory.total,memory.free", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return parse_gpus(out.stdout) if out.returncode == 0 else []
+
+
+def parse_gpus(text: str) -> list[GPU]:
+    gpus = []
+    for line in text.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        try:
+            gpus.append(GPU(int(parts[0]), parts[1], float(parts[2]) / 1024, float(parts[3]) / 1024))
+        except (IndexError, ValueError):
+            continue
+    return gpus
+
+
+def check_placement(recipe, engines: set[str]) -> list[GpuPlan]:
+    """Plan the GPU-placed engines against the GPUs nvidia-smi sees; nothing on a GPU, nothing to do."""
+    if not needs(recipe, engines):
+        return []
+    return plan(recipe, engines, read_gpus())

@@ -1,0 +1,57 @@
+"""Device strings of the placement section, and releasing an engine's memory between stages."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from talkgen.errors import UsageError
+
+_ONE = re.compile(r"^(cpu|cuda|cuda:\d+)$")
+_MANY = re.compile(r"^(cpu|cuda|cuda:\d+(,\d+)*)$")
+
+
+def check_device(engine: str, device: str, many: bool = False) -> None:
+    if not isinstance(device, str) or not (_MANY if many else _ONE).match(device):
+        example = "cpu, cuda or cuda:0,1,2,3,4" if many else "cpu, cuda or cuda:N"
+        raise UsageError(f"placement.{engine} '{device}' is not a device: use {example}")
+
+
+def gpu_indices(device: str) -> list[int] | None:
+    """The GPU indices a device string names: [] for cpu, None for 'cuda' (all visible)."""
+    if device == "cpu":
+        return []
+    if device == "cuda":
+        return None
+    return [int(i) for i in device.split(":", 1)[1].split(",")]
+
+
+def avatar_gpus(device: str) -> str:
+    """CUDA_VISIBLE_DEVICES for the avatar ranks: blank means every GPU."""
+    indices = gpu_indices(device)
+    return ",".join(str(i) for i in indices) if indices else ""
+
+
+def release() -> None:
+    """Free what a finished stage's engine held, so the next engine can have its GPU.
+
+    Only when torch is already imported: importing it here would cost seconds for nothing.
+    """
+    import gc
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+def gpus_held(recipe) -> int:
+    """How many GPUs the placement holds for the job: what the cost report bills."""
+    held: set[int] = set()
+    p = recipe.placement
+    for engine in ("stt", "llm", "tts", "avatar"):
+        indices = gpu_indices(getattr(p, engine))
+        if indices is None:  # plain "cuda": GPU 0, or the first nproc GPUs for the avatar's ranks
+            indices = list(range(recipe.render.nproc if engine == "avatar" else 1))
+        held.update(indices)
+    return len(held)

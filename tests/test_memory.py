@@ -1,0 +1,104 @@
+"""The GPU memory planner: parameter counts read from the tiny models' real files equal
+what the real loaders build, and the per-GPU arithmetic refuses what cannot fit."""
+
+import subprocess
+import sys
+from dataclasses import asdict
+
+import pytest
+import tiny_f5
+import torch
+from conftest import ROOT
+from test_reply import _tiny_llama
+
+from talkgen.errors import TalkgenError
+from talkgen.memory import ACTIVATIONS, GIB, needs, parse_gpus, plan
+from talkgen.recipe import load_recipe
+
+H100 = "\n".join(f"{i}, NVIDIA H100 80GB HBM3, 81559, 81000" for i in range(8))
+RTX = "0, NVIDIA GeForce RTX 4090, 24564, 23000"
+
+
+def _floats(state: dict) -> int:
+    return sum(t.numel() for t in state.values() if t.is_floating_point())
+
+
+def test_counts_match_the_loaded_tiny_models(tmp_path):
+    from talkgen.engines import f5_tts
+    from talkgen.engines.llm import load_llm
+    from talkgen.engines.stt import load_stt
+    from talkgen.engines.tts import load_tts
+    from whisper.model import ModelDimensions, Whisper
+
+    dims = ModelDimensions(n_mels=128, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_audio_layer=1,
+                           n_vocab=51866, n_text_ctx=448, n_text_state=64, n_text_head=2, n_text_layer=1)
+    torch.manual_seed(0)
+    torch.save({"dims": asdict(dims), "model_state_dict": Whisper(dims).state_dict()}, tmp_path / "w.pt")
+    llama = _tiny_llama(tmp_path / "llama", mute=False)
+    f5 = tiny_f5.build(tmp_path / "f5")
+    recipe = load_recipe("cpu", [
+        "stt.engine=openai-whisper", f"stt.model={tmp_path / 'w.pt'}", f"llm.model={llama}", *tiny_f5.overrides(f5),
+        f"tts.voice={ROOT / 'examples' / 'question.wav'}", "tts.voice_text=a question",
+        "placement.stt=cuda:0", "placement.llm=cuda:0", "placement.tts=cuda:0",
+    ])
+    got = {n.engine: n for n in needs(recipe, {"stt", "llm", "tts", "avatar"})}
+    assert set(got) == {"stt", "llm", "tts"} and all(n.source == "files" for n in got.values())
+
+    # Load each through talkgen's real engine, on the CPU, and count what it holds.
+    for section in (recipe.stt, recipe.llm, recipe.tts):
+        section.device = "cpu"
+    stt = load_stt(recipe.stt)
+    assert got["stt"].params == _floats(stt.model.state_dict())
+    llm = load_llm(recipe.llm)
+    assert got["llm"].params == sum(p.numel() for p in llm.model.parameters())
+    tts = load_tts(recipe.tts, f5_tts.load_reference(recipe.tts, "a question"))
+    assert got["tts"].params == _floats(tts.model.state_dict()) + _floats(tts.vocoder.state_dict())
+    # The arithmetic: params x bytes x (1 + activations); whisper in fp16, the LLM in bf16.
+    assert got["stt"].gib == round(got["stt"].params * 2 * (1 + ACTIVATIONS) / GIB, 3)
+    assert got["llm"].dtype == "bfloat16"
+
+
+def test_the_eight_gpu_recipe_fits_eight_h100s():
+    recipe = load_recipe("h100-8x")
+    rows = {p.gpu.index: p for p in plan(recipe, {"stt", "llm", "tts", "avatar"}, parse_gpus(H100))}
+    assert sorted(rows) == list(range(8)) and all(p.fits for p in rows.values())
+    assert [n.engine for n in rows[0].needs] == ["avatar"] and rows[0].peak_gib == 75.0 + 1.5
+    llm = rows[6].needs[0]
+    assert llm.params == 3_210_000_000 and llm.source == "manifest"  # nothing pulled here
+    assert llm.gib == round(3.21e9 * 2 * 1.2 / GIB, 3) and rows[6].peak_gib == round(llm.gib + 1.5, 2)
+
+
+def test_engines_sharing_a_gpu_take_turns_unless_resident():
+    gpus = parse_gpus(H100)[:1]
+    in_turn = plan(load_recipe("gpu-1x"), {"stt", "llm", "tts", "avatar"}, gpus)[0]
+    assert in_turn.peak_gib == 55.0 + 1.5  # the largest one, LiveAvatar, alone
+    kept = plan(load_recipe("gpu-1x", ["placement.resident=[llm, stt]"]), {"stt", "llm", "tts", "avatar"}, gpus)[0]
+    llm, stt = (next(n.gib for n in kept.needs if n.engine == e) for e in ("llm", "stt"))
+    assert kept.peak_gib == round(llm + stt + 55.0 + 1.5, 2)
+
+
+def test_a_placement_that_cannot_fit_says_the_numbers():
+    with pytest.raises(TalkgenError) as err:
+        plan(load_recipe("gpu-1x"), {"stt", "llm", "tts", "avatar"}, parse_gpus(RTX))
+    msg = str(err.value)
+    assert msg.startswith("placement does not fit: GPU 0 (NVIDIA GeForce RTX 4090) needs 56.5 GiB at its peak")
+    assert "22.5 GiB free" in msg and "avatar liveavatar 55.0" in msg
+    with pytest.raises(TalkgenError, match=r"needs GPUs this machine lacks: stt on GPU 5, llm on GPU 6, tts on GPU 7.*; 1 GPU\(s\) visible"):
+        plan(load_recipe("h100-8x"), {"stt", "llm", "tts", "avatar"}, parse_gpus(RTX))
+
+
+def test_only_the_engines_the_job_loads_are_planned():
+    recipe = load_recipe("cpu", ["placement.llm=cuda:0"])
+    assert needs(recipe, {"tts", "avatar"}) == []  # --say: no LLM, and nothing else is on a GPU
+    assert [n.engine for n in needs(recipe, {"llm", "tts"})] == ["llm"]
+
+
+@pytest.mark.parametrize("recipe", ["gpu-1x", "h100-8x"])
+def test_gpu_recipes_refuse_this_machine_in_one_line_before_any_work(tmp_path, recipe):
+    (tmp_path / "s.txt").write_text("Hello there.")
+    proc = subprocess.run([sys.executable, "-m", "talkgen", "render", "s.txt", "--say", "--recipe", recipe, "-o", "o.mp4"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stderr.startswith(f"error: placement of recipe '{recipe}' needs GPUs this machine lacks")
+    assert "no GPU visible" in proc.stderr
+    assert not (tmp_path / ".talkgen").exists()  # not even a job directory
