@@ -57,6 +57,8 @@ def render(
     persona: Optional[str] = typer.Option(None, "--persona", help="Who the avatar is when it answers (shortcut for llm.persona)."),
     recipe: str = typer.Option("cpu", "--recipe", help="Recipe name from recipes/ or a path to a .yaml file."),
     portrait: Optional[Path] = typer.Option(None, "--portrait", help="Picture of a face (JPEG/PNG). Default: the bundled astronaut."),
+    voice: Optional[Path] = typer.Option(None, "--voice", help="A 2-15 s recording of the voice to clone (needs tts.engine=f5-tts, as in gpu-1x)."),
+    voice_text: Optional[str] = typer.Option(None, "--voice-text", help="What the --voice recording says; default: talkgen transcribes it."),
     size: Optional[int] = typer.Option(None, "--size", help="Output width and height in pixels (shortcut for render.size)."),
     job_dir: Optional[Path] = typer.Option(None, "--job-dir", help="Job directory (default .talkgen/jobs/<output>-<hash>)."),
     force: Optional[List[str]] = typer.Option(None, "--force", help="Redo this stage even if cached (repeatable)."),
@@ -80,6 +82,7 @@ def render(
         if not persona.strip():
             raise UsageError("--persona is empty: describe who the avatar is, e.g. --persona \"a patient physics teacher\"")
         rec.llm.persona = persona
+    _set_voice(rec, voice, voice_text)
     from talkgen.progress import RichProgress
 
     console = _stderr()
@@ -93,6 +96,25 @@ def render(
 
         print_table(report, console)
     print(report["artifacts"]["video"])
+
+
+def _set_voice(rec, voice: Optional[Path], voice_text: Optional[str]) -> None:
+    from talkgen.errors import UsageError
+
+    if voice is None and voice_text is None:
+        return
+    if rec.tts.engine != "f5-tts":
+        raise UsageError(f"--voice clones a voice with F5-TTS, and recipe '{rec.name}' speaks with {rec.tts.engine}: "
+                         "use --recipe gpu-1x (or add tts.engine=f5-tts)")
+    if voice is not None:
+        if not voice.is_file():
+            raise UsageError(f"--voice {voice} does not exist: give a recording of 2-15 s of clean speech")
+        rec.tts.voice = str(voice.resolve())
+        rec.tts.voice_text = ""  # a new recording: the recipe's transcript belongs to its own voice
+    if voice_text is not None:
+        if not voice_text.strip():
+            raise UsageError("--voice-text is empty: write what the --voice recording says, or leave it out to transcribe it")
+        rec.tts.voice_text = voice_text.strip()
 
 
 @app.command()

@@ -21,6 +21,7 @@ from typing import Callable
 
 from talkgen.errors import UsageError
 from talkgen.job import Job, StageRecord, atomic_path, cache_key, sha256_file, sha256_text, write_json_atomic
+from talkgen.placement import release
 from talkgen.recipe import Recipe
 from talkgen.report import StageReport
 
@@ -104,6 +105,14 @@ class Run:
     stale: set[str]
     progress: Progress
     reports: list[StageReport] = field(default_factory=list)
+    resident: dict = field(default_factory=dict)
+
+    def keep(self, name: str, engine):
+        """Hold an engine to the end of the job when the recipe keeps it resident; else it is
+        released when its stage ends (see stage())."""
+        if name in self.recipe.placement.resident:
+            self.resident[name] = engine
+        return engine
 
     def stage(self, name: str, key: str, work: Callable[[], StageRecord], engine: str, version: str = "") -> StageRecord:
         """Run `work` unless the stage is fresh; record and report it either way."""
@@ -113,7 +122,10 @@ class Run:
         if self.job.is_fresh(name, key):
             cache = "hit"
         else:
-            rec = work()
+            try:
+                rec = work()
+            finally:
+                release()  # the stage's engine is gone: give its memory (and GPU) to the next one
             rec.key, rec.wall_s, rec.complete = key, time.perf_counter() - t, True
             rec.engine = rec.engine or engine
             self.job.record(name, rec)
@@ -144,6 +156,9 @@ def run(req: RenderRequest, progress: Progress | None = None) -> dict:
 
         read_image(req.portrait)  # unreadable or not an image: fail before any work
     out = outputs_for(req.output)
+    from talkgen.memory import check_placement, describe
+
+    gpu_plan = check_placement(recipe, _engines(recipe, kind, req.say))  # before any model loads
     with Job(req.job_dir or default_job_dir(req.output)) as job:
         r = Run(job, recipe, stale, progress)
         portrait = _PortraitOnce(req.portrait, recipe.render.size)
@@ -175,15 +190,33 @@ def run(req: RenderRequest, progress: Progress | None = None) -> dict:
         artifacts.update(video=str(out.video.resolve()), subtitles=str(out.srt.resolve()), report=str(out.report.resolve()))
         output = dict(info)
         seams = output.pop("seams", None)
-        gpus = recipe.render.nproc if recipe.render.device == "cuda" else 0
+        from talkgen.placement import gpus_held
+
+        gpus = gpus_held(recipe)
         rep = report.build(r.reports, track.duration_s, time.perf_counter() - t_start, artifacts, output, recipe, gpus=gpus)
         rep["talkgen"] = metadata.version("talkgen")
         rep["mode"] = f"{kind}, {'say' if req.say else 'reply'}"
         rep["seams"] = seams
+        rep["placement"] = [describe(p) for p in gpu_plan]
         if not req.say:
             rep["conversation"] = [{"question": t["question"], "reply": t["reply"]} for t in replies["turns"]]
         write_json_atomic(out.report, rep)
         return rep
+
+
+def _engines(recipe: Recipe, kind: str, say: bool) -> set[str]:
+    """The engines this job will load (if its stages are not cached)."""
+    engines = {"tts", "avatar"}
+    if kind == "audio":
+        engines.add("stt")
+    if not say:
+        engines.add("llm")
+    if recipe.tts.engine == "f5-tts":
+        from talkgen.engines.f5_tts import voice_text
+
+        if not voice_text(recipe.tts):
+            engines.add("stt")  # to transcribe the voice recording
+    return engines
 
 
 def _read_script(path: Path) -> str:
@@ -231,10 +264,10 @@ def _transcribe(r: Run, audio: Path, portrait: _PortraitOnce) -> dict:
 
         duration = media.audio_duration(audio)
         portrait.get()  # a portrait with no face should fail before any model work
-        stt = load_stt(c, r.recipe.name)
+        stt = r.keep("stt", load_stt(c, r.recipe.name))
         r.progress.stage("transcribe", round(duration, 1), "s of audio")
         result = transcribe(audio, stt, VAD(), r.job.path("transcript.json"), c.piece_s, c.vad_threshold, r.progress.advance)
-        return StageRecord(key="", outputs=r.job.output_hashes(["transcript.json"]),
+        return StageRecord(key="", device=c.device, outputs=r.job.output_hashes(["transcript.json"]),
                            extra={"audio_s": round(duration, 3), "pieces": result["pieces"], "language": result["language"]})
 
     r.stage("transcribe", key, work, "faster-whisper", ident["faster_whisper"])
@@ -254,12 +287,12 @@ def _reply(r: Run, turns: list[str], portrait: _PortraitOnce) -> dict:
         from talkgen.stages.reply import reply
 
         portrait.get()
-        llm = load_llm(c, on_status=r.progress.note, recipe=r.recipe.name)
+        llm = r.keep("llm", load_llm(c, on_status=r.progress.note, recipe=r.recipe.name))
         result = reply(turns, llm, c, r.job.path("reply.json"), on_text=r.progress.text, note=r.progress.note,
                        on_turn=r.progress.turn)
         tokens = sum(t["tokens"] for t in result["turns"])
         gen_s = sum(t["seconds"] for t in result["turns"])
-        return StageRecord(key="", outputs=r.job.output_hashes(["reply.json"]), extra={
+        return StageRecord(key="", device=c.device, outputs=r.job.output_hashes(["reply.json"]), extra={
             "turns": len(turns), "import_s": round(llm.import_s, 3), "convert_s": round(llm.convert_s, 3), "load_s": round(llm.load_s, 3),
             "tokens": tokens, "tokens_per_s": round(tokens / gen_s, 2) if gen_s else 0.0,
         })
@@ -274,8 +307,15 @@ def _speak(r: Run, text: str, portrait: _PortraitOnce):
 
     c = r.recipe.tts
     ident = tts_identity(c)
-    key = cache_key(script=sha256_text(text), tts=ident, pauses=[c.sentence_pause_s, c.paragraph_pause_s],
-                    talkgen=_code_version(["text", "stages/speak.py"]))
+    extra = {}
+    if c.engine == "f5-tts":
+        from talkgen.engines import f5_tts
+        from talkgen.engines.stt import stt_identity
+
+        if not f5_tts.voice_text(c):  # the transcript talkgen makes depends on the STT engine
+            extra["voice_stt"] = stt_identity(r.recipe.stt)
+    key = cache_key(script=sha256_text(text), tts=ident, pauses=[c.sentence_pause_s, c.paragraph_pause_s], **extra,
+                    talkgen=_code_version(["text", "stages/speak.py", "stages/voice.py", {"piper": "engines/piper_tts.py", "f5-tts": "engines/f5_tts.py"}[c.engine]]))
 
     def work() -> StageRecord:
         from talkgen.engines.tts import load_tts
@@ -283,13 +323,19 @@ def _speak(r: Run, text: str, portrait: _PortraitOnce):
         from talkgen.text.script import paragraphs, sentences
 
         portrait.get()  # a portrait with no face should fail before minutes of speech synthesis
-        tts = load_tts(c)
+        reference = None
+        if c.engine == "f5-tts":
+            from talkgen.stages.voice import reference_voice
+
+            reference = reference_voice(c, r.recipe.stt, r.recipe.name, r.progress.note)
+        tts = r.keep("tts", load_tts(c, reference, r.recipe.name))
         r.progress.stage("speak", sum(len(sentences(p)) for p in paragraphs(text)), "sentences")
         speak(text, tts, r.job.path("speech.wav"), r.job.path("alignment.json"), c.sentence_pause_s, c.paragraph_pause_s,
               progress=lambda done, total: r.progress.advance(1))
-        return StageRecord(key="", outputs=r.job.output_hashes(["speech.wav", "alignment.json"]))
+        return StageRecord(key="", outputs=r.job.output_hashes(["speech.wav", "alignment.json"]), device=c.device,
+                           extra={"voice_text": reference.text} if reference else {})
 
-    r.stage("speak", key, work, "piper", ident.get("piper", ""))
+    r.stage("speak", key, work, c.engine, ident.get("piper") or ident.get("f5_tts", ""))
     return SpeechTrack.load(r.job.path("speech.wav"), r.job.path("alignment.json"))
 
 
@@ -350,7 +396,7 @@ def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: d
             from talkgen.engines.avatar import load_avatar
 
             r.job.path("chunks").mkdir(exist_ok=True)
-            engine = load_avatar(c, portrait.get(), device=c.device, state_dir=r.job.path("chunks"))
+            engine = r.keep("avatar", load_avatar(c, portrait.get(), device=c.device, state_dir=r.job.path("chunks")))
             rec = render_chunks(r.job, key, plan, engine, track, c.crf, c.preset, on_frames=r.progress.advance)
         rendered = plan["total_frames"] - sum(
             ch["end_frame"] - ch["start_frame"] for ch in plan["chunks"][: rec.extra.get("reused_chunks", 0)]

@@ -1,0 +1,27 @@
+"""The voice to clone: the reference recording, checked, and its transcript (given or heard)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from talkgen.placement import release
+
+
+def reference_voice(tts_config, stt_config, recipe: str, note: Callable[[str], None]):
+    """The f5-tts Reference; without --voice-text, talkgen's own speech-to-text writes the transcript.
+
+    The recording is checked (length, silence) before any model loads.
+    """
+    from talkgen import media
+    from talkgen.engines import f5_tts
+    from talkgen.engines.stt import SAMPLE_RATE, load_stt
+
+    text = f5_tts.voice_text(tts_config)
+    f5_tts.load_reference(tts_config, text or "unknown")  # fail on a bad recording first
+    if not text:
+        stt = load_stt(stt_config, recipe)
+        text = stt.transcribe(media.decode_audio(f5_tts.voice_path(tts_config), SAMPLE_RATE)).text.strip()
+        del stt
+        release()
+        note(f"the voice recording says (pass --voice-text to correct it): {text}")
+    return f5_tts.load_reference(tts_config, text)
