@@ -134,13 +134,13 @@ app.add_typer(weights_app, name="weights")
 @weights_app.command("list")
 @handles_errors
 def weights_list(as_json: bool = typer.Option(False, "--json", help="Print the list as JSON.")) -> None:
-    """Every model: source, revision, licence, present or not, the recipes that use it."""
+    """Every model: source, revision, size, licence, present or not, the recipes that use it."""
     import json
 
-    from talkgen.weights import is_present, manifest
+    from talkgen.weights import is_present, manifest, size_text
 
-    rows = [{"name": m.name, "kind": m.kind, "source": m.source, "license": m.license, "present": is_present(m),
-             "recipes": m.recipes} for m in manifest().values()]
+    rows = [{"name": m.name, "kind": m.kind, "source": m.source, "size": size_text(m), "license": m.license,
+             "present": is_present(m), "recipes": m.recipes} for m in manifest().values()]
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -148,10 +148,11 @@ def weights_list(as_json: bool = typer.Option(False, "--json", help="Print the l
     from rich.table import Table
 
     table = Table()
-    for col in ("model", "kind", "source", "licence", "present", "recipes"):
-        table.add_column(col)
+    for col in ("model", "kind", "source", "size", "licence", "present", "recipes"):
+        table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(r["name"], r["kind"], r["source"], r["license"], "yes" if r["present"] else "no", ", ".join(r["recipes"]))
+        table.add_row(r["name"], r["kind"], r["source"], r["size"], r["license"], "yes" if r["present"] else "no",
+                      ", ".join(r["recipes"]))
     Console().print(table)
 
 

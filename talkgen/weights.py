@@ -32,6 +32,7 @@ class Model:
     dir: str = ""
     files: list[dict] = field(default_factory=list)  # {name, size?, sha256?, url?}; empty: every file in the repo
     params: int = 0  # parameter count, for the GPU memory planner before the weights are pulled
+    size_gb: float = 0.0  # about how much a pull downloads (0: not known)
 
     @property
     def source(self) -> str:
@@ -90,6 +91,24 @@ def is_present(model: Model) -> bool:
     if model.files:
         return all((folder / f["name"]).is_file() for f in model.files)
     return (folder / HASHES).is_file()
+
+
+def size_text(model: Model) -> str:
+    """On-disk size of a pulled model, else the manifest's estimate of the download."""
+    if model.bundled:
+        return "in package"
+    folder = weights_root() / (model.dir or model.name)
+    if is_present(model):
+        total = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.name.endswith(".part"))
+        return _human(total)
+    return f"~{_human(int(model.size_gb * 1e9))}" if model.size_gb else "?"
+
+
+def _human(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} B"
 
 
 def for_recipe(recipe: str) -> list[Model]:

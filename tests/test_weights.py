@@ -51,8 +51,9 @@ def test_pull_list_and_verify(tmp_path):
         assert proc.returncode == 0, proc.stderr
         assert (tmp_path / "weights" / "tiny" / "model.bin").read_bytes() == BIG
         listed = json.loads(_talkgen(["list", "--json"], tmp_path, hub, manifest).stdout)
+        on_disk = sum(f.stat().st_size for f in (tmp_path / "weights" / "tiny").rglob("*") if f.is_file())
         assert listed == [{"name": "tiny-test", "kind": "test", "source": "test-org/tiny@0123456789abcdef0123456789abcdef01234567",
-                           "license": "MIT", "present": True, "recipes": ["cpu"]}]
+                           "size": f"{on_disk / 1e3:.3g} kB", "license": "MIT", "present": True, "recipes": ["cpu"]}]
         assert _talkgen(["verify"], tmp_path, hub, manifest).returncode == 0
         # A file changed on disk is caught by verify, by name.
         (tmp_path / "weights" / "tiny" / "config.json").write_bytes(b"{}")
