@@ -24,6 +24,7 @@ SYNC_MAX_LAG_MS = 120.0  # calibrated: good renders 0-40 ms, audio shifted by 0.
 SYNC_MIN_PEAK = 0.35  # calibrated: good renders 0.46-0.70, another video's audio 0.10-0.33
 SYNC_SEARCH_S = 2.0
 SYNC_MIN_SPEECH_S = 2.0  # less speech than this cannot show a lag reliably
+SYNC_MIN_MOUTH_PX = 16  # measured: a 128 px render (mouth 11 px wide) peaks at 0.30, in the range of unrelated audio
 SEAM_MAX_MS = 40.0
 SEAM_MIN_SIMILARITY = 0.5  # AAC at 128 kb/s keeps a matching window above 0.9
 START_TOLERANCE_S = 0.005  # one AAC priming slip is 21 ms
@@ -164,6 +165,7 @@ class _Frames:
     still: "object"  # bool per frame pair: identical pictures
     motion: "object"  # mean difference in the mouth region per frame (the first repeats the second)
     mouth: str  # how the mouth region was found
+    mouth_px: float  # the mouth's width in the video's pixels; 0 when no face was found
 
 
 def _measure_frames(path: Path, video: dict, fps: float) -> _Frames:
@@ -172,7 +174,7 @@ def _measure_frames(path: Path, video: dict, fps: float) -> _Frames:
 
     from talkgen import media
 
-    (y0, y1, x0, x1), how = _mouth_box(path, video)
+    (y0, y1, x0, x1), how, mouth_px = _mouth_box(path, video)
     s = DECODE_SIZE
     ry = slice(int(y0 * s), max(int(y0 * s) + 2, int(np.ceil(y1 * s))))
     rx = slice(int(x0 * s), max(int(x0 * s) + 2, int(np.ceil(x1 * s))))
@@ -189,14 +191,15 @@ def _measure_frames(path: Path, video: dict, fps: float) -> _Frames:
         prev = cur
     if motion:
         motion.insert(0, motion[0])
-    return _Frames(count, np.asarray(still, bool), np.asarray(motion, np.float64), how)
+    return _Frames(count, np.asarray(still, bool), np.asarray(motion, np.float64), how, mouth_px)
 
 
-def _mouth_box(path: Path, video: dict) -> tuple[tuple[float, float, float, float], str]:
-    """The lower face as fractions of the frame (top, bottom, left, right), from the first frame's face.
+def _mouth_box(path: Path, video: dict) -> tuple[tuple[float, float, float, float], str, float]:
+    """The lower face as fractions of the frame (top, bottom, left, right), from the first frame's face,
+    how it was found, and the mouth's width in pixels.
 
-    Around the lips and down to the chin, half a mouth width to each side: what an
-    animated jaw moves. Without a face, the lower middle of the frame.
+    Around the lips and down to the chin, 0.4 mouth widths to each side: what an animated
+    jaw moves. Without a face, the lower middle of the frame (and lip sync goes unmeasured).
     """
     from talkgen import media
     from talkgen.errors import TalkgenError
@@ -207,13 +210,13 @@ def _mouth_box(path: Path, video: dict) -> tuple[tuple[float, float, float, floa
 
         m = find_landmarks(media.first_frame(path, w, h), name=str(path))
     except (TalkgenError, ValueError):
-        return (0.55, 0.9, 0.3, 0.7), "no face found: the lower middle of the frame"
+        return (0.55, 0.9, 0.3, 0.7), "no face found: the lower middle of the frame", 0.0
     mw = max(4.0, m.mouth_right[0] - m.mouth_left[0])
     top = max(0.0, (m.upper_lip_top - 0.3 * mw) / h)
     bottom = min(1.0, max(m.chin_y, m.lower_lip_bottom + 0.3 * mw) / h)
     left = max(0.0, (m.mouth_left[0] - 0.4 * mw) / w)
     right = min(1.0, (m.mouth_right[0] + 0.4 * mw) / w)
-    return (top, bottom, left, right), "the face's mouth and jaw"
+    return (top, bottom, left, right), "the face's mouth and jaw", mw
 
 
 def _durations(video_s: float, audio_s: float, fps: float) -> Finding:
@@ -270,6 +273,12 @@ def _lip_sync(frames: _Frames, levels, fps: float) -> Finding:
     values = {"speech_s": round(speech_s, 2), "mouth_region": frames.mouth, "max_lag_ms": SYNC_MAX_LAG_MS, "min_peak": SYNC_MIN_PEAK}
     if speech_s < SYNC_MIN_SPEECH_S or len(frames.motion) < 3 * fps:
         return Finding("lip sync", True, f"not measured: {speech_s:.1f} s of speech is too little to show a lag", values)
+    # Motion in an unseen or tiny mouth does not separate sync from chance (calibration, README).
+    if not frames.mouth_px:
+        return Finding("lip sync", True, "not measured: no face found in the first frame", values)
+    if frames.mouth_px < SYNC_MIN_MOUTH_PX:
+        return Finding("lip sync", True, f"not measured: the mouth is {frames.mouth_px:.0f} px wide, under the "
+                                         f"{SYNC_MIN_MOUTH_PX} px that lip sync can be measured at", values)
     if float(np.std(frames.motion)) < 1e-6:
         return Finding("lip sync", False, "the mouth region never moves while the audio has speech", values)
     lag = mouth_lag(frames.motion, levels, fps, SYNC_SEARCH_S)
