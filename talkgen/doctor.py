@@ -97,7 +97,7 @@ def run_doctor(recipe, job_dir: Path, verify_weights: bool = False, machine: Mac
     checks = [_python(), _packages(), _ffmpeg(), _weights(recipe, verify_weights)]
     if recipe.render.engine == "liveavatar":
         checks.append(_liveavatar_checkout(recipe))
-    checks += [_gpus(recipe, machine), _driver(machine), _fabric(machine, recipe), _cuda(recipe, machine),
+    checks += [_gpus(recipe, machine), _driver(machine, recipe), _fabric(machine, recipe), _cuda(recipe, machine),
                _precision(recipe, machine.smi.gpus), _fit(recipe, machine.smi.gpus), _disk(job_dir), _estimate(recipe)]
     return [c for c in checks if c is not None]
 
@@ -210,8 +210,9 @@ def _smi_error_fix(error: str, facts: DriverFacts) -> str:
     return "run nvidia-smi by hand and read dmesg | grep -i nvrm"
 
 
-def _driver(m: Machine) -> Check | None:
+def _driver(m: Machine, recipe) -> Check | None:
     facts = m.driver
+    bad = FAIL if needs(recipe)["gpus"] else WARNING
     smi_version = next((g.driver for g in m.smi.gpus if g.driver), "")
     version = smi_version or facts.kernel_module
     if not version and not facts.packages and not m.smi.error:
@@ -224,12 +225,15 @@ def _driver(m: Machine) -> Check | None:
     text = f"driver {version or 'unknown'} (branch {branch(version) or '?'}, {kind})"
     if "mismatch" in m.smi.error.lower() or (smi_version and facts.kernel_module and smi_version != facts.kernel_module):
         lib = smi_version or "a newer library"
-        return Check("driver", FAIL, f"{text}: the loaded kernel module is {facts.kernel_module or 'older'} but the driver library is {lib}",
+        return Check("driver", bad, f"{text}: the loaded kernel module is {facts.kernel_module or 'older'} but the driver library is {lib}",
                      "sudo reboot to load the new kernel module (or reinstall the driver version that matches the loaded module)", data)
     nvidia_reboot = [p for p in facts.reboot_packages if "nvidia" in p]
     if facts.reboot_required:
         why = f" for {', '.join(nvidia_reboot)}" if nvidia_reboot else ""
         return Check("driver", WARNING, f"{text}; a reboot is pending{why}", "sudo reboot before a long render", data)
+    if drivers and not server and _nvswitch_machine(m):
+        return Check("driver", bad, f"{text} on an NVSwitch/SXM machine, where Fabric Manager needs the -server driver",
+                     _fabric_fix(m), data)
     return Check("driver", OK, text, data=data)
 
 
