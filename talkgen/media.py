@@ -296,7 +296,8 @@ def shift_audio(src: Path, out: Path, seconds: float) -> None:
 def freeze_video(src: Path, out: Path, first: int, last: int) -> None:
     """A copy of src whose frames first..last all show frame `first` (a stalled renderer), audio copied."""
     with atomic_path(out) as tmp:
-        _run([ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(src), "-map", "0:v:0", "-map", "0:a:0",
-              "-vf", f"freezeframes=first={first}:last={last}:replace={first}", "-c:v", "libx264", "-preset", "veryfast",
+        _run([ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(src),
+              "-filter_complex", f"[0:v]split[a][b];[a][b]freezeframes=first={first}:last={last}:replace={first}[v]",
+              "-map", "[v]", "-map", "0:a:0", "-c:v", "libx264", "-preset", "veryfast",
               "-pix_fmt", "yuv420p", "-c:a", "copy", "-f", "mp4", str(tmp)],
              f"freezing frames of {src.name}")
