@@ -293,6 +293,19 @@ def shift_audio(src: Path, out: Path, seconds: float) -> None:
              f"shifting the audio of {src.name}")
 
 
+def replace_audio(video: Path, audio_from: Path, out: Path) -> None:
+    """`video`'s picture with the sound of `audio_from`, padded or cut to the video's length.
+
+    Calibrates `talkgen check`: a mouth that has nothing to do with the voice.
+    """
+    duration = float(probe(video)["format"]["duration"])
+    with atomic_path(out) as tmp:
+        _run([ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(video), "-i", str(audio_from),
+              "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-af", "apad", "-c:a", "aac", "-t", f"{duration:.6f}",
+              "-f", "mp4", str(tmp)],
+             f"replacing the audio of {video.name}")
+
+
 def freeze_video(src: Path, out: Path, first: int, last: int) -> None:
     """A copy of src whose frames first..last all show frame `first` (a stalled renderer), audio copied."""
     with atomic_path(out) as tmp:
