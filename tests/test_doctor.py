@@ -130,14 +130,16 @@ def test_driver_library_mismatch_asks_for_a_reboot(tmp_path):
 
 
 def test_cuda_is_tried_in_a_child_for_real():
-    """The real child, on this machine's torch: whatever CUDA does, the answer comes back as data."""
-    from talkgen.gpus import try_cuda
-
-    result = try_cuda()
-    assert result.torch  # the child imported torch and said which
+    """The real child, on this machine's torch: whatever CUDA does, the answer comes back as data,
+    and the process that asked never imports torch."""
+    code = ("import sys; from talkgen.gpus import try_cuda; r = try_cuda(); "
+            "print(r.ok, r.count, bool(r.torch), 'torch' in sys.modules); print(r.error)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    ok, count, has_torch, imported = out[0].split()
+    assert has_torch == "True" and imported == "False"
     if shutil.which("nvidia-smi") is None:
-        assert not result.ok or result.count == 0
-        assert "torch" not in sys.modules  # and this process never imported it
+        assert ok == "False" and count == "0"
+        assert "Found no NVIDIA driver" in out[1]
 
 
 def test_gpu_fit_counts_selected_gpus_and_memory():
@@ -184,3 +186,22 @@ def test_unknown_recipe_is_one_line(tmp_path):
     proc = doctor("--recipe", "nope", cwd=tmp_path)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "no recipe 'nope'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_server_driver_with_fabric_manager_stopped_needs_only_the_service():
+    from talkgen.doctor import Machine, run_doctor
+    from talkgen.gpus import CudaInit, DriverFacts, Gpu, SmiResult, cuda_error_code
+    from talkgen.recipe import load_recipe
+
+    error = (DATA / "h100-8x-desktop-driver" / "cuda.out").read_text()
+    gpus = [Gpu(i, "NVIDIA H100 80GB HBM3", 79.6, (9, 0), "550.127.05") for i in range(8)]
+    facts = DriverFacts(kernel_module="550.127.05", nvswitches=4, device_nodes=8,
+                        packages={"nvidia-driver-550-server": "550.127.05-0ubuntu1", "nvidia-fabricmanager-550": "550.127.05-1"})
+    m = Machine(SmiResult(True, gpus), facts, CudaInit(False, error=error, code=cuda_error_code(error)))
+    found = {c.name: c for c in run_doctor(load_recipe("h100-8x"), Path("."), machine=m)}
+    assert found["driver"].status == "ok" and "a -server driver" in found["driver"].detail
+    assert found["fabric"].status == "fail" and "nvidia-fabricmanager-550 installed but not running" in found["fabric"].detail
+    assert found["cuda"].fix == "sudo systemctl enable --now nvidia-fabricmanager; if it stops again: journalctl -u nvidia-fabricmanager"
+    facts.fabric_manager_running = True
+    found = {c.name: c for c in run_doctor(load_recipe("h100-8x"), Path("."), machine=m)}
+    assert found["fabric"].status == "ok"
