@@ -27,6 +27,10 @@ SYNC_MIN_SPEECH_S = 2.0  # less speech than this cannot show a lag reliably
 SYNC_MIN_MOUTH_PX = 16  # measured: a 128 px render (mouth 11 px wide) peaks at 0.30, in the range of unrelated audio
 SEAM_MAX_MS = 40.0
 SEAM_MIN_SIMILARITY = 0.5  # AAC at 128 kb/s keeps a matching window above 0.9
+# Lags are searched within +-100 ms: further out, a script that repeats a phrase matches
+# itself (Piper speaks the same words the same way), so a larger offset shows instead as a
+# window that matches nowhere in reach.
+SEAM_SEARCH = SEAM_RATE // 10
 START_TOLERANCE_S = 0.005  # one AAC priming slip is 21 ms
 
 
@@ -307,7 +311,7 @@ def _seams(path: Path, job_dir: Path) -> Finding:
     got = media.decode_audio(path, SEAM_RATE)
     # Seams sit in pauses; the half-second window either side reaches the speech around them.
     points = seams or [plan.get("total_frames", 0) // 2]
-    found = [(f, audio_lag_ms(ref, got, SEAM_RATE, f * SEAM_RATE // fps, SEAM_RATE // 2, SEAM_RATE // 2)) for f in points]
+    found = [(f, audio_lag_ms(ref, got, SEAM_RATE, f * SEAM_RATE // fps, SEAM_RATE // 2, SEAM_SEARCH)) for f in points]
     measured = [(f, m[0], m[1]) for f, m in found if m is not None]
     values = {"job": str(job_dir), "seams": len(seams), "lags_ms": [round(x, 1) for _, x, _ in measured],
               "similarity": [round(x, 3) for _, _, x in measured], "bound_ms": SEAM_MAX_MS}
@@ -317,8 +321,9 @@ def _seams(path: Path, job_dir: Path) -> Finding:
     values["max_lag_ms"] = round(worst, 1)
     unlike = [f for f, _, sim in measured if sim < SEAM_MIN_SIMILARITY]
     if unlike:
-        return Finding("seams", False, f"the audio around frame {unlike[0]} is not the job's speech.wav "
-                                       f"(similarity {min(x for _, _, x in measured):.2f}): is this the job's video?", values)
+        return Finding("seams", False, f"the audio around frame {unlike[0]} matches the job's speech.wav nowhere within "
+                                       f"100 ms (similarity {min(x for _, _, x in measured):.2f}): it is further off, "
+                                       "or not this job's video", values)
     if abs(worst) > SEAM_MAX_MS:
         return Finding("seams", False, f"the audio is {abs(worst):.0f} ms off the job's speech.wav at frame {frame} "
                                        f"(bound {SEAM_MAX_MS:g} ms)", values)
