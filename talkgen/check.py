@@ -11,8 +11,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from talkgen.errors import UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DECODE_SIZE = 128  # grey frames this size are enough for motion and quick to decode
 AUDIO_RATE = 16000
@@ -166,8 +170,8 @@ def find_job(video: Path) -> Path | None:
 @dataclass
 class _Frames:
     count: int
-    still: "object"  # bool per frame pair: identical pictures
-    motion: "object"  # mean difference in the mouth region per frame (the first repeats the second)
+    still: "np.ndarray"  # bool per frame pair: identical pictures
+    motion: "np.ndarray"  # mean difference in the mouth region per frame (the first repeats the second)
     mouth: str  # how the mouth region was found
     mouth_px: float  # the mouth's width in the video's pixels; 0 when no face was found
 

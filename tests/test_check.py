@@ -95,6 +95,12 @@ def test_not_a_video_is_one_line_with_exit_2(good, name, fragment):
     assert len(proc.stderr.strip().splitlines()) == 1 and fragment in proc.stderr
 
 
+def test_job_dir_that_is_not_a_job_is_one_line(good):
+    proc = talkgen("check", "out.mp4", "--job-dir", "job/chunks", cwd=good)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "is not a talkgen job directory" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_render_refuses_success_when_its_check_fails(good, monkeypatch):
     """The whole job is cached; check is handed a copy whose audio is 1 s late, as a broken mux would make."""
     import talkgen.check as check

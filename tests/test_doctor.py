@@ -1,10 +1,11 @@
-"""talkgen doctor: this machine for real, and GPU machines replayed from recorded outputs.
+"""talkgen doctor: this machine for real, and GPU machines replayed from their outputs.
 
-Each folder in tests/data/doctor/ is one machine: what `nvidia-smi --query-gpu` printed
-(nvidia-smi.out, and its exit status in nvidia-smi.rc), what the child CUDA probe printed
-(cuda.out) and the driver's files under root/ (/proc/driver/nvidia, dpkg's status,
-/run/reboot-required, NVSwitch devices). Small scripts replay them through the same
-environment hooks the code reads.
+Each folder in tests/data/doctor/ is one machine: what `nvidia-smi --query-gpu` prints
+(nvidia-smi.out, and its exit status in nvidia-smi.rc), what the child CUDA probe prints
+(cuda.out, with torch's own error text) and the driver's files under root/
+(/proc/driver/nvidia, dpkg's status, /run/reboot-required, NVSwitch devices). They were
+written in those programs' formats, not captured on the machines (no GPU machine was at
+hand). Small scripts replay them through the environment hooks the code reads.
 """
 
 import json
