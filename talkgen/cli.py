@@ -221,6 +221,52 @@ def weights_verify() -> None:
 
 
 @app.command()
+@handles_errors
+def doctor(
+    recipe: str = typer.Option("cpu", "--recipe", help="The recipe to check this machine against (name or .yaml path)."),
+    job_dir: Path = typer.Option(Path(".talkgen/jobs"), "--job-dir", help="Where jobs will be written (for the free-disk check)."),
+    verify: bool = typer.Option(False, "--verify", help="Re-hash the recipe's weights against their sha256 (slow for large models)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
+) -> None:
+    """Check this machine against a recipe: Python, ffmpeg, weights, GPUs, driver, CUDA, disk, cost. Exit 1 on any fail."""
+    import json
+
+    from talkgen.doctor import exit_code, run_doctor, to_dict
+    from talkgen.recipe import load_recipe
+
+    rec = load_recipe(recipe)
+    checks = run_doctor(rec, job_dir, verify_weights=verify)
+    if as_json:
+        print(json.dumps(to_dict(rec, checks), indent=2))
+    else:
+        for c in checks:
+            print(f"{c.status:8s}{c.name:11s}{c.detail}" + (f"  -> fix: {c.fix}" if c.fix else ""))
+    raise typer.Exit(exit_code(checks))
+
+
+@app.command()
+@handles_errors
+def check(
+    video: Path = typer.Argument(..., help="The video to check (.mp4 or anything ffmpeg reads)."),
+    job_dir: Optional[Path] = typer.Option(None, "--job-dir", help="The render's job directory, to compare the audio with its speech.wav at every seam (found from VIDEO's report when left out)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
+) -> None:
+    """Is VIDEO sound? Streams, durations, audio start, frozen frames, lip sync, seams. Exit 0 if so, 1 with reasons."""
+    import json
+
+    from talkgen.check import check_video
+
+    result = check_video(video, job_dir)
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        for f in result.findings:
+            print(f"{'ok' if f.ok else 'fail':6s}{f.name:15s}{f.detail}")
+        print(f"{video}: {'sound' if result.ok else 'NOT sound: ' + '; '.join(result.reasons)}")
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@app.command()
 def version() -> None:
     """Print talkgen's version."""
     from talkgen import __version__

@@ -246,3 +246,71 @@ def frame_differences(path: Path, size: int = 64) -> "np.ndarray":
             diffs.append(float(np.abs(frame - prev).mean()))
         prev = frame
     return np.asarray(diffs, np.float32)
+
+
+def gray_frames(path: Path, size: int):
+    """Every frame of the first video stream as a size x size grey uint8 array, decoded as a stream.
+
+    Small and grey on purpose: `talkgen check` runs after every render and must stay quick.
+    """
+    import numpy as np
+
+    args = [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(path), "-map", "0:v:0",
+            "-vf", f"scale={size}:{size}:flags=area,format=gray", "-f", "rawvideo", "pipe:1"]
+    for data in _read_stream(args, size * size, lambda why: TalkgenError(f"cannot decode the video in {path}: {why}")):
+        if len(data) == size * size:
+            yield np.frombuffer(data, np.uint8).reshape(size, size)
+
+
+def first_frame(path: Path, width: int, height: int) -> "np.ndarray":
+    """The first video frame at full size, RGB uint8."""
+    import numpy as np
+
+    proc = subprocess.run(
+        [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(path), "-map", "0:v:0", "-frames:v", "1",
+         "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
+        capture_output=True,
+    )
+    if proc.returncode != 0 or len(proc.stdout) != width * height * 3:
+        raise TalkgenError(f"cannot decode the first frame of {path}: {proc.stderr.decode(errors='replace').strip() or 'no frame'}")
+    return np.frombuffer(proc.stdout, np.uint8).reshape(height, width, 3)
+
+
+def shift_audio(src: Path, out: Path, seconds: float) -> None:
+    """A copy of src whose audio is late by `seconds` (early when negative), same length, video copied.
+
+    Used to calibrate and test `talkgen check`: a shifted copy must fail it.
+    """
+    duration = float(probe(src)["format"]["duration"])
+    if seconds >= 0:
+        args = [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(src), "-i", str(src),
+                "-af", f"adelay={round(seconds * 1000)}:all=1"]
+    else:
+        args = [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(src), "-ss", f"{-seconds:.3f}", "-i", str(src),
+                "-af", "apad"]
+    with atomic_path(out) as tmp:
+        _run(args + ["-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-t", f"{duration:.6f}", "-f", "mp4", str(tmp)],
+             f"shifting the audio of {src.name}")
+
+
+def replace_audio(video: Path, audio_from: Path, out: Path) -> None:
+    """`video`'s picture with the sound of `audio_from`, padded or cut to the video's length.
+
+    Calibrates `talkgen check`: a mouth that has nothing to do with the voice.
+    """
+    duration = float(probe(video)["format"]["duration"])
+    with atomic_path(out) as tmp:
+        _run([ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(video), "-i", str(audio_from),
+              "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-af", "apad", "-c:a", "aac", "-t", f"{duration:.6f}",
+              "-f", "mp4", str(tmp)],
+             f"replacing the audio of {video.name}")
+
+
+def freeze_video(src: Path, out: Path, first: int, last: int) -> None:
+    """A copy of src whose frames first..last all show frame `first` (a stalled renderer), audio copied."""
+    with atomic_path(out) as tmp:
+        _run([ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(src),
+              "-filter_complex", f"[0:v]split[a][b];[a][b]freezeframes=first={first}:last={last}:replace={first}[v]",
+              "-map", "[v]", "-map", "0:a:0", "-c:v", "libx264", "-preset", "veryfast",
+              "-pix_fmt", "yuv420p", "-c:a", "copy", "-f", "mp4", str(tmp)],
+             f"freezing frames of {src.name}")

@@ -5,7 +5,8 @@ parameter count comes from the weights on disk (safetensors headers, or a lazily
 torch checkpoint) or, before a pull, from the manifest's `params`. Engines that share a GPU
 take turns (each is released when its stage ends) unless the recipe keeps them resident,
 so a GPU's peak is its resident engines plus the largest of the others, plus a reserve for
-the CUDA context. LiveAvatar states its own per-GPU need (see engines/liveavatar.py).
+the CUDA context; it must fit the GPU's memory as nvidia-smi reports it (talkgen.gpus).
+LiveAvatar states its own per-GPU need (see engines/liveavatar.py).
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ import json
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from talkgen.errors import TalkgenError
+
+if TYPE_CHECKING:
+    from talkgen.gpus import Gpu
 
 GIB = 1024**3
 ACTIVATIONS = 0.2  # activations, KV cache and workspace for the sizes talkgen runs, on top of weights
@@ -34,22 +39,16 @@ class Need:
 
 
 @dataclass
-class GPU:
-    index: int
-    name: str
-    total_gib: float
-    free_gib: float
-
-
-@dataclass
 class GpuPlan:
-    gpu: GPU
+    gpu: "Gpu"
     needs: list[Need] = field(default_factory=list)
     peak_gib: float = 0.0
+    resident: set = field(default_factory=set)
+    reserve_gib: float = 0.0
 
     @property
     def fits(self) -> bool:
-        return self.peak_gib <= self.gpu.free_gib
+        return self.peak_gib <= self.gpu.memory_gib
 
 
 def count_safetensors(path: Path) -> int:
@@ -190,7 +189,7 @@ def needs(recipe, engines: set[str]) -> list[Need]:
     return [n for e in ("stt", "llm", "tts", "avatar") if e in engines for n in [makers[e](recipe)] if n is not None]
 
 
-def plan(recipe, engines: set[str], gpus: list[GPU]) -> list[GpuPlan]:
+def plan(recipe, engines: set[str], gpus: list[Gpu]) -> list[GpuPlan]:
     """Place every need on its GPUs and compute each GPU's peak; raise, with the numbers, if any does not fit."""
     from talkgen.placement import gpu_indices
 
@@ -216,9 +215,10 @@ def plan(recipe, engines: set[str], gpus: list[GPU]) -> list[GpuPlan]:
     for p in by_index.values():
         if not p.needs:
             continue
+        p.resident, p.reserve_gib = resident, recipe.placement.reserve_gb
         kept = sum(n.gib for n in p.needs if n.engine in resident)
         turns = max((n.gib for n in p.needs if n.engine not in resident), default=0.0)
-        p.peak_gib = round(kept + turns + recipe.placement.reserve_gb, 2)
+        p.peak_gib = round(kept + turns + p.reserve_gib, 2)
     used = [p for p in by_index.values() if p.needs]
     short = [p for p in used if not p.fits]
     if short:
@@ -228,38 +228,23 @@ def plan(recipe, engines: set[str], gpus: list[GPU]) -> list[GpuPlan]:
 
 
 def describe(p: GpuPlan) -> str:
-    parts = " + ".join(f"{n.engine} {n.model} {n.gib:.1f}" for n in p.needs)
-    return f"GPU {p.gpu.index} ({p.gpu.name}) needs {p.peak_gib:.1f} GiB at its peak ({parts} + reserve), {p.gpu.free_gib:.1f} GiB free"
+    def one(n: Need) -> str:
+        return f"{n.engine} {n.model} {n.gib:.1f}"
 
-
-def read_gpus() -> list[GPU]:
-    """The GPUs nvidia-smi lists (all of them, by physical index), without initialising CUDA here."""
-    import shutil
-    import subprocess
-
-    if shutil.which("nvidia-smi") is None:
-        return []
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=index,name,memory.total,memory.free", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return parse_gpus(out.stdout) if out.returncode == 0 else []
-
-
-def parse_gpus(text: str) -> list[GPU]:
-    gpus = []
-    for line in text.strip().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        try:
-            gpus.append(GPU(int(parts[0]), parts[1], float(parts[2]) / 1024, float(parts[3]) / 1024))
-        except (IndexError, ValueError):
-            continue
-    return gpus
+    kept = [one(n) for n in p.needs if n.engine in p.resident]
+    turns = [one(n) for n in p.needs if n.engine not in p.resident]
+    if len(turns) > 1:
+        kept.append(f"the largest of {', '.join(turns)} (in turn)")
+    else:
+        kept += turns
+    parts = " + ".join([*kept, f"reserve {p.reserve_gib:g}"])
+    return f"GPU {p.gpu.index} ({p.gpu.name}) needs {p.peak_gib:.1f} GiB at its peak ({parts}) of its {p.gpu.memory_gib:.1f} GiB"
 
 
 def check_placement(recipe, engines: set[str]) -> list[GpuPlan]:
     """Plan the GPU-placed engines against the GPUs nvidia-smi sees; nothing on a GPU, nothing to do."""
     if not needs(recipe, engines):
         return []
-    return plan(recipe, engines, read_gpus())
+    from talkgen.gpus import read_gpus
+
+    return plan(recipe, engines, read_gpus().gpus)

@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
-from talkgen.errors import UsageError
+from talkgen.errors import TalkgenError, UsageError
 from talkgen.job import Job, StageRecord, atomic_path, cache_key, sha256_file, sha256_text, write_json_atomic
 from talkgen.placement import release
 from talkgen.recipe import Recipe
@@ -200,7 +200,11 @@ def run(req: RenderRequest, progress: Progress | None = None) -> dict:
         rep["placement"] = [describe(p) for p in gpu_plan]
         if not req.say:
             rep["conversation"] = [{"question": t["question"], "reply": t["reply"]} for t in replies["turns"]]
+        rep["check"] = _check(job, out.video, job.stages["assemble"].outputs["final.mp4"])
         write_json_atomic(out.report, rep)
+        if not rep["check"]["ok"]:
+            reasons = "; ".join(f"{f['name']}: {f['detail']}" for f in rep["check"]["findings"] if not f["ok"])
+            raise TalkgenError(f"{out.video} was written but fails talkgen check ({reasons}); see {out.report}")
         return rep
 
 
@@ -433,6 +437,23 @@ def _assemble(r: Run, plan: dict, render_rec: StageRecord, track, ffmpeg_version
     parts = ffmpeg_version.split(" ")
     rec = r.stage("assemble", key, work, "ffmpeg", parts[2] if len(parts) > 2 else "")
     return rec.extra["output"]
+
+
+def _check(job: Job, video: Path, digest: str) -> dict:
+    """talkgen check on the published video, kept in the job so a finished job re-run does not measure again."""
+    from talkgen.check import check_video
+
+    stored = job.path("check.json")
+    code = _code_version(["check.py", "sync.py"])
+    try:
+        old = json.loads(stored.read_text(encoding="utf-8"))
+        if old.get("video_sha256") == digest and old.get("code") == code:
+            return old["result"]
+    except (OSError, ValueError, AttributeError):
+        pass
+    result = check_video(video, job.root).to_dict()
+    write_json_atomic(stored, {"video_sha256": digest, "code": code, "result": result})
+    return result
 
 
 def _publish(src: Path, dst: Path, digest: str) -> None:

@@ -76,3 +76,6 @@ def print_table(report: dict, console) -> None:
         f"peak memory {report['peak_rss']['talkgen_mb']:.0f} MiB; "
         f"{c['device_seconds']:.1f} device-seconds, {c['gpu_hours']:.4f} GPU-hours, ${c['cost_usd']:.4f}"
     )
+    if "check" in report:
+        sync = next((f for f in report["check"]["findings"] if f["name"] == "lip sync"), None)
+        console.print(f"talkgen check: {'sound' if report['check']['ok'] else 'FAILED'}" + (f"; lip sync: {sync['detail']}" if sync else ""))

@@ -98,10 +98,13 @@ def test_renders_through_the_standin_with_lora_fp8_steps_and_continuity(tmp_path
 
 
 def test_gpus_are_read_from_nvidia_smi_output():
-    from talkgen.engines.liveavatar import parse_nvidia_smi
+    from talkgen.gpus import OLD_QUERY, parse_query, select
 
-    smi = "\n".join(f"{i}, NVIDIA H100 80GB HBM3, 81559" for i in range(8))
-    gpus = parse_nvidia_smi(smi, "0,1,2,3,4")
-    assert len(gpus) == 5 and gpus[0] == ("NVIDIA H100 80GB HBM3", 81559 / 1024)
-    assert len(parse_nvidia_smi(smi)) == 8
-    assert parse_nvidia_smi("", "0") == []
+    smi = "\n".join(f"{i}, NVIDIA H100 80GB HBM3, 81559, 9.0, 535.183.01, 00000000:{i:02X}:00.0" for i in range(8))
+    gpus = select(parse_query(smi), "0,1,2,3,4")
+    assert len(gpus) == 5 and (gpus[0].name, gpus[0].memory_gib, gpus[0].compute_cap) == ("NVIDIA H100 80GB HBM3", 81559 / 1024, (9, 0))
+    assert [g.index for g in select(parse_query(smi), "4,2")] == [4, 2]
+    assert len(select(parse_query(smi))) == 8
+    assert select(parse_query(""), "0") == []
+    old = parse_query("0, Tesla T4, 15360, 470.57.02, 00000000:00:04.0", OLD_QUERY)
+    assert old[0].compute_cap is None and old[0].bf16 is None and old[0].driver == "470.57.02"

@@ -12,11 +12,17 @@ from conftest import ROOT
 from test_reply import _tiny_llama
 
 from talkgen.errors import TalkgenError
-from talkgen.memory import ACTIVATIONS, GIB, needs, parse_gpus, plan
+from talkgen.gpus import parse_query
+from talkgen.memory import ACTIVATIONS, GIB, needs, plan
 from talkgen.recipe import load_recipe
 
-H100 = "\n".join(f"{i}, NVIDIA H100 80GB HBM3, 81559, 81000" for i in range(8))
-RTX = "0, NVIDIA GeForce RTX 4090, 24564, 23000"
+# nvidia-smi --query-gpu=index,name,memory.total,compute_cap,driver_version,pci.bus_id rows
+H100 = "\n".join(f"{i}, NVIDIA H100 80GB HBM3, 81559, 9.0, 570.124.06, 00000000:{i + 0x18:02X}:00.0" for i in range(8))
+RTX = "0, NVIDIA GeForce RTX 4090, 24564, 8.9, 570.124.06, 00000000:01:00.0"
+
+
+def parse_gpus(text):
+    return parse_query(text)
 
 
 def _floats(state: dict) -> int:
@@ -82,7 +88,7 @@ def test_a_placement_that_cannot_fit_says_the_numbers():
         plan(load_recipe("gpu-1x"), {"stt", "llm", "tts", "avatar"}, parse_gpus(RTX))
     msg = str(err.value)
     assert msg.startswith("placement does not fit: GPU 0 (NVIDIA GeForce RTX 4090) needs 56.5 GiB at its peak")
-    assert "22.5 GiB free" in msg and "avatar liveavatar 55.0" in msg
+    assert "of its 24.0 GiB" in msg and "avatar liveavatar 55.0" in msg
     with pytest.raises(TalkgenError, match=r"needs GPUs this machine lacks: stt on GPU 5, llm on GPU 6, tts on GPU 7.*; 1 GPU\(s\) visible"):
         plan(load_recipe("h100-8x"), {"stt", "llm", "tts", "avatar"}, parse_gpus(RTX))
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from talkgen import media
+from talkgen.sync import audio_lag_ms
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = """Hello, and welcome. This is a short test of the whole pipeline, from text to video.
@@ -130,18 +131,6 @@ def test_killed_render_resumes_at_the_first_missing_chunk_and_matches(tmp_path):
     assert len(a) == len(b) and np.allclose(a, b, atol=1e-4)
 
 
-def _lag_ms(ref: np.ndarray, got: np.ndarray, sr: int, at: int, half: int, search: int) -> float:
-    """Lag of `got` against `ref` around sample `at`, by cross-correlation over +-search samples."""
-    seg = ref[at - half : at + half]
-    best, best_lag = -np.inf, 0
-    for lag in range(-search, search + 1):
-        cand = got[at - half + lag : at + half + lag]
-        score = float(np.dot(seg, cand) / (np.linalg.norm(cand) * np.linalg.norm(seg) + 1e-9))
-        if score > best:
-            best, best_lag = score, lag
-    return 1000 * best_lag / sr
-
-
 def test_audio_lines_up_with_the_speech_at_every_seam(tmp_path):
     """Measure, at each of 30+ chunk joins, where the final file's audio sits against speech.wav."""
     (tmp_path / "s.txt").write_text(LONG)
@@ -155,9 +144,7 @@ def test_audio_lines_up_with_the_speech_at_every_seam(tmp_path):
     sr = 8000  # enough to resolve well under a frame, and quick to correlate
     ref = media.decode_audio(tmp_path / "job" / "speech.wav", sr)
     got = media.decode_audio(tmp_path / "o.mp4", sr)
-    ref = np.pad(ref, (sr, sr))
-    got = np.pad(got, (sr, sr))
-    lags = [_lag_ms(ref, got, sr, sr + f * sr // 25, half=sr // 2, search=sr // 10) for f in seams]
+    lags = [audio_lag_ms(ref, got, sr, f * sr // 25, half=sr // 2, search=sr // 10)[0] for f in seams]
     assert max(abs(x) for x in lags) <= 40, lags
     # The video side: the joined file holds exactly the chunks' frames, in order, at the planned indices.
     chunk_hashes = []

@@ -81,6 +81,12 @@ def traits(config) -> dict:
     }
 
 
+def gpu_need_gib(config) -> float:
+    """GiB each avatar GPU needs: the recipe's figure, else LiveAvatar's own for its mode."""
+    la = config.liveavatar
+    return la.min_gpu_gb or (SINGLE_GPU_GIB if config.nproc == 1 else TPP_GPU_GIB)
+
+
 def preflight(config, gpus: list[tuple[str, float]]) -> list[str]:
     """Everything that would stop LiveAvatar, found before loading 14B parameters."""
     la = config.liveavatar
@@ -102,7 +108,7 @@ def preflight(config, gpus: list[tuple[str, float]]) -> list[str]:
     if la.lora and (not lora.is_dir() or not any(lora.iterdir())):
         problems.append(f"Live-Avatar LoRA missing in {lora}: talkgen weights pull --model live-avatar (or set render.liveavatar.lora_dir)")
     if config.device == "cuda":
-        need = la.min_gpu_gb or (SINGLE_GPU_GIB if config.nproc == 1 else TPP_GPU_GIB)
+        need = gpu_need_gib(config)
         if len(gpus) < config.nproc:
             problems.append(f"{config.nproc} GPU(s) needed, {len(gpus)} visible")
         small = [f"GPU {i} ({name}, {gb:.0f} GiB)" for i, (name, gb) in enumerate(gpus[: config.nproc]) if gb < need]
@@ -112,41 +118,11 @@ def preflight(config, gpus: list[tuple[str, float]]) -> list[str]:
 
 
 def visible_gpus(selection: str = "") -> list[tuple[str, float]]:
-    """(name, GiB) of the GPUs the ranks will see, read with nvidia-smi.
+    """(name, GiB) of the GPUs the ranks will see, read by talkgen.gpus (nvidia-smi, not CUDA)."""
+    from talkgen.gpus import read_gpus, select
 
-    nvidia-smi rather than torch.cuda: initialising CUDA in talkgen's own process would
-    hold memory on GPU 0 for the whole job, and a broken driver could take it down.
-    """
-    import shutil
-    import subprocess
-
-    if shutil.which("nvidia-smi") is None:
-        return []
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=30,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    if out.returncode != 0:
-        return []
-    return parse_nvidia_smi(out.stdout, selection or os.environ.get("CUDA_VISIBLE_DEVICES", ""))
-
-
-def parse_nvidia_smi(text: str, selection: str = "") -> list[tuple[str, float]]:
-    """Parse `index, name, memory.total [MiB]` lines, keeping the selected indices in their order."""
-    gpus = {}
-    for line in text.strip().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) >= 3 and parts[0].isdigit():
-            try:
-                gpus[parts[0]] = (parts[1], float(parts[2]) / 1024)
-            except ValueError:
-                continue
-    if selection.strip():
-        return [gpus[i.strip()] for i in selection.split(",") if i.strip() in gpus]
-    return [gpus[k] for k in sorted(gpus, key=int)]
+    chosen = select(read_gpus().gpus, selection or os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+    return [(g.name, g.memory_gib) for g in chosen]
 
 
 def _continuing(base):
