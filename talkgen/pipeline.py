@@ -26,6 +26,9 @@ from talkgen.recipe import Recipe
 from talkgen.report import StageReport
 
 STAGES = ["transcribe", "reply", "speak", "plan", "render", "assemble"]
+# The source file of each engine: its code is part of the cache key of the stage it runs.
+_ENGINE_CODE = {"faster-whisper": "engines/faster_whisper_stt.py", "openai-whisper": "engines/openai_whisper_stt.py",
+                "piper": "engines/piper_tts.py", "f5-tts": "engines/f5_tts.py"}
 
 
 @dataclass
@@ -259,7 +262,7 @@ def _transcribe(r: Run, audio: Path, portrait: _PortraitOnce) -> dict:
     c = r.recipe.stt
     ident = stt_identity(c)
     key = cache_key(audio=sha256_file(audio), stt=ident, piece_s=c.piece_s, vad=c.vad_threshold,
-                    talkgen=_code_version(["stages/transcribe.py", "engines/faster_whisper_stt.py", "engines/silero_vad.py"]))
+                    talkgen=_code_version(["stages/transcribe.py", _ENGINE_CODE[c.engine], "engines/silero_vad.py"]))
 
     def work() -> StageRecord:
         from talkgen.engines.silero_vad import VAD
@@ -274,7 +277,7 @@ def _transcribe(r: Run, audio: Path, portrait: _PortraitOnce) -> dict:
         return StageRecord(key="", device=c.device, outputs=r.job.output_hashes(["transcript.json"]),
                            extra={"audio_s": round(duration, 3), "pieces": result["pieces"], "language": result["language"]})
 
-    r.stage("transcribe", key, work, "faster-whisper", ident["faster_whisper"])
+    r.stage("transcribe", key, work, c.engine, ident.get("faster_whisper") or ident.get("openai_whisper", ""))
     return json.loads(r.job.path("transcript.json").read_text(encoding="utf-8"))
 
 
@@ -319,7 +322,7 @@ def _speak(r: Run, text: str, portrait: _PortraitOnce):
         if not f5_tts.voice_text(c):  # the transcript talkgen makes depends on the STT engine
             extra["voice_stt"] = stt_identity(r.recipe.stt)
     key = cache_key(script=sha256_text(text), tts=ident, pauses=[c.sentence_pause_s, c.paragraph_pause_s], **extra,
-                    talkgen=_code_version(["text", "stages/speak.py", "stages/voice.py", {"piper": "engines/piper_tts.py", "f5-tts": "engines/f5_tts.py"}[c.engine]]))
+                    talkgen=_code_version(["text", "stages/speak.py", "stages/voice.py", _ENGINE_CODE[c.engine]]))
 
     def work() -> StageRecord:
         from talkgen.engines.tts import load_tts

@@ -54,3 +54,25 @@ def test_an_official_name_needs_the_pulled_file(tmp_path, monkeypatch):
     (tmp_path / "weights" / "whisper" / "large-v3.pt").write_bytes(b"not the model")
     with pytest.raises(TalkgenError, match="does not match its sha256"):
         load_stt(config, "gpu-1x")
+
+
+def test_render_routes_a_recording_through_openai_whisper(tmp_path, tiny_large_v3):
+    """The transcribe stage runs the recipe's engine. A random model says random words or none
+    (Whisper's temperature fallback samples), so either the video is made with the openai-whisper
+    stage in its report, or it stops in one line saying no words were heard."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "talkgen", "render", str(ROOT / "examples" / "question.wav"), "--say", "-q", "-o", "o.mp4",
+         "stt.engine=openai-whisper", f"stt.model={tiny_large_v3}", "stt.beam_size=1", "render.size=128"],
+        cwd=tmp_path, capture_output=True, text=True)
+    if proc.returncode == 0:
+        report = json.loads((tmp_path / "o.report.json").read_text())
+        stage = next(s for s in report["stages"] if s["name"] == "transcribe")
+        assert stage["engine"] == "openai-whisper" and stage["cache"] == "miss"
+    else:
+        assert proc.returncode == 2 and proc.stderr.strip() == "error: no speech found in question.wav: the recognizer heard no words"
