@@ -1,0 +1,64 @@
+"""The session's engines: each loaded on first use, then kept for every later turn.
+
+Every load is written to the session log with its time, which is how a test shows that
+a turn after the first loaded nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from talkgen.recipe import Recipe
+
+
+class Models:
+    def __init__(self, recipe: Recipe, log: Callable[..., None], status: Callable[[str], None], state_dir: Path):
+        self.recipe = recipe
+        self._log = log
+        self._status = status
+        self._state_dir = state_dir
+        self._loaded: dict[str, Any] = {}
+        # One lock per model: the LLM (prompt thread) and the voice (render thread) load side by side.
+        self._locks = {name: threading.Lock() for name in ("llm", "stt", "vad", "tts", "avatar")}
+
+    def _get(self, name: str, load: Callable[[], Any]) -> Any:
+        with self._locks[name]:
+            if name not in self._loaded:
+                t = time.perf_counter()
+                self._loaded[name] = load()
+                self._log("load", model=name, seconds=round(time.perf_counter() - t, 3))
+            return self._loaded[name]
+
+    def llm(self):
+        from talkgen.engines.llm import load_llm
+
+        return self._get("llm", lambda: load_llm(self.recipe.llm, on_status=self._status, recipe=self.recipe.name))
+
+    def stt(self):
+        from talkgen.engines.stt import load_stt
+
+        return self._get("stt", lambda: load_stt(self.recipe.stt, self.recipe.name))
+
+    def vad(self):
+        from talkgen.engines.silero_vad import VAD
+
+        return self._get("vad", VAD)
+
+    def tts(self):
+        from talkgen.engines.tts import load_tts
+
+        return self._get("tts", lambda: load_tts(self.recipe.tts))
+
+    def avatar(self):
+        def load():
+            from talkgen.engines.avatar import load_avatar
+            from talkgen.portrait import load_portrait
+
+            c = self.recipe.render
+            portrait = load_portrait(Path(c.portrait) if c.portrait else None, c.size)
+            return load_avatar(c, portrait, device=c.device, state_dir=self._state_dir)
+
+        return self._get("avatar", load)
