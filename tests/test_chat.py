@@ -173,26 +173,7 @@ def test_ctrl_c_stops_a_reply_then_a_render_and_the_chat_goes_on(tmp_path):
     assert not (tmp_path / "s" / "turns" / "0001" / "clip.mp4").exists()
 
 
-def test_a_resumed_session_continues_the_conversation(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "talkgen", "chat", "--no-video", *SHORT], cwd=tmp_path,
-                          input="My name is Ada.\n", capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr
-    (session,) = (tmp_path / ".talkgen" / "chats").iterdir()
-    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}-\d{4}", session.name)
-    child = spawn(["--resume", session.name, "--no-video"], tmp_path)
-    child.sendline("/history")
-    child.expect_exact("1. you: My name is Ada.")
-    child.expect_exact(PROMPT)
-    ask(child, "What is my name?")
-    child.sendline("/quit")
-    assert finish(child) == 0
-    turns = [r for r in jsonl(session / "history.jsonl") if r["type"] == "turn"]
-    assert [t["turn"] for t in turns] == [1, 2]
-    # The model saw the first exchange: system prompt, question 1, reply 1, question 2.
-    assert turns[1]["prompt_messages"] == 4 and turns[1]["seed"] == turns[0]["seed"] + 1
-
-
-def test_piped_lines_are_turns_in_plain_text(tmp_path):
+def test_piped_lines_are_turns_in_plain_text_and_the_session_resumes(tmp_path):
     env = {**os.environ, "TERM": "xterm-256color", "FORCE_COLOR": "1"}
     proc = subprocess.run([sys.executable, "-m", "talkgen", "chat", "--no-video", *SHORT], cwd=tmp_path, env=env,
                           input=f"hello\nwhat can you do?\n/audio {QUESTION}\n", capture_output=True, text=True, timeout=180)
@@ -204,9 +185,26 @@ def test_piped_lines_are_turns_in_plain_text(tmp_path):
     heard = next(line for line in lines if line.startswith("heard: "))
     assert "tallest mountain" in heard.lower()
     (session,) = (tmp_path / ".talkgen" / "chats").iterdir()
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}-\d{4}", session.name)
     turns = [r for r in jsonl(session / "history.jsonl") if r["type"] == "turn"]
     assert [t["source"] for t in turns] == ["typed", "typed", f"audio:{QUESTION}"]
     assert not list(session.glob("turns/*/clip.mp4"))
+
+    # The same session, resumed by its id in a terminal: the model sees the whole conversation.
+    child = spawn(["--resume", session.name, "--no-video", *SHORT], tmp_path)
+    child.sendline("/history")
+    child.expect_exact("1. you: hello")
+    child.expect_exact("3. you: " + turns[2]["question"])
+    child.expect_exact(PROMPT)
+    ask(child, "What did I ask first?")
+    child.sendline("/quit")
+    assert finish(child) == 0
+    turns = [r for r in jsonl(session / "history.jsonl") if r["type"] == "turn"]
+    assert [t["turn"] for t in turns] == [1, 2, 3, 4]
+    # System prompt, three questions and their replies, the new question; the next seed.
+    assert turns[3]["prompt_messages"] == 8 and turns[3]["seed"] == turns[2]["seed"] + 1
+    loads = [e for e in jsonl(session / "events.jsonl") if e["event"] == "load"]
+    assert [e["model"] for e in loads] == ["llm", "stt", "vad", "llm"]  # --no-video loads no voice or face
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -11,6 +11,7 @@ import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from talkgen.chat import session as sessions
 from talkgen.chat.models import Models
@@ -41,12 +42,6 @@ class Chat:
     video: bool
     history: list[dict] = field(default_factory=list)  # what the model remembers
     renderer: Renderer | None = None
-
-    def show(self, path: Path) -> str:
-        try:
-            return os.path.relpath(path)
-        except ValueError:
-            return str(path)
 
     # -- a turn ---------------------------------------------------------------------------
     def ask(self, question: str, source: str = "typed", asked_at: float | None = None) -> None:
@@ -89,7 +84,7 @@ class Chat:
             self.renderer.submit(ClipJob(n, record["reply"], asked_at))
 
     # -- clips (called on the render thread) ------------------------------------------------
-    def render(self, job: ClipJob, stop) -> dict:
+    def render(self, job: ClipJob, stop: Callable[[], None]) -> dict:
         from talkgen.chat.clip import render_clip
 
         self.session.log("render_start", turn=job.turn)
@@ -100,7 +95,7 @@ class Chat:
         self.session.add({"type": "clip", "turn": job.turn, **clip, "render_s": round(render_s, 3)})
         self.session.log("clip_ready", turn=job.turn, duration_s=clip["duration_s"], render_s=round(render_s, 3),
                          since_question_s=round(since, 3))
-        path = self.show(self.session.turn_dir(job.turn) / clip["clip"])
+        path = shown(self.session.turn_dir(job.turn) / clip["clip"])
         self.screen.notice(f"clip {job.turn} ready: {path} ({clip['duration_s']:.1f} s, rendered in {render_s:.1f} s)", "green")
 
     def stopped(self, job: ClipJob) -> None:
@@ -152,7 +147,7 @@ class Chat:
             self.screen.line(f"   avatar: {t['reply']}")
             if "clip" in t:
                 clip = self.session.turn_dir(t["turn"]) / t["clip"]["clip"]
-                self.screen.line(f"   clip: {self.show(clip)} ({t['clip']['duration_s']:.1f} s)")
+                self.screen.line(f"   clip: {shown(clip)} ({t['clip']['duration_s']:.1f} s)")
 
     def ask_audio(self, arg: str) -> None:
         from talkgen import media
@@ -190,8 +185,14 @@ class Chat:
         t = time.monotonic()
         info = join_clips([self.session.turn_dir(x["turn"]) for x in turns], out, self.session.root / ".save")
         self.session.log("save", path=str(out), turns=len(turns), duration_s=info["duration_s"])
-        self.screen.line(f"saved {self.show(out)} ({len(turns)} turns, {info['duration_s']:.1f} s, "
-                         f"subtitles in {self.show(out.with_suffix('.srt'))}, {time.monotonic() - t:.1f} s)", "green")
+        self.screen.line(f"saved {shown(out)} ({len(turns)} turns, {info['duration_s']:.1f} s, "
+                         f"subtitles in {shown(out.with_suffix('.srt'))}, {time.monotonic() - t:.1f} s)", "green")
+
+
+def shown(path: Path) -> str:
+    """A path as short as it can be shown: relative to where the chat was started when it is inside."""
+    rel = os.path.relpath(path)
+    return str(path) if rel.startswith("..") else rel
 
 
 def _unquote(arg: str) -> str:
@@ -206,7 +207,7 @@ def _unquote(arg: str) -> str:
 def run(chat: Chat) -> None:
     """The loop; returns when the person leaves. Clips still rendering are finished first."""
     screen = chat.screen
-    where = chat.show(chat.session.root)
+    where = shown(chat.session.root)
     screen.line(f"talkgen chat: session {where}. Type a question; /help lists the commands.", "dim")
     armed = False  # a Ctrl-C at the prompt: the next one leaves
     while True:
