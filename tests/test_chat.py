@@ -75,7 +75,13 @@ def conversation(tmp_path_factory):
         child.sendline(command)
         child.expect_exact(PROMPT)
         out[command] = child.before
-    child.sendline("/quit")
+    for command in ("/persona a pirate captain", "/reset"):
+        child.sendline(command)
+        child.expect_exact(PROMPT)
+    ask(child, "Who are you?")
+    child.sendline("/quit")  # waits for the third clip
+    child.expect(CLIP)
+    clips.append(child.match.groups())
     out["exit"] = finish(child)
     out["session"] = cwd / "talk"
     out["cwd"] = cwd
@@ -85,13 +91,15 @@ def conversation(tmp_path_factory):
 def test_each_turn_gets_a_clip_in_order(conversation):
     assert conversation["exit"] == 0
     session = conversation["session"]
-    assert [c[0] for c in conversation["clips"]] == ["1", "2"]
+    assert [c[0] for c in conversation["clips"]] == ["1", "2", "3"]
     records = jsonl(session / "history.jsonl")
     turns = [r for r in records if r["type"] == "turn"]
     clips = {r["turn"]: r for r in records if r["type"] == "clip"}
-    assert [t["turn"] for t in turns] == [1, 2] and set(clips) == {1, 2}
-    # The second question was answered knowing the first exchange.
-    assert turns[1]["prompt_messages"] == 4
+    assert [t["turn"] for t in turns] == [1, 2, 3] and set(clips) == {1, 2, 3}
+    # The second question was answered knowing the first exchange; the third, after /reset, knowing none.
+    assert [t["prompt_messages"] for t in turns] == [2, 4, 2]
+    assert turns[1]["persona"] != "a pirate captain" and turns[2]["persona"] == "a pirate captain"
+    assert [r["type"] for r in records if r["type"] in ("persona", "reset")] == ["persona", "reset"]
     for n, (_, shown, duration, _) in enumerate(conversation["clips"], 1):
         turn = session / "turns" / f"{n:04d}"
         assert conversation["cwd"] / shown == turn / "clip.mp4"

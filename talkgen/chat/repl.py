@@ -75,7 +75,7 @@ class Chat:
         turn_dir = self.session.turn_dir(n)
         with atomic_path(turn_dir / "reply.txt") as tmp:
             tmp.write_text(record["reply"] + "\n", encoding="utf-8")
-        record.update(type="turn", turn=n, source=source, first_token_s=round(first[0], 3) if first else None,
+        record.update(type="turn", turn=n, source=source, persona=c.persona, first_token_s=round(first[0], 3) if first else None,
                       at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         self.session.add(record)
         self.session.log("reply", turn=n, tokens=record["tokens"], seconds=record["seconds"])
