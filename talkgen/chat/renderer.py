@@ -40,33 +40,29 @@ class Callbacks:
 class Renderer:
     def __init__(self, callbacks: Callbacks, warm_up: Callable[[], None] | None = None):
         self._cb = callbacks
+        # The queue counts its unfinished jobs itself, so a Ctrl-C between two lines of
+        # submit() cannot leave a count that never reaches zero.
         self._jobs: queue.Queue = queue.Queue()
         self._epoch = 0
-        self._pending = 0
-        self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._loop, args=(warm_up,), name="talkgen-render", daemon=True)
         self._thread.start()
 
     def submit(self, job: ClipJob) -> None:
-        with self._cond:
-            job.epoch = self._epoch
-            self._pending += 1
+        job.epoch = self._epoch
         self._jobs.put(job)
 
     def pending(self) -> int:
         """Clips queued or being rendered."""
-        with self._cond:
-            return self._pending
+        with self._jobs.mutex:
+            return self._jobs.unfinished_tasks
 
     def stop_all(self) -> None:
-        with self._cond:
-            self._epoch += 1
+        self._epoch += 1
 
     def wait(self) -> None:
         """Until every submitted clip is ready, failed or stopped. Ctrl-C interrupts the wait."""
-        with self._cond:
-            while self._pending:
-                self._cond.wait(timeout=0.2)
+        while self.pending():
+            time.sleep(0.05)
 
     def close(self) -> None:
         self._jobs.put(None)
@@ -76,18 +72,16 @@ class Renderer:
         if warm_up is not None:
             try:
                 warm_up()
-            except Exception:  # the first render loads again and reports the error there
+            except Exception:  # the first render loads again and reports the error there, in one line
                 pass
         while True:
             job = self._jobs.get()
-            if job is None:
-                return
             try:
+                if job is None:
+                    return
                 self._one(job)
             finally:
-                with self._cond:
-                    self._pending -= 1
-                    self._cond.notify_all()
+                self._jobs.task_done()
 
     def _one(self, job: ClipJob) -> None:
         def check() -> None:
