@@ -75,7 +75,7 @@ class Chat:
         turn_dir = self.session.turn_dir(n)
         with atomic_path(turn_dir / "reply.txt") as tmp:
             tmp.write_text(record["reply"] + "\n", encoding="utf-8")
-        record.update(type="turn", turn=n, source=source, persona=c.persona, first_token_s=round(first[0], 3) if first else None,
+        record.update(type="turn", turn=n, source=source, persona=c.persona, video=self.video, first_token_s=round(first[0], 3) if first else None,
                       at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         self.session.add(record)
         self.session.log("reply", turn=n, tokens=record["tokens"], seconds=record["seconds"])
@@ -99,6 +99,7 @@ class Chat:
         self.screen.notice(f"clip {job.turn} ready: {path} ({clip['duration_s']:.1f} s, rendered in {render_s:.1f} s)", "green")
 
     def stopped(self, job: ClipJob) -> None:
+        self.session.add({"type": "clip_stopped", "turn": job.turn})  # so --resume does not render it again
         self.session.log("render_stopped", turn=job.turn)
         self.screen.notice(f"clip {job.turn} stopped", "yellow")
 
@@ -290,6 +291,9 @@ def start(recipe: Recipe, video: bool, session: Session, persona: str | None) ->
         if video:
             chat.renderer = Renderer(Callbacks(chat.render, chat.ready, chat.stopped, chat.failed),
                                      warm_up=lambda: (models.tts(), models.avatar()))
+            for t in sessions.unrendered(session.records):
+                screen.status(f"rendering the clip of turn {t['turn']} again: the session stopped before it was ready")
+                chat.renderer.submit(ClipJob(t["turn"], t["reply"], time.monotonic()))
         screen.status("loading the models...")
         models.llm()
         run(chat)

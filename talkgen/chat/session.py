@@ -165,5 +165,11 @@ def persona(records: list[dict]) -> str | None:
     return found
 
 
+def unrendered(records: list[dict]) -> list[dict]:
+    """Turns asked with video on whose clip was neither made nor stopped: lost in a crash."""
+    done = {r["turn"] for r in records if r.get("type") in ("clip", "clip_stopped")}
+    return [t for t in turns(records) if t.get("video") and t["turn"] not in done]
+
+
 def next_turn(records: list[dict]) -> int:
     return max((r["turn"] for r in records if r.get("type") == "turn"), default=0) + 1
