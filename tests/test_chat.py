@@ -230,17 +230,18 @@ def test_piped_lines_are_turns_in_plain_text_and_the_session_resumes(tmp_path):
     assert [e["model"] for e in loads] == ["llm", "stt", "vad", "llm"]  # --no-video loads no voice or face
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--resume", "2020-01-01-0000"], "no chat session '2020-01-01-0000'"),
-    (["--recipe", "h100-8x"], "chat renders in its own process only"),
-    (["--persona", " "], "--persona is empty"),
-    (["--resume", "x", "--session-dir", "y"], "drop --session-dir"),
-    (["llm.nope=1"], "unknown recipe key 'llm.nope'"),
+@pytest.mark.parametrize("args, code, fragment", [
+    (["--resume", "2020-01-01-0000"], 2, "no chat session '2020-01-01-0000'"),
+    (["--recipe", "h100-8x"], 2, "chat renders in its own process only"),
+    (["--recipe", "gpu-1x", "render.liveavatar.checkout=nowhere"], 1, "LiveAvatar cannot run: nowhere is not a LiveAvatar checkout"),
+    (["--persona", " "], 2, "--persona is empty"),
+    (["--resume", "x", "--session-dir", "y"], 2, "drop --session-dir"),
+    (["llm.nope=1"], 2, "unknown recipe key 'llm.nope'"),
 ])
-def test_bad_command_lines_are_one_line(tmp_path, args, fragment):
+def test_bad_command_lines_are_one_line(tmp_path, args, code, fragment):
     proc = subprocess.run([sys.executable, "-m", "talkgen", "chat", *args], cwd=tmp_path, capture_output=True, text=True,
                           stdin=subprocess.DEVNULL)
-    assert proc.returncode == 2, proc.stderr
+    assert proc.returncode == code, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and fragment in " ".join(proc.stderr.split()) and "Traceback" not in proc.stderr
     assert not (tmp_path / ".talkgen").exists()

@@ -77,7 +77,7 @@ def check_can_chat(recipe: Recipe, video: bool) -> None:
     if not video:
         return
     from talkgen import media
-    from talkgen.engines.avatar import avatar_traits
+    from talkgen.engines.avatar import avatar_traits, check_avatar
 
     c = recipe.render
     if c.size % 2 or not 64 <= c.size <= 4096:
@@ -86,6 +86,7 @@ def check_can_chat(recipe: Recipe, video: bool) -> None:
     if traits["world_size"] > 1:
         raise UsageError(f"talkgen chat renders in its own process only, and render.engine={c.engine} needs "
                          f"{traits['world_size']} processes: use --no-video, or talkgen render")
+    check_avatar(c)  # missing checkout, weights or GPUs: one line now, not a failed clip every turn
     if c.portrait:
         from talkgen.portrait import read_image
 
