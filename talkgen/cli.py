@@ -119,6 +119,42 @@ def _set_voice(rec, voice: Optional[Path], voice_text: Optional[str]) -> None:
 
 @app.command()
 @handles_errors
+def chat(
+    overrides: Optional[List[str]] = typer.Argument(None, help="Recipe overrides such as llm.max_reply_words=30", show_default=False),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="Recipe name from recipes/ or a path to a .yaml file (default: cpu, or the resumed session's)."),
+    persona: Optional[str] = typer.Option(None, "--persona", help="Who the avatar is (shortcut for llm.persona)."),
+    no_video: bool = typer.Option(False, "--no-video", help="Text only: no speech and no clips."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue a session: its id under .talkgen/chats, or its folder."),
+    session_dir: Optional[Path] = typer.Option(None, "--session-dir", help="Where to keep the new session (default .talkgen/chats/<date-time>)."),
+    voice: Optional[Path] = typer.Option(None, "--voice", help="A 2-15 s recording of the voice to clone (needs tts.engine=f5-tts, as in gpu-1x)."),
+    voice_text: Optional[str] = typer.Option(None, "--voice-text", help="What the --voice recording says; default: talkgen transcribes it."),
+) -> None:
+    """Talk with the avatar: replies stream as they are written, each turn's clip renders in the background."""
+    from talkgen.chat import session as sessions
+    from talkgen.chat.repl import check_can_chat, start
+    from talkgen.errors import UsageError
+    from talkgen.recipe import apply_override, load_recipe, place, recipe_from_dict
+
+    if resume and session_dir:
+        raise UsageError("--resume names the session folder already: drop --session-dir")
+    if persona is not None and not persona.strip():
+        raise UsageError("--persona is empty: describe who the avatar is, e.g. --persona \"a tour guide in Lisbon\"")
+    root = sessions.find_session(resume) if resume else None
+    if root is not None and recipe is None:
+        rec = recipe_from_dict(sessions.read_info(root)["recipe"])
+        for item in overrides or []:
+            apply_override(rec, item)
+        place(rec)
+    else:
+        rec = load_recipe(recipe or "cpu", list(overrides or []))
+    _set_voice(rec, voice, voice_text)
+    check_can_chat(rec, video=not no_video)
+    session = sessions.open_session(root) if root is not None else sessions.new_session(rec.to_dict(), root=session_dir)
+    start(rec, not no_video, session, persona.strip() if persona else None)
+
+
+@app.command()
+@handles_errors
 def recipes() -> None:
     """List the recipes in recipes/, one line each."""
     from talkgen.recipe import list_recipes

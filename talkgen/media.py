@@ -45,8 +45,14 @@ def require_ffmpeg() -> str:
     return version.splitlines()[0] if version else "ffmpeg"
 
 
+# ffmpeg runs in its own session, out of reach of the terminal's Ctrl-C: in talkgen chat a
+# Ctrl-C that stops a reply must not kill the clip encoding behind it. talkgen still stops
+# its children itself when Python is interrupted (subprocess.run and the finally blocks kill them).
+DETACHED = {"start_new_session": True}
+
+
 def _run(args: list[str], what: str) -> None:
-    proc = subprocess.run(args, capture_output=True, text=True)
+    proc = subprocess.run(args, capture_output=True, text=True, **DETACHED)
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
         raise TalkgenError(f"ffmpeg failed while {what}: {tail}")
@@ -72,7 +78,7 @@ class ChunkEncoder:
             "-bf", "0", "-g", str(fps * 2), "-r", str(fps), "-video_track_timescale", str(fps * 512),
             "-fflags", "+bitexact", "-flags:v", "+bitexact", "-f", "mp4", str(self._tmp),
         ]
-        self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE, **DETACHED)
 
     def write(self, frame: "np.ndarray") -> None:
         try:
@@ -140,7 +146,7 @@ def mux(video: Path, wav: Path, out: Path, duration_s: float, srt: Path | None =
 def probe(path: Path) -> dict:
     proc = subprocess.run(
         [ffprobe_bin(), "-v", "error", "-show_streams", "-show_format", "-count_packets", "-of", "json", str(path)],
-        capture_output=True, text=True,
+        capture_output=True, text=True, **DETACHED,
     )
     if proc.returncode != 0:
         raise TalkgenError(f"cannot read {path}: {proc.stderr.strip() or 'ffprobe failed'}")
@@ -194,7 +200,7 @@ def _read_stream(args: list[str], block_bytes: int, fail: "Callable[[str], Excep
 
     stderr is kept for the error (-loglevel error keeps it small, so it cannot fill its pipe).
     """
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **DETACHED)
     try:
         while True:
             data = proc.stdout.read(block_bytes)

@@ -58,6 +58,44 @@ def fit_context(system: dict, history: list[dict], question: dict, llm: LLMEngin
     return messages
 
 
+def answer(
+    question: str,
+    index: int,
+    system: dict,
+    history: list[dict],
+    llm: LLMEngine,
+    config,
+    on_text: Callable[[str], None] | None = None,
+    note: Callable[[str], None] = lambda msg: None,
+) -> dict:
+    """One turn: the reply to `question` given the conversation so far (history is not changed).
+
+    The seed is llm.seed plus the turn's index, so a conversation replays the same way.
+    """
+    import time
+
+    messages = fit_context(system, history, {"role": "user", "content": question}, llm,
+                           config.context_tokens - config.max_new_tokens, note)
+    seed = config.seed + index
+    t = time.perf_counter()
+    text, tokens = llm.chat(messages, seed, on_text, config.max_reply_words)
+    reply_text = bound_words(text, config.max_reply_words)
+    retried = False
+    if not any(c.isalnum() for c in reply_text):
+        note(f"the model gave an empty reply to turn {index + 1}: trying once more with another seed")
+        retried, seed = True, seed + RETRY_SEED_OFFSET
+        text, tokens = llm.chat(messages, seed, on_text, config.max_reply_words)
+        reply_text = bound_words(text, config.max_reply_words)
+        if not any(c.isalnum() for c in reply_text):
+            raise TalkgenError(f"the model gave an empty reply to turn {index + 1} twice: change llm.seed or the question")
+    seconds = time.perf_counter() - t
+    return {
+        "question": question, "reply": reply_text, "raw": text, "tokens": tokens, "seconds": round(seconds, 3),
+        "tokens_per_s": round(tokens / seconds, 2) if seconds > 0 else 0.0, "seed": seed, "retried": retried,
+        "prompt_messages": len(messages),
+    }
+
+
 def reply(
     turns: list[str],
     llm: LLMEngine,
@@ -67,35 +105,15 @@ def reply(
     note: Callable[[str], None] = lambda msg: None,
     on_turn: Callable[[int, str], None] | None = None,
 ) -> dict:
-    import time
-
     system = {"role": "system", "content": system_prompt(config.persona, config.max_reply_words)}
-    budget = config.context_tokens - config.max_new_tokens
     history: list[dict] = []
     records = []
     for i, question in enumerate(turns):
         if on_turn:
             on_turn(i, question)
-        messages = fit_context(system, history, {"role": "user", "content": question}, llm, budget, note)
-        seed = config.seed + i
-        t = time.perf_counter()
-        text, tokens = llm.chat(messages, seed, on_text, config.max_reply_words)
-        answer = bound_words(text, config.max_reply_words)
-        retried = False
-        if not any(c.isalnum() for c in answer):
-            note(f"the model gave an empty reply to turn {i + 1}: trying once more with another seed")
-            retried, seed = True, seed + RETRY_SEED_OFFSET
-            text, tokens = llm.chat(messages, seed, on_text, config.max_reply_words)
-            answer = bound_words(text, config.max_reply_words)
-            if not any(c.isalnum() for c in answer):
-                raise TalkgenError(f"the model gave an empty reply to turn {i + 1} twice: change llm.seed or the question")
-        seconds = time.perf_counter() - t
-        history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
-        records.append({
-            "question": question, "reply": answer, "raw": text, "tokens": tokens, "seconds": round(seconds, 3),
-            "tokens_per_s": round(tokens / seconds, 2) if seconds > 0 else 0.0, "seed": seed, "retried": retried,
-            "prompt_messages": len(messages),
-        })
+        record = answer(question, i, system, history, llm, config, on_text, note)
+        history += [{"role": "user", "content": question}, {"role": "assistant", "content": record["reply"]}]
+        records.append(record)
     result = {"system": system["content"], "turns": records, "messages": [system, *history]}
     write_json_atomic(out_path, result)
     return result

@@ -1,0 +1,100 @@
+"""A turn's reply as a clip (speech, plan, chunks, one MP4), and every clip joined for /save.
+
+The same stage functions as `talkgen render`, called once per turn with engines that
+stay loaded; `stop` is called between sentences and frames so a render can be stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from talkgen.errors import UsageError
+from talkgen.job import Job, cache_key, sha256_file, write_json_atomic
+from talkgen.recipe import Recipe
+
+
+def render_clip(turn_dir: Path, text: str, recipe: Recipe, tts, avatar, stop: Callable[[], None]) -> dict:
+    """Speak `text` and animate it into turn_dir/clip.mp4 (with clip.srt); return what the clip holds."""
+    from talkgen.engines.avatar import avatar_traits
+    from talkgen.speech import SpeechTrack
+    from talkgen.stages.assemble import assemble
+    from talkgen.stages.plan import make_plan
+    from talkgen.stages.render import chunk_name, render_chunks
+    from talkgen.stages.speak import speak
+    from talkgen.subtitles import write_srt
+
+    c, t = recipe.render, recipe.tts
+    wav, alignment = turn_dir / "speech.wav", turn_dir / "alignment.json"
+    speak(text, tts, wav, alignment, t.sentence_pause_s, t.paragraph_pause_s, progress=lambda done, total: stop())
+    track = SpeechTrack.load(wav, alignment)
+    traits = avatar_traits(c)
+    plan = make_plan(track, c.fps, min(c.max_chunk_s, traits["max_chunk_s"]), c.min_chunk_s, traits["frames_per_clip"])
+    write_json_atomic(turn_dir / "plan.json", plan)
+    key = cache_key(speech=sha256_file(wav), plan=plan, render=c.__dict__, engine=traits["identity"])
+    (turn_dir / "chunks").mkdir(exist_ok=True)
+    render_chunks(Job(turn_dir), key, plan, avatar, track, c.crf, c.preset, on_frames=lambda n: stop())
+    write_srt(turn_dir / "clip.srt", track.sentences, track.sample_rate)
+    chunks = [chunk_name(ch["index"]) for ch in plan["chunks"]]
+    info = assemble([turn_dir / rel for rel in chunks], wav, turn_dir / "clip.srt", turn_dir / "joined.mp4",
+                    turn_dir / "clip.mp4", turn_dir / "concat.txt", plan)
+    (turn_dir / "joined.mp4").unlink(missing_ok=True)
+    return {
+        "clip": "clip.mp4", "duration_s": info["duration_s"], "frames": info["frames"], "fps": info["fps"],
+        "width": info["width"], "height": info["height"], "chunks": chunks,
+    }
+
+
+def join_clips(turn_dirs: list[Path], out: Path, work: Path) -> dict:
+    """Every turn's clip one after another in `out`, with subtitles in out.srt beside it.
+
+    The clips' own AAC tracks would slip by a priming frame at every join (DESIGN.md 4), so
+    this joins their video-only chunks by stream copy and encodes all the speech once.
+    """
+    from talkgen.speech import Sentence, SpeechTrack, WavWriter
+    from talkgen.stages.assemble import assemble
+    from talkgen.subtitles import write_srt
+
+    plans = [json.loads((d / "plan.json").read_text(encoding="utf-8")) for d in turn_dirs]
+    tracks = [SpeechTrack.load(d / "speech.wav", d / "alignment.json") for d in turn_dirs]
+    if len({(p["fps"], t.sample_rate) for p, t in zip(plans, tracks)}) > 1:
+        raise UsageError("the clips differ in frame rate or voice (the session was resumed with other settings): they cannot be joined")
+    if len({_size(d) for d in turn_dirs}) > 1:
+        raise UsageError("the clips differ in size (the session was resumed with another render.size): they cannot be joined")
+    fps, sr = plans[0]["fps"], tracks[0].sample_rate
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    chunks, ends, sentences = [], [], []
+    frames = 0
+    writer = WavWriter(work / "speech.wav", sr)
+    try:
+        for k, (d, plan, track) in enumerate(zip(turn_dirs, plans, tracks)):
+            # Each turn's speech starts on its clip's first frame.
+            start = frames * sr // fps
+            writer.silence(start - writer.samples)
+            writer.write(track.read(0, track.samples))
+            for s in track.sentences:
+                sentences.append(Sentence(s.text, k, s.start + start, s.end + start,
+                                          [(w, a + start, b + start) for w, a, b in s.words]))
+            for ch in plan["chunks"]:
+                chunks.append(d / "chunks" / f"{ch['index']:05d}.mp4")
+                ends.append(frames + ch["end_frame"])
+            frames += plan["total_frames"]
+        writer.silence(frames * sr // fps - writer.samples)
+    finally:
+        writer.close()
+    srt = out.with_suffix(".srt")
+    write_srt(srt, sentences, sr)
+    joined = {"fps": fps, "total_frames": frames, "chunks": [{"end_frame": e} for e in ends]}
+    info = assemble(chunks, work / "speech.wav", srt, work / "joined.mp4", out, work / "concat.txt", joined)
+    shutil.rmtree(work, ignore_errors=True)
+    return info
+
+
+def _size(turn_dir: Path) -> tuple[int, int]:
+    from talkgen import media
+
+    v = next(s for s in media.probe(turn_dir / "clip.mp4")["streams"] if s["codec_type"] == "video")
+    return v["width"], v["height"]

@@ -1,0 +1,133 @@
+"""The conversation loop: read a line, answer it or run its command; and starting a chat.
+
+Ctrl-C while a reply streams stops that reply; at the prompt it stops the clips being
+rendered, and a second Ctrl-C at the prompt leaves.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from talkgen.chat import session as sessions
+from talkgen.chat.commands import run_command
+from talkgen.chat.models import Models
+from talkgen.chat.renderer import Callbacks, ClipJob, Renderer
+from talkgen.chat.screen import Screen
+from talkgen.chat.session import Session
+from talkgen.chat.turns import Chat, shown
+from talkgen.errors import TalkgenError, UsageError
+from talkgen.recipe import Recipe
+
+
+def run(chat: Chat) -> None:
+    """The loop; returns when the person leaves. Clips still rendering are finished first."""
+    screen = chat.screen
+    where = shown(chat.session.root)
+    screen.line(f"talkgen chat: session {where}. Type a question; /help lists the commands.", "dim")
+    armed = False  # a Ctrl-C at the prompt: the next one leaves
+    while True:
+        try:
+            line = screen.read()
+        except KeyboardInterrupt:
+            if armed:
+                break
+            armed = True
+            if chat.renderer is not None and chat.renderer.pending():
+                chat.renderer.stop_all()
+                screen.line("stopping the clips being rendered (Ctrl-C again to leave)", "yellow")
+            else:
+                screen.line("(Ctrl-C again or /quit to leave)", "dim")
+            continue
+        if line is None:
+            break
+        armed = False
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            if line.startswith("/"):
+                if not run_command(chat, line):
+                    break
+            else:
+                chat.ask(line)
+        except KeyboardInterrupt:
+            screen.line("stopped", "yellow")
+        except TalkgenError as exc:
+            screen.error(str(exc))
+        except OSError as exc:
+            screen.error(f"{exc.strerror or exc}{f' ({exc.filename})' if exc.filename else ''}")
+    if chat.renderer is not None:
+        if chat.renderer.pending():
+            screen.status(f"finishing {chat.renderer.pending()} clip(s) (Ctrl-C stops them)...")
+        try:
+            chat.renderer.wait()
+        except KeyboardInterrupt:
+            chat.renderer.stop_all()
+            chat.renderer.wait()
+        chat.renderer.close()
+
+
+def _check_memory(recipe: Recipe, video: bool) -> None:
+    """The memory planner, with every engine resident: a chat keeps its models for the whole session."""
+    import copy
+
+    from talkgen.memory import check_placement
+
+    engines = {"llm", "stt"} | ({"tts", "avatar"} if video else set())
+    planned = copy.deepcopy(recipe)
+    planned.placement.resident = sorted(engines)
+    check_placement(planned, engines)
+
+
+def check_can_chat(recipe: Recipe, video: bool) -> None:
+    """Refuse, in one line and before any model loads, what chat cannot do."""
+    from talkgen.engines.llm import llm_identity
+
+    llm_identity(recipe.llm)
+    if not video:
+        _check_memory(recipe, video)
+        return
+    from talkgen import media
+    from talkgen.engines.avatar import avatar_traits, check_avatar
+
+    c = recipe.render
+    if c.size % 2 or not 64 <= c.size <= 4096:
+        raise UsageError(f"render.size={c.size} must be an even number of pixels between 64 and 4096")
+    traits = avatar_traits(c)
+    if traits["world_size"] > 1:
+        raise UsageError(f"talkgen chat renders in its own process only, and render.engine={c.engine} needs "
+                         f"{traits['world_size']} processes: use --no-video, or talkgen render")
+    check_avatar(c)  # missing checkout, weights or GPUs: one line now, not a failed clip every turn
+    if c.portrait:
+        from talkgen.portrait import read_image
+
+        read_image(Path(c.portrait))
+    media.require_ffmpeg()
+    _check_memory(recipe, video)
+
+
+def start(recipe: Recipe, video: bool, session: Session, persona: str | None) -> None:
+    """Load the models, run the conversation, close the session."""
+    interactive = os.isatty(0)
+    screen = Screen(interactive)
+    if persona is not None and persona != sessions.persona(session.records):
+        session.add({"type": "persona", "persona": persona})
+    recipe.llm.persona = sessions.persona(session.records) or recipe.llm.persona
+    models = Models(recipe, session.log, screen.status, session.root / "avatar-state", video)
+    chat = Chat(session, recipe, screen, models, video, history=sessions.messages(session.records))
+    session.log("start", recipe=recipe.name, video=video, interactive=interactive, resumed_turns=len(sessions.turns(session.records)))
+    try:
+        if video:
+            chat.renderer = Renderer(Callbacks(chat.render, chat.ready, chat.stopped, chat.failed),
+                                     warm_up=lambda: (models.tts(), models.avatar()))
+            for t in sessions.unrendered(session.records):
+                screen.status(f"rendering the clip of turn {t['turn']} again: the session stopped before it was ready")
+                chat.renderer.submit(ClipJob(t["turn"], t["reply"], time.monotonic()))
+        screen.status("loading the models...")
+        models.llm()
+        run(chat)
+    finally:
+        session.log("end")
+        session.close()

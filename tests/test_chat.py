@@ -1,0 +1,268 @@
+"""talkgen chat, driven through a real pseudo-terminal (pexpect) and through a pipe.
+
+The replies come from the small embedded LLM, so nothing here depends on what it says:
+the tests check the structure of the conversation, the files of the session, the clips'
+frames and durations, and the session log.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from talkgen import media
+
+ROOT = Path(__file__).resolve().parents[1]
+QUESTION = ROOT / "examples" / "question.wav"
+PROMPT = "you> "
+CLIP = r"clip (\d+) ready: (\S+) \(([\d.]+) s, rendered in ([\d.]+) s\)"
+SHORT = ["llm.max_reply_words=12"]
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def spawn(args: list[str], cwd: Path) -> pexpect.spawn:
+    # The first start in a test session converts the bundled LLM once (about 20 s).
+    child = pexpect.spawn(sys.executable, ["-m", "talkgen", "chat", *args], cwd=str(cwd), env=dict(os.environ),
+                          encoding="utf-8", timeout=180, dimensions=(50, 250))
+    child.expect_exact(PROMPT)
+    return child
+
+
+def ask(child: pexpect.spawn, question: str) -> None:
+    child.sendline(question)
+    child.expect_exact("avatar> ")
+    child.expect_exact(PROMPT)
+
+
+def finish(child: pexpect.spawn) -> int:
+    child.expect(pexpect.EOF)
+    child.close()
+    return child.exitstatus
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def video_frames(path: Path) -> tuple[int, set[str]]:
+    info = media.probe(path)
+    video = next(s for s in info["streams"] if s["codec_type"] == "video")
+    return int(video["nb_read_packets"]), {s["codec_type"] for s in info["streams"]}
+
+
+@pytest.fixture(scope="module")
+def conversation(tmp_path_factory):
+    """Two turns with clips, then /history, /save and a few mistakes, in one terminal session."""
+    cwd = tmp_path_factory.mktemp("chat")
+    child = spawn(["--session-dir", "talk", "render.size=96", *SHORT], cwd)
+    child.sendline("Hello, who are you?")
+    child.expect_exact("avatar> ")
+    child.expect_exact(PROMPT)
+    # The next question goes in while the first clip may still be rendering.
+    child.sendline("What do you like to do?")
+    clips = []
+    for _ in range(2):
+        child.expect(CLIP)
+        clips.append(child.match.groups())
+    child.expect_exact(PROMPT)
+    out = {"clips": clips}
+    for command in ("/history", "/save", "/audio nowhere.wav", "/frobnicate", "/persona"):
+        child.sendline(command)
+        child.expect_exact(PROMPT)
+        out[command] = child.before
+    for command in ("/persona a pirate captain", "/reset"):
+        child.sendline(command)
+        child.expect_exact(PROMPT)
+    ask(child, "Who are you?")
+    child.sendline("/quit")  # waits for the third clip
+    child.expect(CLIP)
+    clips.append(child.match.groups())
+    out["exit"] = finish(child)
+    out["session"] = cwd / "talk"
+    out["cwd"] = cwd
+    return out
+
+
+def test_each_turn_gets_a_clip_in_order(conversation):
+    assert conversation["exit"] == 0
+    session = conversation["session"]
+    assert [c[0] for c in conversation["clips"]] == ["1", "2", "3"]
+    records = jsonl(session / "history.jsonl")
+    turns = [r for r in records if r["type"] == "turn"]
+    clips = {r["turn"]: r for r in records if r["type"] == "clip"}
+    assert [t["turn"] for t in turns] == [1, 2, 3] and set(clips) == {1, 2, 3}
+    # The second question was answered knowing the first exchange; the third, after /reset, knowing none.
+    assert [t["prompt_messages"] for t in turns] == [2, 4, 2]
+    assert turns[1]["persona"] != "a pirate captain" and turns[2]["persona"] == "a pirate captain"
+    assert [r["type"] for r in records if r["type"] in ("persona", "reset")] == ["persona", "reset"]
+    for n, (_, shown, duration, _) in enumerate(conversation["clips"], 1):
+        turn = session / "turns" / f"{n:04d}"
+        assert conversation["cwd"] / shown == turn / "clip.mp4"
+        assert (turn / "reply.txt").read_text().strip() == turns[n - 1]["reply"]
+        frames, streams = video_frames(turn / "clip.mp4")
+        assert streams == {"video", "audio", "subtitle"}
+        assert frames == clips[n]["frames"] and abs(frames / 25 - float(duration)) < 0.06
+        # The clip lasts as long as its speech, to within a frame.
+        speech_s = media.audio_duration(turn / "speech.wav")
+        assert 0 <= frames / 25 - speech_s < 1 / 25 + 1e-3
+
+
+def test_history_and_save(conversation):
+    session = conversation["session"]
+    history = conversation["/history"]
+    assert "1. you: Hello, who are you?" in history and "2. you: What do you like to do?" in history
+    assert history.count("clip: talk/turns/") == 2
+    assert "saved talk/chat.mp4 (2 turns" in conversation["/save"]
+    clip_frames = [video_frames(session / "turns" / f"{n:04d}" / "clip.mp4")[0] for n in (1, 2)]
+    frames, streams = video_frames(session / "chat.mp4")
+    assert frames == sum(clip_frames) and streams == {"video", "audio", "subtitle"}
+    # The second turn's subtitles start where its clip starts in the joined video.
+    starts = [_seconds(m) for m in re.findall(r"^(\S+) --> ", (session / "chat.srt").read_text(), re.M)]
+    first_turn_cues = len(re.findall(r" --> ", (session / "turns" / "0001" / "clip.srt").read_text()))
+    assert all(s < clip_frames[0] / 25 for s in starts[:first_turn_cues])
+    assert all(s >= clip_frames[0] / 25 for s in starts[first_turn_cues:]) and len(starts) > first_turn_cues
+
+
+def _seconds(stamp: str) -> float:
+    h, m, s = stamp.replace(",", ".").split(":")
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def test_mistakes_are_one_line_and_the_chat_goes_on(conversation):
+    for command, fragment in (("/audio nowhere.wav", "error: no file nowhere.wav"),
+                              ("/frobnicate", "error: unknown command /frobnicate"), ("/persona", "error: say who the avatar is")):
+        text = ANSI.sub("", conversation[command]).replace("\r", "")
+        lines = [line for line in text.splitlines() if line.strip()][1:]  # the first is the command echoed
+        assert len(lines) == 1 and fragment in lines[0], text
+        assert "Traceback" not in text
+
+
+def test_the_second_turn_loads_no_model(conversation):
+    events = jsonl(conversation["session"] / "events.jsonl")
+    loads = [e for e in events if e["event"] == "load"]
+    assert sorted(e["model"] for e in loads) == ["avatar", "llm", "tts"]
+    second = next(i for i, e in enumerate(events) if e["event"] == "question" and e["turn"] == 2)
+    ready = next(i for i, e in enumerate(events) if e["event"] == "clip_ready" and e["turn"] == 2)
+    assert second < ready
+    assert not [e for e in events[second:] if e["event"] == "load"]
+    assert all(e["t"] < events[second]["t"] for e in loads)
+
+
+def test_ctrl_c_stops_a_reply_then_a_render_and_a_crash_loses_only_the_clip_in_flight(tmp_path):
+    # 1024 pixels: the puppet renders about 30 frames a second, so the clip is still rendering when Ctrl-C comes.
+    args = ["--session-dir", "s", "render.size=1024", "llm.max_reply_words=200", "llm.max_new_tokens=300"]
+    child = spawn(args, tmp_path)
+    child.sendline("Tell me a long story about a dragon and a knight.")
+    child.expect_exact("avatar> ")
+    child.expect(r"\w+\W+\w+\W+\w+")
+    child.sendintr()
+    child.expect_exact("[stopped]")
+    child.expect_exact(PROMPT)
+    ask(child, "Hi!")
+    child.sendintr()
+    child.expect_exact("clip 1 stopped")
+    ask(child, "Bye!")
+    # A crash while the second clip renders: the reply is kept and the clip is made on resume.
+    child.kill(signal.SIGKILL)
+    child.close()
+    records = jsonl(tmp_path / "s" / "history.jsonl")
+    assert [(r["type"], r["turn"]) for r in records] == [("turn", 1), ("clip_stopped", 1), ("turn", 2)]
+    assert records[0]["question"] == "Hi!" and records[2]["question"] == "Bye!"
+
+    child = pexpect.spawn(sys.executable, ["-m", "talkgen", "chat", "--resume", "s", *args[2:]], cwd=str(tmp_path),
+                          env=dict(os.environ), encoding="utf-8", timeout=180, dimensions=(50, 250))
+    seen = set()
+    while len(seen) < 2:  # the clip may be ready before or after the prompt shows
+        seen.add(child.expect([CLIP, re.escape(PROMPT)]))
+        if seen == {0}:
+            assert child.match.group(1) == "2"
+    # Ctrl-C twice at an empty prompt leaves.
+    child.sendintr()
+    child.expect_exact("Ctrl-C again")
+    child.sendintr()
+    assert finish(child) == 0
+    records = jsonl(tmp_path / "s" / "history.jsonl")
+    assert [(r["type"], r["turn"]) for r in records] == [("turn", 1), ("clip_stopped", 1), ("turn", 2), ("clip", 2)]
+    frames, _ = video_frames(tmp_path / "s" / "turns" / "0002" / "clip.mp4")
+    assert frames == records[3]["frames"]
+    events = [e["event"] for e in jsonl(tmp_path / "s" / "events.jsonl")]
+    assert events.count("reply_stopped") == 1 and events.count("render_stopped") == 1
+    assert not (tmp_path / "s" / "turns" / "0001" / "clip.mp4").exists()
+
+
+def test_piped_lines_are_turns_in_plain_text_and_the_session_resumes(tmp_path):
+    env = {**os.environ, "TERM": "xterm-256color", "FORCE_COLOR": "1"}
+    proc = subprocess.run([sys.executable, "-m", "talkgen", "chat", "--no-video", *SHORT], cwd=tmp_path, env=env,
+                          input=f"hello\nwhat can you do?\n/audio {QUESTION}\n", capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b" not in proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line for line in lines if line.startswith("you> ")] == ["you> hello", "you> what can you do?", f"you> /audio {QUESTION}"]
+    assert len([line for line in lines if line.startswith("avatar> ") and len(line) > len("avatar> ")]) == 3
+    heard = next(line for line in lines if line.startswith("heard: "))
+    assert "tallest mountain" in heard.lower()
+    (session,) = (tmp_path / ".talkgen" / "chats").iterdir()
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}-\d{4}", session.name)
+    turns = [r for r in jsonl(session / "history.jsonl") if r["type"] == "turn"]
+    assert [t["source"] for t in turns] == ["typed", "typed", f"audio:{QUESTION}"]
+    assert not list(session.glob("turns/*/clip.mp4"))
+
+    # The same session, resumed by its id in a terminal: the model sees the whole conversation.
+    child = spawn(["--resume", session.name, "--no-video", *SHORT], tmp_path)
+    child.sendline("/history")
+    child.expect_exact("1. you: hello")
+    child.expect_exact("3. you: " + turns[2]["question"])
+    child.expect_exact(PROMPT)
+    ask(child, "What did I ask first?")
+    child.sendline("/quit")
+    assert finish(child) == 0
+    turns = [r for r in jsonl(session / "history.jsonl") if r["type"] == "turn"]
+    assert [t["turn"] for t in turns] == [1, 2, 3, 4]
+    # System prompt, three questions and their replies, the new question; the next seed.
+    assert turns[3]["prompt_messages"] == 8 and turns[3]["seed"] == turns[2]["seed"] + 1
+    loads = [e for e in jsonl(session / "events.jsonl") if e["event"] == "load"]
+    assert [e["model"] for e in loads] == ["llm", "stt", "vad", "llm"]  # --no-video loads no voice or face
+
+
+@pytest.mark.parametrize("args, code, fragment", [
+    (["--resume", "2020-01-01-0000"], 2, "no chat session '2020-01-01-0000'"),
+    (["--recipe", "h100-8x"], 2, "chat renders in its own process only"),
+    (["--recipe", "gpu-1x", "render.liveavatar.checkout=nowhere"], 1, "LiveAvatar cannot run: nowhere is not a LiveAvatar checkout"),
+    (["--persona", " "], 2, "--persona is empty"),
+    (["--resume", "x", "--session-dir", "y"], 2, "drop --session-dir"),
+    (["llm.nope=1"], 2, "unknown recipe key 'llm.nope'"),
+    (["--voice", str(QUESTION)], 2, "--voice clones a voice with F5-TTS"),
+])
+def test_bad_command_lines_are_one_line(tmp_path, args, code, fragment):
+    proc = subprocess.run([sys.executable, "-m", "talkgen", "chat", *args], cwd=tmp_path, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == code, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and fragment in " ".join(proc.stderr.split()) and "Traceback" not in proc.stderr
+    assert not (tmp_path / ".talkgen").exists()
+
+
+def test_a_cloned_voice_speaks_the_chat(tmp_path):
+    """tts.engine=f5-tts in chat: the reference is checked and loaded once, the clip is in its voice's 24 kHz."""
+    import wave
+
+    import tiny_f5
+
+    paths = tiny_f5.build(tmp_path / "f5")
+    proc = subprocess.run(
+        [sys.executable, "-m", "talkgen", "chat", "--voice", str(QUESTION), "--voice-text", "What is the tallest mountain?",
+         *SHORT, *tiny_f5.overrides(paths), "render.size=128"],
+        cwd=tmp_path, input="hello\n", capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (session,) = (tmp_path / ".talkgen" / "chats").iterdir()
+    with wave.open(str(session / "turns" / "0001" / "speech.wav")) as w:
+        assert w.getframerate() == 24000
+    assert (session / "turns" / "0001" / "clip.mp4").is_file()
+    loads = [e["model"] for e in jsonl(session / "events.jsonl") if e["event"] == "load"]
+    assert loads.count("tts") == 1
