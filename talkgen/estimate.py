@@ -24,7 +24,8 @@ CPU_STAGES_PER_S = 0.230 - 25 / 199
 # LiveAvatar's authors report 45 fps on 5 H800 with 4 steps and FP8; talkgen has not run it yet.
 LIVEAVATAR_TPP = Figure(25 / 45 + CPU_STAGES_PER_S,
                         "LiveAvatar's reported 45 fps on 5x H800 (FP8, 4 steps), not measured by talkgen, "
-                        "plus the CPU stages measured on a 2-core x86_64")
+                        "plus the embedded speech stages as measured on a 2-core x86_64 (the production "
+                        "speech engines' GPU time is not measured yet)")
 
 
 def figure_for(recipe) -> Figure | None:
@@ -41,7 +42,9 @@ def estimate(recipe, video_s: float = 60.0) -> dict | None:
     fig = figure_for(recipe)
     if fig is None:
         return None
-    gpus = recipe.render.nproc if recipe.render.device == "cuda" else 0
+    from talkgen.placement import gpus_held
+
+    gpus = gpus_held(recipe)  # the report bills every GPU the placement holds, so the estimate does too
     out = cost([StageReport("render", "miss", fig.seconds_per_video_s * video_s)], gpus, recipe.cost.gpu_hour_usd, video_s)
     out.update(video_s=video_s, source=fig.source)
     return out

@@ -197,7 +197,7 @@ def plan(recipe, engines: set[str], gpus: list[Gpu]) -> list[GpuPlan]:
     if not wanted:
         return []
     by_index = {g.index: GpuPlan(g) for g in gpus}
-    missing = []
+    missing: dict[str, list[int]] = {}
     for need in wanted:
         indices = gpu_indices(need.device)
         if indices is None:  # plain "cuda": the first GPU, or the first nproc for the avatar's ranks
@@ -207,10 +207,11 @@ def plan(recipe, engines: set[str], gpus: list[Gpu]) -> list[GpuPlan]:
             if i in by_index:
                 by_index[i].needs.append(need)
             else:
-                missing.append(f"{need.engine} on GPU {i}")
+                missing.setdefault(need.engine, []).append(i)
     if missing:
         seen = f"{len(gpus)} GPU(s) visible" if gpus else "no GPU visible (nvidia-smi found none)"
-        raise TalkgenError(f"placement of recipe '{recipe.name}' needs GPUs this machine lacks: {', '.join(missing)}; {seen}")
+        lacks = ", ".join(f"{e} on GPU{'s' if len(ix) > 1 else ''} {','.join(map(str, ix))}" for e, ix in missing.items())
+        raise TalkgenError(f"placement of recipe '{recipe.name}' needs GPUs this machine lacks: {lacks}; {seen}")
     resident = set(recipe.placement.resident)
     for p in by_index.values():
         if not p.needs:

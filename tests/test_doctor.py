@@ -153,7 +153,7 @@ def test_gpu_fit_counts_selected_gpus_and_memory():
     h100 = [Gpu(i, "NVIDIA H100 80GB HBM3", 79.6, (9, 0)) for i in range(8)]
     assert gpu_fit(load_recipe("h100-8x"), h100) == []
     [missing] = gpu_fit(load_recipe("h100-8x"), h100[:4])
-    assert missing.startswith("placement of recipe 'h100-8x' needs GPUs this machine lacks: stt on GPU 5, llm on GPU 6, tts on GPU 7, avatar on GPU 4")
+    assert missing.startswith("placement of recipe 'h100-8x' needs GPUs this machine lacks: stt on GPU 5, llm on GPU 6, tts on GPU 7, avatar on GPU 4;")
     assert missing.endswith("; 4 GPU(s) visible")
     a40 = [Gpu(i, "NVIDIA A40", 44.4, (8, 6)) for i in range(8)]
     [small] = gpu_fit(load_recipe("h100-8x"), a40)
