@@ -6,8 +6,8 @@
 It builds the tests' tiny random-weight models in their real formats and runs them through
 talkgen's real engines on the device: F5-TTS + Vocos, Whisper in the large-v3 layout, a
 Llama; it compares the planner's estimate for each with what torch allocated; it renders
-with the tp-test back end in bf16 (in process, and through torchrun with NCCL when there
-are two GPUs or more). Prints a table and writes $OUT/gpu_check.json (or ./gpu_check.json).
+with the tp-test back end in bf16 in process, through torchrun with NCCL as one rank
+(render.launcher=torchrun), and as two ranks when there are two GPUs or more. Prints a table and writes $OUT/gpu_check.json (or ./gpu_check.json).
 """
 
 from __future__ import annotations
@@ -57,9 +57,11 @@ def main() -> int:
     check("f5-tts tiny", lambda: _f5(work, device))
     check("whisper tiny (large-v3 layout)", lambda: _whisper(work, device))
     check("llama tiny", lambda: _llama(work, device))
-    check("tp-test render, 1 rank", lambda: _render(work, cpu, 1))
+    backend = "gloo" if cpu else "nccl"
+    check("tp-test render, 1 rank in process", lambda: _render(work, cpu, 1))
+    check(f"tp-test render, 1 rank by torchrun ({backend})", lambda: _render(work, cpu, 1, "torchrun"))
     if cpu or torch.cuda.device_count() >= 2:
-        check("tp-test render, 2 ranks (" + ("gloo" if cpu else "nccl") + ")", lambda: _render(work, cpu, 2))
+        check(f"tp-test render, 2 ranks ({backend})", lambda: _render(work, cpu, 2))
     out = Path(os.environ.get("OUT", ".")) / "gpu_check.json"
     out.write_text(json.dumps({"info": info, "rows": rows}, indent=2))
     print(json.dumps(info))
@@ -137,12 +139,12 @@ def _llama(work: Path, device: str) -> dict:
     return {"dtype": str(llm.model.dtype), "tokens": tokens, "deterministic": text == again, "planned_mib": _planned(recipe, "llm")}
 
 
-def _render(work: Path, cpu: bool, ranks: int) -> dict:
-    out = work / f"tp{ranks}.mp4"
+def _render(work: Path, cpu: bool, ranks: int, launcher: str = "auto") -> dict:
+    out = work / f"tp{ranks}-{launcher}.mp4"
     avatar = "cpu" if cpu else ("cuda:0" if ranks == 1 else "cuda:" + ",".join(str(i) for i in range(ranks)))
     proc = subprocess.run(
         [sys.executable, "-m", "talkgen", "render", str(ROOT / "examples" / "script.txt"), "--say", "-q", "-o", str(out),
-         "render.engine=tp-test", f"render.nproc={ranks}", f"placement.avatar={avatar}", "render.size=256",
+         "render.engine=tp-test", f"render.nproc={ranks}", f"render.launcher={launcher}", f"placement.avatar={avatar}", "render.size=256",
          f"render.dtype={'float32' if cpu else 'bfloat16'}"],
         capture_output=True, text=True, cwd=work,
     )

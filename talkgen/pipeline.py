@@ -382,7 +382,7 @@ def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: d
             shutil.rmtree(r.job.path("chunks"), ignore_errors=True)  # redo on purpose: finished chunks too
         t = time.perf_counter()
         r.progress.stage("render", plan["total_frames"], "frames")
-        if c.nproc > 1:
+        if c.nproc > 1 or c.launcher == "torchrun":
             from talkgen.dist.launch import launch
 
             from talkgen.engines.avatar import check_avatar

@@ -102,6 +102,9 @@ class RenderConfig:
     preset: str = "veryfast"
     portrait: str = ""
     nproc: int = 1  # avatar ranks launched with torchrun (back ends that split the model)
+    # auto: torchrun when nproc > 1, else in talkgen's own process; torchrun: always, even for
+    # one rank (its own process group and backend, e.g. NCCL on a one-GPU machine)
+    launcher: str = "auto"
     gpus: str = _placed("avatar", "")  # CUDA_VISIBLE_DEVICES for the avatar ranks; blank: all
     device: str = _placed("avatar")  # cpu or cuda (each rank takes the GPU of its local rank)
     dtype: str = "float32"
@@ -218,6 +221,8 @@ def place(recipe: Recipe) -> Recipe:
     recipe.tts.device = p.tts
     recipe.render.device = "cpu" if p.avatar == "cpu" else "cuda"
     recipe.render.gpus = avatar_gpus(p.avatar)
+    if recipe.render.launcher not in ("auto", "torchrun"):  # how the avatar ranks start: checked with where they run
+        raise UsageError(f"render.launcher '{recipe.render.launcher}' must be auto or torchrun")
     return recipe
 
 

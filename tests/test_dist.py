@@ -68,6 +68,11 @@ def test_two_ranks_render_a_real_video_like_one_rank(whole):
     b = media.decode_audio(whole / "whole.mp4", 8000)
     assert np.allclose(a, b, atol=1e-4)
     assert len(media.frame_hashes(whole / "one.mp4")) == len(media.frame_hashes(whole / "whole.mp4"))
+    # One rank through the launcher (render.launcher=torchrun) is the same job as in process.
+    proc = talkgen([*ARGS, "render.nproc=1", "render.launcher=torchrun", "-o", "one-ranked.mp4", "--job-dir", "one-ranked"], whole)
+    assert proc.returncode == 0, proc.stderr
+    assert (whole / "one-ranked" / "dist" / "logs").is_dir()  # it went through torchrun
+    assert media.frame_hashes(whole / "one-ranked.mp4") == media.frame_hashes(whole / "one.mp4")
 
 
 def test_a_finished_distributed_job_reruns_without_launching(whole):

@@ -1,7 +1,9 @@
+import re
+
 import pytest
 
 from talkgen.errors import UsageError
-from talkgen.recipe import list_recipes, load_recipe
+from talkgen.recipe import list_recipes, load_recipe, recipe_from_dict
 
 
 def test_default_recipe_loads_typed():
@@ -55,3 +57,18 @@ def test_missing_recipe_lists_known_ones():
 def test_list_recipes_has_cpu_with_description():
     names = dict(list_recipes())
     assert "cpu" in names and names["cpu"]
+
+
+def test_placement_fills_each_section_and_refuses_old_keys():
+    r = load_recipe("cpu", ["placement.avatar=cuda:0,1", "placement.llm=cuda:1", "render.launcher=torchrun"])
+    assert (r.render.device, r.render.gpus, r.llm.device, r.stt.device) == ("cuda", "0,1", "cuda:1", "cpu")
+    assert recipe_from_dict(r.to_dict()).render.gpus == "0,1"  # how the launcher hands it to the ranks
+    for bad, message in [
+        ("stt.device=cuda", "recipe key 'stt.device' is set by the placement section: use placement.stt"),
+        ("render.gpus=0", "recipe key 'render.gpus' is set by the placement section: use placement.avatar"),
+        ("placement.llm=gpu", "placement.llm 'gpu' is not a device: use cpu, cuda or cuda:N"),
+        ("placement.resident=llm", "placement.resident must be a list of stt, llm, tts, avatar"),
+        ("render.launcher=mpi", "render.launcher 'mpi' must be auto or torchrun"),
+    ]:
+        with pytest.raises(UsageError, match=re.escape(message)):
+            load_recipe("cpu", [bad])
