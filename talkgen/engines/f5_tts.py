@@ -58,7 +58,8 @@ def voice_text(config) -> str:
     return EXAMPLE_VOICE_TEXT if not config.voice else ""
 
 
-def load_reference(config, text: str) -> Reference:
+def read_reference(config) -> "np.ndarray":
+    """The recording to clone, decoded at 24 kHz and checked: 2-15 s, not silent."""
     from talkgen import media
 
     path = voice_path(config)
@@ -72,9 +73,18 @@ def load_reference(config, text: str) -> Reference:
         )
     if float((audio**2).mean()) ** 0.5 < 1e-3:
         raise UsageError(f"the voice recording {path} is silent: give --voice a recording of speech")
+    return audio
+
+
+def reference(config, audio: "np.ndarray", text: str) -> Reference:
+    path = voice_path(config)
     if not any(c.isalnum() for c in text):
         raise UsageError(f"the voice recording {path} has no transcript: pass --voice-text \"what it says\"")
     return Reference(audio=audio, text=text, path=path)
+
+
+def load_reference(config, text: str) -> Reference:
+    return reference(config, read_reference(config), text)
 
 
 def arch(config) -> dict:

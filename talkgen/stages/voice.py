@@ -16,12 +16,13 @@ def reference_voice(tts_config, stt_config, recipe: str, note: Callable[[str], N
     from talkgen.engines import f5_tts
     from talkgen.engines.stt import SAMPLE_RATE, load_stt
 
+    audio = f5_tts.read_reference(tts_config)  # a bad recording fails before any model loads
     text = f5_tts.voice_text(tts_config)
-    f5_tts.load_reference(tts_config, text or "unknown")  # fail on a bad recording first
     if not text:
         stt = load_stt(stt_config, recipe)
+        # Whisper takes 16 kHz: decoded again by ffmpeg rather than resampled here.
         text = stt.transcribe(media.decode_audio(f5_tts.voice_path(tts_config), SAMPLE_RATE)).text.strip()
         del stt
         release()
         note(f"the voice recording says (pass --voice-text to correct it): {text}")
-    return f5_tts.load_reference(tts_config, text)
+    return f5_tts.reference(tts_config, audio, text)
