@@ -167,10 +167,9 @@ def _avatar_need(recipe) -> Need | None:
     if c.device == "cpu":
         return None
     if c.engine == "liveavatar":
-        from talkgen.engines.liveavatar import SINGLE_GPU_GIB, TPP_GPU_GIB
+        from talkgen.engines.liveavatar import gpu_need_gib
 
-        gib = c.liveavatar.min_gpu_gb or (SINGLE_GPU_GIB if c.nproc == 1 else TPP_GPU_GIB)
-        return Need("avatar", "liveavatar", recipe.placement.avatar, float(gib), source="LiveAvatar's figure")
+        return Need("avatar", "liveavatar", recipe.placement.avatar, float(gpu_need_gib(c)), source="LiveAvatar's figure")
     if c.engine == "tp-test":
         from talkgen.engines.tp_test import parameter_count
 

@@ -55,6 +55,7 @@ def join_clips(turn_dirs: list[Path], out: Path, work: Path) -> dict:
     """
     from talkgen.speech import Sentence, SpeechTrack, WavWriter
     from talkgen.stages.assemble import assemble
+    from talkgen.stages.render import chunk_name
     from talkgen.subtitles import write_srt
 
     plans = [json.loads((d / "plan.json").read_text(encoding="utf-8")) for d in turn_dirs]
@@ -79,7 +80,7 @@ def join_clips(turn_dirs: list[Path], out: Path, work: Path) -> dict:
                 sentences.append(Sentence(s.text, k, s.start + start, s.end + start,
                                           [(w, a + start, b + start) for w, a, b in s.words]))
             for ch in plan["chunks"]:
-                chunks.append(d / "chunks" / f"{ch['index']:05d}.mp4")
+                chunks.append(d / chunk_name(ch["index"]))
                 ends.append(frames + ch["end_frame"])
             frames += plan["total_frames"]
         writer.silence(frames * sr // fps - writer.samples)
