@@ -63,11 +63,16 @@ class ChunkEncoder:
 
     Video-only on purpose: the speech is muxed once at the end, which avoids the AAC
     priming drift that per-chunk audio adds at every join (DESIGN.md section 4).
+
+    With `queue_mb`, frames are copied into a bounded queue that a feeder thread drains
+    into ffmpeg, so the back end makes the next frames while x264 encodes the last ones;
+    `wait_s` is how long `write` was held up by a full queue.
     """
 
-    def __init__(self, path: Path, width: int, height: int, fps: int, crf: int = 20, preset: str = "veryfast"):
+    def __init__(self, path: Path, width: int, height: int, fps: int, crf: int = 20, preset: str = "veryfast", queue_mb: int = 0):
         self.path = path
         self.frames = 0
+        self.wait_s = 0.0
         self._atomic = atomic_path(path)
         self._tmp = self._atomic.__enter__()
         args = [
@@ -79,22 +84,63 @@ class ChunkEncoder:
             "-fflags", "+bitexact", "-flags:v", "+bitexact", "-f", "mp4", str(self._tmp),
         ]
         self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE, **DETACHED)
+        self._queue = None
+        self._broken = False
+        if queue_mb > 0:
+            import queue
+            import threading
+
+            self._queue = queue.Queue(max(2, queue_mb * 2**20 // (width * height * 3)))
+            self._feeder = threading.Thread(target=self._feed, name=f"encode {path.name}", daemon=True)
+            self._feeder.start()
 
     def write(self, frame: "np.ndarray") -> None:
-        try:
-            self._proc.stdin.write(memoryview(frame).cast("B"))
-        except BrokenPipeError:
-            self._fail("encoding a chunk")
+        if self._queue is None:
+            self._send(memoryview(frame).cast("B"))
+        else:
+            import time
+
+            if self._broken:
+                self._fail("encoding a chunk")
+            data = frame.tobytes()  # a copy: engines may reuse their frame buffer
+            t = time.perf_counter()
+            self._queue.put(data)
+            self.wait_s += time.perf_counter() - t
         self.frames += 1
 
+    def _send(self, data) -> None:
+        try:
+            self._proc.stdin.write(data)
+        except (BrokenPipeError, ValueError):
+            self._fail("encoding a chunk")
+
+    def _feed(self) -> None:
+        # After a broken pipe the feeder keeps draining, so that a writer never blocks on a full queue.
+        while (data := self._queue.get()) is not None:
+            if not self._broken:
+                try:
+                    self._proc.stdin.write(data)
+                except (BrokenPipeError, ValueError, OSError):
+                    self._broken = True
+
+    def _drain(self) -> None:
+        if self._queue is not None:
+            self._queue.put(None)
+            self._feeder.join()
+            self._queue = None
+
     def _fail(self, what: str) -> None:
-        err = self._proc.stderr.read().decode(errors="replace").strip() if self._proc.stderr else ""
         self._proc.kill()
+        self._drain()
+        err = self._proc.stderr.read().decode(errors="replace").strip() if self._proc.stderr else ""
         self._proc.wait()
         self._atomic.__exit__(RuntimeError, None, None)
         raise TalkgenError(f"ffmpeg failed while {what}: {err.splitlines()[-1] if err else 'no message'}")
 
     def close(self) -> None:
+        self._drain()
+        if self._broken:
+            self._fail(f"encoding {self.path.name}")
         self._proc.stdin.close()
         rc = self._proc.wait()
         if rc != 0:
@@ -105,6 +151,7 @@ class ChunkEncoder:
     def abort(self) -> None:
         if self._proc.poll() is None:
             self._proc.kill()
+        self._drain()
         self._proc.wait()
         self._atomic.__exit__(RuntimeError, None, None)
 
