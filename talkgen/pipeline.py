@@ -376,6 +376,7 @@ def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: d
     )
 
     def work() -> StageRecord:
+        from talkgen.dist.timing import rank_timings
         from talkgen.stages.render import clear_stale_chunks, collect, next_chunk, render_chunks
 
         if "render" in r.stale:
@@ -396,15 +397,20 @@ def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: d
                 "recipe": r.recipe.to_dict(), "portrait": str(portrait_path.resolve()) if portrait_path else None,
                 "render_key": key, "backend": "nccl" if c.device == "cuda" else "gloo", "gpus": c.gpus,
             }
+            launched = time.time()
             launch(r.job.root, c.nproc, request, plan, skip=set(range(reused)),
                    on_chunk=lambda ch: r.progress.advance(ch["end_frame"] - ch["start_frame"]))
             rec = collect(r.job, key, plan, reused)
+            rec.extra.update(rank_timings(r.job.root, c.nproc, launched, rec.extra["encode_wait_s"]))
         else:
             from talkgen.engines.avatar import load_avatar
 
             r.job.path("chunks").mkdir(exist_ok=True)
+            loading = time.perf_counter()
             engine = r.keep("avatar", load_avatar(c, portrait.get(), device=c.device, state_dir=r.job.path("chunks")))
+            load_s = time.perf_counter() - loading
             rec = render_chunks(r.job, key, plan, engine, track, c.crf, c.preset, on_frames=r.progress.advance)
+            rec.extra.update(startup_s=round(load_s, 3), load_s=round(load_s, 3))
         rendered = plan["total_frames"] - sum(
             ch["end_frame"] - ch["start_frame"] for ch in plan["chunks"][: rec.extra.get("reused_chunks", 0)]
         )

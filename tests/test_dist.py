@@ -58,6 +58,10 @@ def test_two_ranks_render_a_real_video_like_one_rank(whole):
     report = json.loads((whole / "whole.report.json").read_text())
     render = next(s for s in report["stages"] if s["name"] == "render")
     assert render["engine"] == "tp-test" and render["detail"]["ranks"] == 2
+    # Where the time went: the ranks' start-up (the back end's load within it), the frames, the waits on x264.
+    d = render["detail"]
+    assert d["startup_s"] > d["load_s"] > 0 and d["backend_compute_s"] > 0 and d["encode_wait_s"] >= 0
+    assert 0 < d["overhead_ratio"] < 1
     plan = json.loads((whole / "whole" / "plan.json").read_text())
     assert all((c["end_frame"] - c["start_frame"]) % 4 == 0 for c in plan["chunks"])  # the back end's clip length
     assert int(info["streams"][0]["nb_read_packets"]) == plan["total_frames"]
@@ -67,6 +71,8 @@ def test_two_ranks_render_a_real_video_like_one_rank(whole):
     a = media.decode_audio(whole / "one.mp4", 8000)
     b = media.decode_audio(whole / "whole.mp4", 8000)
     assert np.allclose(a, b, atol=1e-4)
+    one = next(s for s in json.loads((whole / "one.report.json").read_text())["stages"] if s["name"] == "render")["detail"]
+    assert one["startup_s"] == one["load_s"] > 0 and one["backend_compute_s"] > 0  # in process: no launch
     assert len(media.frame_hashes(whole / "one.mp4")) == len(media.frame_hashes(whole / "whole.mp4"))
     # One rank through the launcher (render.launcher=torchrun) is the same job as in process.
     proc = talkgen([*ARGS, "render.nproc=1", "render.launcher=torchrun", "-o", "one-ranked.mp4", "--job-dir", "one-ranked"], whole)

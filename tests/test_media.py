@@ -88,3 +88,50 @@ def test_frame_differences_measure_the_video(tmp_path):
     _encode(path, 20, colour_step=10)
     diffs = media.frame_differences(path, size=16)
     assert len(diffs) == 19 and np.all(diffs > 5)
+
+
+def test_a_queued_encoder_copies_frames_the_engine_reuses(tmp_path):
+    """The puppet hands out one buffer, rewritten for every frame: the queue must hold copies."""
+    buffer = np.zeros((64, 64, 3), np.uint8)
+    queued = media.ChunkEncoder(tmp_path / "q.mp4", 64, 64, 25, preset="ultrafast", queue_mb=1)
+    for i in range(30):
+        buffer[:] = (i * 8) % 256
+        queued.write(buffer)
+    queued.close()
+    _encode(tmp_path / "d.mp4", 30, colour_step=8)
+    assert media.frame_hashes(tmp_path / "q.mp4") == media.frame_hashes(tmp_path / "d.mp4")
+
+
+def test_a_queued_encoder_whose_ffmpeg_dies_fails_in_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    fake = tmp_path / "bin" / "ffmpeg"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'Unknown encoder libx264' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("TALKGEN_FFMPEG", str(fake))
+    out = tmp_path / "out"
+    out.mkdir()
+    enc = media.ChunkEncoder(out / "c.mp4", 256, 256, 25, queue_mb=1)  # a 5-frame queue: writes outrun the dead pipe
+    with pytest.raises(TalkgenError, match="ffmpeg failed while encoding.*Unknown encoder libx264"):
+        for _ in range(200):
+            enc.write(np.zeros((256, 256, 3), np.uint8))
+        enc.close()
+    assert list(out.iterdir()) == []
+
+
+def test_chunks_finish_in_order_behind_the_back_end_and_a_short_one_is_refused(tmp_path):
+    from talkgen.stages.render import ChunkFinisher, chunk_name, finished_chunk, sidecar_path
+
+    (tmp_path / "chunks").mkdir()
+    chunks = [{"index": i, "start_frame": 10 * i, "end_frame": 10 * i + 10} for i in range(3)]
+    finisher = ChunkFinisher(tmp_path, "key")
+    for chunk, frames in zip(chunks, (10, 10, 9)):  # the last one is a frame short
+        enc = media.ChunkEncoder(tmp_path / chunk_name(chunk["index"]), 64, 64, 25, preset="ultrafast", queue_mb=1)
+        for i in range(frames):
+            enc.write(np.full((64, 64, 3), i * 20, np.uint8))
+        finisher.submit(enc, chunk, {"continuity": {"n": chunk["index"]}, "compute_s": 0.0, "wait_s": 0.0})
+    with pytest.raises(TalkgenError, match="chunk 2 has 9 frames, the plan says 10") as err:
+        finisher.join()
+    assert err.value.chunk == 2
+    assert [finished_chunk(tmp_path, c, "key")["continuity"] for c in chunks[:2]] == [{"n": 0}, {"n": 1}]
+    assert not (tmp_path / chunk_name(2)).exists() and not sidecar_path(tmp_path, 2).exists()
+    assert sorted(p.name for p in (tmp_path / "chunks").iterdir()) == ["00000.mp4", "00000.mp4.json", "00001.mp4", "00001.mp4.json"]

@@ -3,7 +3,8 @@
 Every rank loads the back end once for the whole job. Rank 0 reads the plan, skips the
 chunks already on disk, and broadcasts each remaining chunk (with the continuity state
 it starts from) to all ranks; all ranks render it together; the back end's output rank
-streams the frames into the chunk encoder; a barrier closes the chunk. A rank that fails
+streams the frames into the chunk encoder and broadcasts the continuity that the next
+chunk starts from, which also closes the chunk on every rank. A rank that fails
 writes one line naming itself and the chunk to dist/rank<N>.error.json for the launcher.
 """
 
@@ -26,7 +27,11 @@ def error_path(job_root: Path, rank: int) -> Path:
     return job_root / "dist" / f"rank{rank}.error.json"
 
 
-def run_rank(job_root: Path, rank: int, world_size: int, local_rank: int) -> None:
+def timing_path(job_root: Path, rank: int) -> Path:
+    return job_root / "dist" / f"rank{rank}.timing.json"
+
+
+def run_rank(job_root: Path, rank: int, world_size: int, local_rank: int, started: float) -> None:
     global CURRENT_CHUNK
     from datetime import timedelta
 
@@ -37,8 +42,9 @@ def run_rank(job_root: Path, rank: int, world_size: int, local_rank: int) -> Non
     from talkgen.portrait import load_portrait
     from talkgen.recipe import recipe_from_dict
     from talkgen.speech import SpeechTrack
-    from talkgen.stages.render import next_chunk, render_one
+    from talkgen.stages.render import ChunkFinisher, next_chunk, render_one
 
+    times = {"started": started, "imported": time.time()}
     req = json.loads(request_path(job_root).read_text(encoding="utf-8"))
     recipe = recipe_from_dict(req["recipe"])
     c = recipe.render
@@ -47,40 +53,54 @@ def run_rank(job_root: Path, rank: int, world_size: int, local_rank: int) -> Non
         torch.cuda.set_device(local_rank)
         device = f"cuda:{local_rank}"
     dist.init_process_group(req["backend"], timeout=timedelta(seconds=c.collective_timeout_s))
+    finisher = None
     try:
+        times["joined"] = time.time()
         portrait = load_portrait(Path(req["portrait"]) if req["portrait"] else None, c.size)
         engine = load_avatar(c, portrait, rank=rank, world_size=world_size, device=device, state_dir=job_root / "chunks")
         track = SpeechTrack.load(job_root / "speech.wav", job_root / "alignment.json")
         plan = json.loads((job_root / "plan.json").read_text(encoding="utf-8"))
         key = req["render_key"]
-        pos, continuity = 0, None
+        times["ready"] = time.time()
+        if rank == engine.output_rank:
+            finisher = ChunkFinisher(job_root, key)
+        chunk, continuity, pos = next_chunk(job_root, plan, key) if rank == 0 else (None, None, 0)
         while True:
-            msg: list = [None]
-            if rank == 0:
-                chunk, continuity, pos = next_chunk(job_root, plan, key, pos, continuity)
-                msg = [None if chunk is None else {"chunk": chunk, "continuity": continuity}]
+            msg: list = [None if chunk is None else {"chunk": chunk, "continuity": continuity}]
             dist.broadcast_object_list(msg, src=0)
             if msg[0] is None:
                 break
-            chunk = msg[0]["chunk"]
-            CURRENT_CHUNK = chunk["index"]
-            render_one(job_root, chunk, key, engine, track, msg[0]["continuity"], c.crf, c.preset,
-                       write=rank == engine.output_rank)
-            dist.barrier()
+            CURRENT_CHUNK = msg[0]["chunk"]["index"]
+            after = render_one(job_root, msg[0]["chunk"], key, engine, track, msg[0]["continuity"], c.crf, c.preset, finisher)
+            # The output rank made the frames, so it holds the continuity; rank 0 hands it to the next chunk
+            # from memory while the finisher is still writing this chunk's file and sidecar.
+            handed = [after]
+            dist.broadcast_object_list(handed, src=engine.output_rank)
+            if rank == 0:
+                chunk, continuity, pos = next_chunk(job_root, plan, key, pos + 1, handed[0])
             CURRENT_CHUNK = None
+        if finisher:
+            finisher.join()
+            times["wait_s"] = finisher.wait_s
+        times["done"] = time.time()
+        timing_path(job_root, rank).write_text(json.dumps(times) + "\n", encoding="utf-8")
     finally:
+        if finisher:
+            finisher.abort()
         dist.destroy_process_group()
 
 
 def main() -> None:
+    started = time.time()
     job_root = Path(sys.argv[1])
     rank = int(os.environ["RANK"])
     try:
-        run_rank(job_root, rank, int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")))
+        run_rank(job_root, rank, int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")), started)
     except BaseException as exc:  # the launcher turns this into the user's one line
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         error_path(job_root, rank).write_text(json.dumps({
-            "rank": rank, "chunk": CURRENT_CHUNK, "error": f"{type(exc).__name__}: {message}", "time": time.time(),
+            "rank": rank, "chunk": getattr(exc, "chunk", CURRENT_CHUNK), "error": f"{type(exc).__name__}: {message}",
+            "time": time.time(),
         }) + "\n", encoding="utf-8")
         raise SystemExit(1) from None
 

@@ -69,6 +69,91 @@ def next_chunk(job_root: Path, plan: dict, key: str, start: int = 0, continuity:
     return None, continuity, len(chunks)
 
 
+# Frames buffered per chunk between the back end and x264: enough for about two seconds of
+# 720p video, so the back end is rarely held up, without holding a whole chunk twice.
+ENCODE_QUEUE_MB = 128
+
+
+class ChunkFinisher:
+    """Closes each chunk's encoder, checks its length and writes its sidecar, on a thread of its own.
+
+    The back end goes on to the next chunk while ffmpeg drains the last one. Chunks finish
+    in order, so a chunk's sidecar never appears before the one before it; at most one chunk
+    waits to be finished, so encoders cannot pile up behind a fast back end.
+    """
+
+    def __init__(self, job_root: Path, key: str):
+        import queue
+        import threading
+
+        self.job_root, self.key = job_root, key
+        self.error: BaseException | None = None
+        self.wait_s = 0.0  # the back end held up waiting for chunks to finish
+        self._pending: queue.Queue = queue.Queue(maxsize=1)
+        self._thread = threading.Thread(target=self._loop, name="finish chunks", daemon=True)
+        self._thread.start()
+
+    def submit(self, encoder: ChunkEncoder, chunk: dict, meta: dict) -> None:
+        """Queue a chunk whose frames are all written (waiting, if the one before is still finishing)."""
+        import time
+
+        try:
+            self.check()
+        except BaseException:
+            encoder.abort()
+            raise
+        t = time.perf_counter()
+        self._pending.put((encoder, chunk, meta))
+        self.wait_s += time.perf_counter() - t
+
+    def _loop(self) -> None:
+        while (item := self._pending.get()) is not None:
+            encoder, chunk, meta = item
+            if self.error is not None:
+                encoder.abort()
+                continue
+            try:
+                _finish(self.job_root, self.key, encoder, chunk, meta)
+            except BaseException as exc:  # noqa: BLE001 - handed to the rendering thread
+                exc.chunk = chunk["index"]
+                self.error = exc
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def join(self) -> None:
+        """Wait for every queued chunk; raise the first failure."""
+        import time
+
+        t = time.perf_counter()
+        self._pending.put(None)
+        self._thread.join()
+        self.wait_s += time.perf_counter() - t
+        self.check()
+
+    def abort(self) -> None:
+        """Stop after a failure elsewhere: queued chunks are dropped, not finished. Safe after join."""
+        if not self._thread.is_alive():
+            return
+        if self.error is None:
+            self.error = RuntimeError("aborted")
+        self._pending.put(None)
+        self._thread.join()
+
+
+def _finish(job_root: Path, key: str, encoder: ChunkEncoder, chunk: dict, meta: dict) -> None:
+    n = chunk["end_frame"] - chunk["start_frame"]
+    encoder.close()
+    path = job_root / chunk_name(chunk["index"])
+    if encoder.frames != n:
+        path.unlink(missing_ok=True)
+        raise TalkgenError(f"chunk {chunk['index']} has {encoder.frames} frames, the plan says {n}: the avatar engine is at fault")
+    write_json_atomic(sidecar_path(job_root, chunk["index"]), {
+        "index": chunk["index"], "frames": n, "sha256": sha256_file(path), "key": key, **meta,
+    })
+
+
 def render_one(
     job_root: Path,
     chunk: dict,
@@ -78,25 +163,26 @@ def render_one(
     continuity: Any,
     crf: int,
     preset: str,
-    write: bool = True,
+    finisher: ChunkFinisher | None = None,
     on_frames: Callable[[int], None] | None = None,
-) -> None:
-    """Render one chunk. Every rank drives the engine; only the output rank (`write`) encodes.
+) -> Any:
+    """Render one chunk and return the continuity the next one starts from.
 
-    The sidecar records `compute_s`, the time spent inside the back end making frames, so
-    the orchestration's own overhead can be told apart from the model's work.
+    Every rank drives the engine; only the output rank (the one given a `finisher`)
+    encodes. The sidecar records `compute_s`, the time spent inside the back end making
+    frames, and `wait_s`, the time the back end was held up by the encoder, so the
+    orchestration's own overhead can be told apart from the model's work.
     """
     import time
 
-    n = chunk["end_frame"] - chunk["start_frame"]
     frames = engine.render_chunk(track, chunk["start_frame"], chunk["end_frame"], continuity)
-    if not write:
+    if finisher is None:
         for _ in frames:
             pass
-        return
+        return None
     compute = 0.0
-    path = job_root / chunk_name(chunk["index"])
-    encoder = ChunkEncoder(path, engine.width, engine.height, engine.fps, crf=crf, preset=preset)
+    encoder = ChunkEncoder(job_root / chunk_name(chunk["index"]), engine.width, engine.height, engine.fps, crf=crf, preset=preset,
+                           queue_mb=ENCODE_QUEUE_MB)
     try:
         while True:
             t = time.perf_counter()
@@ -107,23 +193,19 @@ def render_one(
             encoder.write(frame)
             if on_frames:
                 on_frames(1)
+        after = engine.continuity_after(chunk["end_frame"])
+        meta = {"continuity": after, "compute_s": round(compute, 4), "wait_s": round(encoder.wait_s, 4)}
     except BaseException:
         encoder.abort()
         raise
-    encoder.close()
-    if encoder.frames != n:
-        path.unlink(missing_ok=True)
-        raise TalkgenError(f"chunk {chunk['index']} has {encoder.frames} frames, the plan says {n}: the avatar engine is at fault")
-    write_json_atomic(sidecar_path(job_root, chunk["index"]), {
-        "index": chunk["index"], "frames": n, "sha256": sha256_file(path), "key": key,
-        "continuity": engine.continuity_after(chunk["end_frame"]), "compute_s": round(compute, 4),
-    })
+    finisher.submit(encoder, chunk, meta)
+    return after
 
 
 def collect(job: Job, key: str, plan: dict, reused: int) -> StageRecord:
     """The stage record once every chunk is on disk; an error naming the first missing one."""
     outputs = {}
-    compute = 0.0
+    compute = wait = 0.0
     for i, chunk in enumerate(plan["chunks"]):
         meta = finished_chunk(job.root, chunk, key)
         if meta is None:
@@ -131,8 +213,10 @@ def collect(job: Job, key: str, plan: dict, reused: int) -> StageRecord:
         outputs[chunk_name(chunk["index"])] = meta["sha256"]
         if i >= reused:
             compute += meta.get("compute_s", 0.0)
+            wait += meta.get("wait_s", 0.0)
     return StageRecord(key=key, outputs=outputs, extra={
         "chunks": len(plan["chunks"]), "reused_chunks": reused, "backend_compute_s": round(compute, 3),
+        "encode_wait_s": round(wait, 3),
     })
 
 
@@ -148,10 +232,18 @@ def render_chunks(
 ) -> StageRecord:
     """Render in this process (back ends with a world size of 1)."""
     clear_stale_chunks(job.root, key)
-    chunk, continuity, reused = next_chunk(job.root, plan, key)
+    chunk, continuity, pos = next_chunk(job.root, plan, key)
+    reused = pos
     if on_frames:
         on_frames(sum(c["end_frame"] - c["start_frame"] for c in plan["chunks"][:reused]))
-    while chunk is not None:
-        render_one(job.root, chunk, key, engine, track, continuity, crf, preset, on_frames=on_frames)
-        chunk, continuity, _ = next_chunk(job.root, plan, key, chunk["index"], continuity)
-    return collect(job, key, plan, reused)
+    finisher = ChunkFinisher(job.root, key)
+    try:
+        while chunk is not None:
+            continuity = render_one(job.root, chunk, key, engine, track, continuity, crf, preset, finisher, on_frames)
+            chunk, continuity, pos = next_chunk(job.root, plan, key, pos + 1, continuity)
+        finisher.join()
+    finally:
+        finisher.abort()
+    rec = collect(job, key, plan, reused)
+    rec.extra["encode_wait_s"] = round(rec.extra["encode_wait_s"] + finisher.wait_s, 3)
+    return rec
