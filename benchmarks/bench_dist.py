@@ -40,8 +40,11 @@ def main() -> None:
             wall, rep = render(d, script, f"render.nproc={nproc}", "render.size=256", "--from", "render")
             r = next(s for s in rep["stages"] if s["name"] == "render")
             det = r["detail"]
+            other = r["wall_s"] - det["backend_compute_s"] - det["startup_s"] - det["encode_wait_s"]
             rows.append((f"render stage, {nproc} rank(s), {rep['video_s']:.0f} s video", f"{r['wall_s']:.1f} s",
-                         f"back end {det['backend_compute_s']:.1f} s, overhead {100 * det['overhead_ratio']:.1f}%", "<= 2%"))
+                         f"back end {det['backend_compute_s']:.1f} s; start-up {det['startup_s']:.1f} s "
+                         f"(load {det['load_s']:.2f} s); x264 waits {det['encode_wait_s']:.1f} s; rest {other:.1f} s; "
+                         f"overhead {100 * det['overhead_ratio']:.1f}%", "<= 2%"))
         wall, rep = render(d, script, "render.nproc=2", "render.size=256")
         hits = all(s["cache"] == "hit" for s in rep["stages"])
         rows.append(("finished job, run again", f"{wall:.2f} s", "all cached, no launch" if hits else "REDID WORK", "< 2 s"))
