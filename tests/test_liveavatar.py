@@ -97,6 +97,47 @@ def test_renders_through_the_standin_with_lora_fp8_steps_and_continuity(tmp_path
     assert report["output"]["frames"] == plan["total_frames"]
 
 
+def _engine(tmp_path, weights, *extra, side=64):
+    """The adapter on the stand-in checkout, with a flat grey portrait `side` pixels square."""
+    from talkgen.engines.liveavatar import LiveAvatarEngine
+    from talkgen.portrait import Portrait
+
+    portrait = Portrait(np.full((side, side, 3), 100, np.uint8), None, tmp_path / "portrait.png", "0" * 64)
+    return LiveAvatarEngine(_recipe(*weights, *extra).render, portrait, state_dir=tmp_path / "state")
+
+
+def _track(tmp_path, frames, loud, sr=16000):
+    """Silence for `frames` frames at 25 fps, except frame `loud`."""
+    from talkgen.speech import SpeechTrack, WavWriter
+
+    per = sr // 25
+    audio = np.zeros(frames * per, np.float32)
+    audio[loud * per:(loud + 1) * per] = 0.5
+    w = WavWriter(tmp_path / "speech.wav", sr)
+    w.write(audio)
+    w.close()
+    return SpeechTrack(tmp_path / "speech.wav", sr, len(audio), [], [])
+
+
+def test_the_three_frames_generate_drops_are_restored_in_front_and_the_lips_stay_on_the_audio(tmp_path, weights):
+    engine = _engine(tmp_path, weights)
+    frames = list(engine.render_chunk(_track(tmp_path, 24, loud=10), 0, 24))
+    assert len(frames) == 24
+    brightness = [f.astype(np.float32).mean() for f in frames]
+    assert int(np.argmax(brightness)) == 10  # the loud audio frame is the bright video frame
+    assert all(np.array_equal(frames[i], frames[3]) for i in range(3))  # the first returned frame, held
+
+
+def test_any_other_frame_count_from_generate_is_an_error(tmp_path, weights, monkeypatch):
+    from talkgen.errors import TalkgenError
+
+    engine = _engine(tmp_path, weights)
+    generate = engine.pipe.generate
+    monkeypatch.setattr(engine.pipe, "generate", lambda **kw: (generate(**kw)[0][:, 1:], {}))
+    with pytest.raises(TalkgenError, match="LiveAvatar returned 20 frames for a chunk of 24, not the 21"):
+        list(engine.render_chunk(_track(tmp_path, 24, loud=10), 0, 24))
+
+
 def test_gpus_are_read_from_nvidia_smi_output():
     from talkgen.gpus import OLD_QUERY, parse_query, select
 

@@ -39,6 +39,9 @@ FP8_KEEP = ["text_embedding", "time_embedding", "time_projection", "head.head", 
 # room for that.
 SINGLE_GPU_GIB, TPP_GPU_GIB = 55.0, 75.0
 AUDIO_RATE = 16000
+# The upstream commit this adapter was checked against, line by line.
+UPSTREAM = "Alibaba-Quark/LiveAvatar@9c2c38d"
+DROPPED = 3  # frames generate() leaves out at the start of every call
 
 
 def checkout_dir(la) -> Path | None:
@@ -256,9 +259,7 @@ class LiveAvatarEngine:
             raise TalkgenError(f"LiveAvatar returned no video on rank {self.rank}, its output rank")
         # (C, N, H, W) in [-1, 1] -> N frames of H x W x 3 uint8.
         frames = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(dtype=__import__("torch").uint8).permute(1, 2, 3, 0).cpu().numpy()
-        if len(frames) < n:
-            raise TalkgenError(f"LiveAvatar returned {len(frames)} frames for a chunk of {n}")
-        frames = frames[:n]
+        frames = _whole_chunk(frames, n)
         self._last = self._save_seed(frames, end_frame)
         for frame in frames:
             if frame.shape[:2] != (self.height, self.width):
@@ -301,6 +302,21 @@ class LiveAvatarEngine:
 
         frames = torch.from_numpy(np.load(continuity["motion_frames"]))  # N, H, W, 3 uint8
         return (frames.permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1.0)
+
+
+def _whole_chunk(frames: "np.ndarray", n: int) -> "np.ndarray":
+    """The n frames of a chunk from the n - 3 that generate() returns.
+
+    Their decode drops the first 3 frames of the first clip, so returned frame k shows audio
+    frame k + 3. Holding the first returned frame over the 3 missing ones keeps every later
+    frame on its own audio frame, where trimming the end would put the lips 3 frames early.
+    """
+    import numpy as np
+
+    if len(frames) != n - DROPPED:
+        raise TalkgenError(f"LiveAvatar returned {len(frames)} frames for a chunk of {n}, not the {n - DROPPED} its generate() "
+                           f"returns at {UPSTREAM}: use a checkout of that commit (render.liveavatar.checkout)")
+    return np.concatenate([np.repeat(frames[:1], DROPPED, axis=0), frames])
 
 
 def _lora_settings(root: Path) -> dict:

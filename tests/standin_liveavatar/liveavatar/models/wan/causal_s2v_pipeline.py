@@ -2,7 +2,8 @@
 
 Each frame is the reference image, brightened by the audio level of its 1/25 s and
 shifted towards the mean of the motion frames that generate() encoded, so a test can
-see both the speech and what the motion frames were seeded with.
+see both the speech and what the motion frames were seeded with. Like LiveAvatar, it
+returns num_repeat * infer_frames - 3 frames: the first clip's first 3 are dropped.
 """
 
 import wave
@@ -78,6 +79,9 @@ class WanS2V:
         tint = motion_latents.mean().item()
         video = torch.from_numpy(ref).permute(2, 0, 1).unsqueeze(1).repeat(1, n, 1, 1)
         video = (video + torch.from_numpy(level).float().view(1, n, 1, 1) * 2 + 0.5 * tint).clamp(-1, 1)
+        # LiveAvatar cuts the first 3 decoded frames of the first clip, so it returns n - 3
+        # frames and returned frame k shows audio frame k + 3.
+        video = video[:, 3:]
         LOG.append({"num_repeat": num_repeat, "infer_frames": infer_frames, "sampling_steps": sampling_steps,
                     "guide_scale": guide_scale, "solver": sample_solver, "motion_mean": encoded.float().mean().item(),
                     "size": generate_size, "offload": offload_model, "audio_s": len(audio) / sr})
