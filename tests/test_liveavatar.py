@@ -138,6 +138,29 @@ def test_any_other_frame_count_from_generate_is_an_error(tmp_path, weights, monk
         list(engine.render_chunk(_track(tmp_path, 24, loud=10), 0, 24))
 
 
+def test_one_gpu_mode_starts_the_one_rank_group_their_pipeline_asks_for(tmp_path, weights):
+    """In a fresh process, as talkgen renders gpu-1x and chat: importing starts nothing (not even
+    torch), and loading the engine starts a 1-rank gloo group, without which generate() fails."""
+    code = f"""
+import json, sys
+from pathlib import Path
+import talkgen.engines.liveavatar, talkgen.dist.group
+torch_at_import = 'torch' in sys.modules
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+import test_liveavatar as t
+import torch.distributed as dist
+before = dist.is_initialized()
+engine = t._engine(Path({str(tmp_path)!r}), (Path({str(weights[0])!r}), Path({str(weights[1])!r})))
+frames = list(engine.render_chunk(t._track(Path({str(tmp_path)!r}), 12, loud=5), 0, 12))
+from talkgen.dist.group import ensure_single_process_group
+print(json.dumps([torch_at_import, before, dist.get_world_size(), dist.get_backend(), len(frames),
+                  ensure_single_process_group(Path({str(tmp_path)!r}))]))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [False, False, 1, "gloo", 12, False]
+
+
 def test_gpus_are_read_from_nvidia_smi_output():
     from talkgen.gpus import OLD_QUERY, parse_query, select
 

@@ -209,6 +209,10 @@ class LiveAvatarEngine:
         pipeline = importlib.import_module(f"liveavatar.models.wan.causal_s2v_pipeline{suffix}")
         configs = importlib.import_module("liveavatar.models.wan.wan_2_2.configs")
         la = self.la
+        if self.world_size == 1:
+            from talkgen.dist.group import ensure_single_process_group
+
+            ensure_single_process_group(self._tmp)
         ckpt, lora = weight_dirs(la)
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         pipe = _continuing(pipeline.WanS2V)(

@@ -10,6 +10,7 @@ import wave
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from PIL import Image
 
 LOG = []  # one dict per generate() call, for the tests
@@ -77,6 +78,9 @@ class WanS2V:
         per = sr // 25
         level = np.array([np.sqrt(np.mean(audio[i * per:(i + 1) * per] ** 2)) if i * per < len(audio) else 0.0 for i in range(n)])
         tint = motion_latents.mean().item()
+        # LiveAvatar sets its sampler's step from the rank at every block, in both modes, so
+        # a process without a torch.distributed group fails here as it does there.
+        step = dist.get_rank()
         video = torch.from_numpy(ref).permute(2, 0, 1).unsqueeze(1).repeat(1, n, 1, 1)
         video = (video + torch.from_numpy(level).float().view(1, n, 1, 1) * 2 + 0.5 * tint).clamp(-1, 1)
         # LiveAvatar cuts the first 3 decoded frames of the first clip, so it returns n - 3
@@ -84,5 +88,5 @@ class WanS2V:
         video = video[:, 3:]
         LOG.append({"num_repeat": num_repeat, "infer_frames": infer_frames, "sampling_steps": sampling_steps,
                     "guide_scale": guide_scale, "solver": sample_solver, "motion_mean": encoded.float().mean().item(),
-                    "size": generate_size, "offload": offload_model, "audio_s": len(audio) / sr})
+                    "size": generate_size, "offload": offload_model, "audio_s": len(audio) / sr, "step": step})
         return (video if self.rank == 0 else None), {}
