@@ -28,7 +28,7 @@ def weights(tmp_path):
 def _recipe(ckpt, lora, *extra):
     return load_recipe("cpu", [
         "render.engine=liveavatar", f"render.liveavatar.checkout={STANDIN}", f"render.liveavatar.ckpt_dir={ckpt}",
-        f"render.liveavatar.lora_dir={lora}", "render.liveavatar.size=64*48", "render.liveavatar.infer_frames=12",
+        f"render.liveavatar.lora_dir={lora}", "render.liveavatar.size=128*64", "render.liveavatar.infer_frames=12",
         "render.liveavatar.clips_per_chunk=2", *extra,
     ])
 
@@ -81,19 +81,21 @@ def test_renders_through_the_standin_with_lora_fp8_steps_and_continuity(tmp_path
     calls = standin.LOG[-len(plan["chunks"]):]
     assert [c["num_repeat"] * 12 for c in calls] == [c["end_frame"] - c["start_frame"] for c in plan["chunks"]]
     assert {c["sampling_steps"] for c in calls} == {4} and {c["solver"] for c in calls} == {"euler"}
-    assert {c["size"] for c in calls} == {"64*48"} and all(c["offload"] for c in calls)
+    assert {c["max_area"] for c in calls} == {128 * 64} and all(c["offload"] for c in calls)
     assert fp8_linear.CALLS[-1][0] == "text_embedding"
     # The first chunk's motion frames are the portrait; every later chunk's are the previous chunk's last frames.
     ref_mean = calls[0]["motion_mean"]
     frames = [np.load(p) for p in sorted((tmp_path / "job" / "chunks").glob("motion-*.npy"))]
-    t = 5 * 9  # the stand-in encodes the reference repeated 5 x motion_frames times
     for call, prev in zip(calls[1:], frames):
+        t = call["motion_t"]  # the reference repeated 5 x motion_frames times
         clip = prev.astype(np.float32) / 127.5 - 1.0
         padded = np.concatenate([np.repeat(clip[:1], t - len(clip), axis=0), clip])  # the oldest frame repeated to fill
         assert call["motion_mean"] == pytest.approx(padded.mean(), abs=1e-3)
         assert call["motion_mean"] != pytest.approx(ref_mean, abs=1e-3)
+    # The 512x512 portrait scaled into the 128*64 area: square 64x64 frames, not stretched to 128x64.
+    assert {c["size"] for c in calls} == {(64, 64)}
     info = media.probe(tmp_path / "o.mp4")["streams"][0]
-    assert (info["width"], info["height"]) == (64, 48)
+    assert (info["width"], info["height"]) == (64, 64)
     assert report["output"]["frames"] == plan["total_frames"]
 
 
@@ -126,6 +128,25 @@ def test_the_three_frames_generate_drops_are_restored_in_front_and_the_lips_stay
     brightness = [f.astype(np.float32).mean() for f in frames]
     assert int(np.argmax(brightness)) == 10  # the loud audio frame is the bright video frame
     assert all(np.array_equal(frames[i], frames[3]) for i in range(3))  # the first returned frame, held
+
+
+def test_frames_take_the_portraits_shape_within_the_area_and_are_never_stretched(tmp_path, weights, monkeypatch):
+    from talkgen.errors import TalkgenError
+
+    engine = _engine(tmp_path, weights, side=96)  # 96x96 into 128*64 = 8192 pixels: 64x64
+    assert (engine.width, engine.height) == (64, 64)
+    frames = list(engine.render_chunk(_track(tmp_path, 12, loud=5), 0, 12))
+    assert {f.shape for f in frames} == {(64, 64, 3)}
+    big = _engine(tmp_path / "big", weights, "render.liveavatar.size=704*384", side=512)
+    assert (big.width, big.height) == (512, 512)  # the README's example: 704*384 is an area, not a shape
+    small = preflight(_recipe(*weights, "render.liveavatar.size=64*48").render, [])
+    assert small == ["render.liveavatar.size=64*48 is too small: LiveAvatar's frames are multiples of 64 on each side, "
+                     "so set an area of at least 64*64 (704*384 gives 512x512 frames)"]
+    # A pipeline whose frames disagree with its own get_gen_size() is an error, not a resize.
+    generate = engine.pipe.generate
+    monkeypatch.setattr(engine.pipe, "generate", lambda **kw: (generate(**kw)[0][:, :, :, :32], {}))
+    with pytest.raises(TalkgenError, match="LiveAvatar returned 32x64 frames where its get_gen_size"):
+        list(engine.render_chunk(_track(tmp_path, 12, loud=5), 0, 12))
 
 
 def test_any_other_frame_count_from_generate_is_an_error(tmp_path, weights, monkeypatch):

@@ -42,6 +42,7 @@ AUDIO_RATE = 16000
 # The upstream commit this adapter was checked against, line by line.
 UPSTREAM = "Alibaba-Quark/LiveAvatar@9c2c38d"
 DROPPED = 3  # frames generate() leaves out at the start of every call
+MIN_AREA = 64 * 64  # the smallest area that holds one of LiveAvatar's frames (multiples of 64)
 
 
 def checkout_dir(la) -> Path | None:
@@ -64,12 +65,14 @@ def output_rank(config) -> int:
     return la.num_gpus_dit if la.enable_vae_parallel else la.num_gpus_dit - 1
 
 
-def frame_size(la) -> tuple[int, int]:
+def max_area(la) -> int:
+    """The pixel area render.liveavatar.size names. LiveAvatar takes only the area from it:
+    its frames keep the reference image's shape (see LiveAvatarEngine._frame_size)."""
     try:
         w, h = (int(v) for v in la.size.split("*"))
     except ValueError:
         raise TalkgenError(f"render.liveavatar.size '{la.size}' must be WIDTH*HEIGHT, e.g. 704*384") from None
-    return w, h
+    return w * h
 
 
 def traits(config) -> dict:
@@ -100,6 +103,12 @@ def preflight(config, gpus: list[tuple[str, float]]) -> list[str]:
         problems.append(f"render.nproc={config.nproc} is fewer than num_gpus_dit + 1 = {la.num_gpus_dit + 1}")
     if la.infer_frames % 4:
         problems.append(f"render.liveavatar.infer_frames={la.infer_frames} must be a multiple of 4")
+    try:
+        if max_area(la) < MIN_AREA:
+            problems.append(f"render.liveavatar.size={la.size} is too small: LiveAvatar's frames are multiples of 64 on each side, "
+                            "so set an area of at least 64*64 (704*384 gives 512x512 frames)")
+    except TalkgenError as exc:
+        problems.append(str(exc))
     root = checkout_dir(la)
     if root is None:
         problems.append("no LiveAvatar checkout: clone github.com/Alibaba-Quark/LiveAvatar and set render.liveavatar.checkout or TALKGEN_LIVEAVATAR")
@@ -188,7 +197,6 @@ class LiveAvatarEngine:
         check(config)
         self.config, self.la, self.rank, self.world_size = config, la, rank, world_size
         self.fps = config.fps
-        self.width, self.height = frame_size(la)
         self.frames_per_clip = la.infer_frames
         self.max_chunk_s = la.infer_frames * la.clips_per_chunk / config.fps
         self.output_rank = output_rank(config)
@@ -201,6 +209,20 @@ class LiveAvatarEngine:
         cv2.imwrite(str(self._ref), cv2.cvtColor(portrait.image, cv2.COLOR_RGB2BGR))
         self._last: Any = None
         self.pipe = self._load(checkout_dir(la), device)
+        self.height, self.width = self._frame_size()
+
+    def _frame_size(self) -> tuple[int, int]:
+        """(height, width) of the frames LiveAvatar will make from our portrait, asked of the
+        pipeline itself: generate() ignores generate_size and sizes frames from the reference
+        image, scaled within max_area and rounded to multiples of 64. Every rank knows it
+        before the first chunk, so the output rank's encoder opens at the frames' real size."""
+        h, w = (int(v) for v in self.pipe.get_gen_size(size=None, max_area=max_area(self.la), ref_image_path=str(self._ref),
+                                                       pre_video_path=None))
+        if h <= 0 or w <= 0:
+            side = self.portrait.image.shape[0]
+            raise TalkgenError(f"render.liveavatar.size={self.la.size} leaves LiveAvatar no frame for a {side}x{side} portrait: "
+                               "set a larger area, e.g. 704*384")
+        return h, w
 
     def _load(self, root: Path, device: str):
         if str(root) not in sys.path:
@@ -242,7 +264,6 @@ class LiveAvatarEngine:
         return self._last
 
     def render_chunk(self, track: "SpeechTrack", start_frame: int, end_frame: int, continuity: Any = None) -> Iterator["np.ndarray"]:
-        import cv2
         import numpy as np
 
         la, n = self.la, end_frame - start_frame
@@ -252,7 +273,7 @@ class LiveAvatarEngine:
         wav = self._chunk_audio(track, start_frame, end_frame)
         video, _ = self.pipe.generate(
             input_prompt=la.prompt, ref_image_path=str(self._ref), audio_path=str(wav), num_repeat=n // la.infer_frames,
-            generate_size=la.size, max_area=self.width * self.height, infer_frames=la.infer_frames, shift=la.shift,
+            generate_size=la.size, max_area=max_area(la), infer_frames=la.infer_frames, shift=la.shift,
             sample_solver=la.solver, sampling_steps=la.sample_steps, guide_scale=la.guide_scale, seed=la.seed + start_frame,
             offload_model=la.offload and self.world_size == 1, num_gpus_dit=la.num_gpus_dit if self.world_size > 1 else 1,
             enable_vae_parallel=la.enable_vae_parallel and self.world_size > 1, enable_online_decode=False,
@@ -263,11 +284,12 @@ class LiveAvatarEngine:
             raise TalkgenError(f"LiveAvatar returned no video on rank {self.rank}, its output rank")
         # (C, N, H, W) in [-1, 1] -> N frames of H x W x 3 uint8.
         frames = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(dtype=__import__("torch").uint8).permute(1, 2, 3, 0).cpu().numpy()
+        if frames.shape[1:3] != (self.height, self.width):
+            raise TalkgenError(f"LiveAvatar returned {frames.shape[2]}x{frames.shape[1]} frames where its get_gen_size() said "
+                               f"{self.width}x{self.height} for this portrait: use a checkout of {UPSTREAM} (render.liveavatar.checkout)")
         frames = _whole_chunk(frames, n)
         self._last = self._save_seed(frames, end_frame)
         for frame in frames:
-            if frame.shape[:2] != (self.height, self.width):
-                frame = cv2.resize(frame, (self.width, self.height), interpolation=cv2.INTER_AREA)
             yield np.ascontiguousarray(frame)
 
     def _chunk_audio(self, track: "SpeechTrack", start: int, end: int) -> Path:
