@@ -1,6 +1,7 @@
 """The LiveAvatar adapter, against a stand-in checkout with LiveAvatar's module paths and signatures."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from talkgen import media
 from talkgen.engines.liveavatar import preflight
+from talkgen.gpus import Gpu
 from talkgen.recipe import load_recipe
 
 STANDIN = Path(__file__).resolve().parent / "standin_liveavatar"
@@ -33,12 +35,15 @@ def _recipe(ckpt, lora, *extra):
     ])
 
 
+H100, A100, RTX4090 = Gpu(0, "NVIDIA H100 80GB HBM3", 79.6, (9, 0)), Gpu(0, "NVIDIA A100-SXM4-80GB", 79.2, (8, 0)), Gpu(1, "NVIDIA RTX 4090", 23.6, (8, 9))
+
+
 def test_preflight_says_everything_that_is_missing(tmp_path, monkeypatch):
     monkeypatch.delenv("TALKGEN_LIVEAVATAR", raising=False)
     r = load_recipe("cpu", ["render.engine=liveavatar", "render.nproc=3", "placement.avatar=cuda",
                             f"render.liveavatar.ckpt_dir={tmp_path / 'none'}", f"render.liveavatar.lora_dir={tmp_path / 'none'}"])
-    problems = " | ".join(preflight(r.render, gpus=[("NVIDIA H100 80GB HBM3", 79.6), ("NVIDIA RTX 4090", 23.6)]))
-    assert "LiveAvatar runs on 1 GPU (offloading) or on at least 5 ranks" in problems
+    problems = " | ".join(preflight(r.render, gpus=[H100, RTX4090]))
+    assert "render.nproc=3: LiveAvatar runs on 1 GPU (offloading) or on exactly 5 ranks (4 DiT + 1 VAE): set render.nproc=1 or 5" in problems
     assert "no LiveAvatar checkout: clone github.com/Alibaba-Quark/LiveAvatar" in problems
     assert "Wan2.2-S2V-14B weights missing" in problems and "talkgen weights pull --model wan2.2-s2v-14b" in problems
     assert "Live-Avatar LoRA missing" in problems
@@ -48,8 +53,68 @@ def test_preflight_says_everything_that_is_missing(tmp_path, monkeypatch):
 
 def test_five_h100s_pass_the_gpu_check(weights):
     r = _recipe(*weights, "render.nproc=5", "placement.avatar=cuda")
-    assert preflight(r.render, gpus=[("NVIDIA H100 80GB HBM3", 79.6)] * 5) == []
-    assert preflight(r.render, gpus=[("NVIDIA H100 80GB HBM3", 79.6)] * 4) == ["5 GPU(s) needed, 4 visible"]
+    assert preflight(r.render, gpus=[H100] * 5) == []
+    assert preflight(r.render, gpus=[H100] * 4) == ["5 GPU(s) needed, 4 visible"]
+
+
+def test_settings_their_code_cannot_run_with_are_each_one_line_saying_what_to_set(weights):
+    def problems(*extra):
+        return preflight(_recipe(*weights, *extra).render, [])
+
+    assert problems("render.nproc=6") == ["render.nproc=6: LiveAvatar runs on 1 GPU (offloading) or on exactly 5 ranks (4 DiT + 1 VAE): "
+                                          "set render.nproc=1 or 5"]
+    assert problems("render.nproc=5", "render.liveavatar.num_gpus_dit=3", "render.liveavatar.enable_vae_parallel=false",
+                    "render.liveavatar.sample_steps=3") == [
+        "render.liveavatar.num_gpus_dit=3: LiveAvatar's 5 ranks are 4 DiT ranks and 1 VAE rank: set render.liveavatar.num_gpus_dit=4",
+        "render.liveavatar.enable_vae_parallel=false: LiveAvatar's multi-GPU mode decodes on a rank of its own: "
+        "set render.liveavatar.enable_vae_parallel=true",
+        "render.liveavatar.sample_steps=3: on 5 ranks each DiT rank runs one step: set render.liveavatar.sample_steps=4"]
+    assert problems("render.nproc=5", "render.liveavatar.sample_steps=8") == [
+        "render.liveavatar.sample_steps=8: on 5 ranks each DiT rank runs one step: set render.liveavatar.sample_steps=4"]
+    assert problems("render.liveavatar.sample_steps=5", "render.liveavatar.solver=unipc", "render.fps=30",
+                    "render.liveavatar.infer_frames=40") == [
+        "render.liveavatar.sample_steps=5: LiveAvatar on one GPU has KV caches for 4 steps: set render.liveavatar.sample_steps=4 or fewer",
+        "render.liveavatar.solver=unipc: LiveAvatar samples only with euler: set render.liveavatar.solver=euler",
+        "render.fps=30: LiveAvatar's audio features and video run at 25 fps: set render.fps=25",
+        "render.liveavatar.infer_frames=40: LiveAvatar denoises blocks of 12 frames: set a multiple of 12, e.g. 48"]
+    assert problems("render.liveavatar.sample_steps=2") == []
+
+
+def test_fp8_needs_compute_capability_8_9_on_every_gpu_it_runs_on(weights):
+    def problems(gpus, *extra):
+        return preflight(_recipe(*weights, "placement.avatar=cuda", *extra).render, gpus)
+
+    fp8 = ("render.liveavatar.fp8 needs compute capability 8.9 or newer (Ada, Hopper): GPU 0 (NVIDIA A100-SXM4-80GB, compute 8.0) "
+           "has no FP8 matmul: set render.liveavatar.fp8=false")
+    assert problems([A100]) == [fp8]
+    assert problems([A100], "render.liveavatar.fp8=false") == []
+    assert problems([H100]) == [] and problems([Gpu(0, "an old driver's H100", 79.6, None)]) == []
+    assert problems([]) == ["1 GPU(s) needed, 0 visible"]  # no GPU to ask: nothing said about FP8
+
+
+def test_the_check_reads_compute_capability_from_nvidia_smi_without_starting_cuda(tmp_path, weights):
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho '0, NVIDIA A100-SXM4-80GB, 81920, 8.0, 535.183.01, 00000000:00:04.0'\n")
+    smi.chmod(0o755)
+    code = f"""
+import sys
+from talkgen.engines.liveavatar import check
+from talkgen.errors import TalkgenError
+from talkgen.recipe import load_recipe
+r = load_recipe("gpu-1x", ["render.liveavatar.checkout={STANDIN}", "render.liveavatar.ckpt_dir={weights[0]}",
+                           "render.liveavatar.lora_dir={weights[1]}"])
+try:
+    check(r.render)
+except TalkgenError as exc:
+    print(exc)
+print('torch' in sys.modules)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "TALKGEN_NVIDIA_SMI": str(smi), "CUDA_VISIBLE_DEVICES": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "LiveAvatar cannot run: render.liveavatar.fp8 needs compute capability 8.9 or newer (Ada, Hopper): "
+        "GPU 0 (NVIDIA A100-SXM4-80GB, compute 8.0) has no FP8 matmul: set render.liveavatar.fp8=false", "False"]
 
 
 def test_missing_checkout_is_one_line_from_the_cli(tmp_path, weights):

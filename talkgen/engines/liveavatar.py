@@ -2,8 +2,8 @@
 
 It is not on PyPI, so talkgen imports it from a clone named by render.liveavatar.checkout
 or $TALKGEN_LIVEAVATAR, and never edits it. One process on one GPU runs the offloading
-pipeline (`causal_s2v_pipeline`); five or more ranks run the TPP pipeline
-(`causal_s2v_pipeline_tpp`: the DiT split over `num_gpus_dit` ranks and one rank
+pipeline (`causal_s2v_pipeline`); exactly five ranks run the TPP pipeline
+(`causal_s2v_pipeline_tpp`: one denoising step on each of 4 DiT ranks and one rank
 decoding the VAE). Everything is checked before anything heavy is loaded.
 
 Continuity: LiveAvatar starts every generate() call from motion frames made by repeating
@@ -28,6 +28,7 @@ from talkgen.errors import TalkgenError
 if TYPE_CHECKING:
     import numpy as np
 
+    from talkgen.gpus import Gpu
     from talkgen.portrait import Portrait
     from talkgen.speech import SpeechTrack
 
@@ -43,6 +44,10 @@ AUDIO_RATE = 16000
 UPSTREAM = "Alibaba-Quark/LiveAvatar@9c2c38d"
 DROPPED = 3  # frames generate() leaves out at the start of every call
 MIN_AREA = 64 * 64  # the smallest area that holds one of LiveAvatar's frames (multiples of 64)
+# What their code is written for: TPP hands denoising step i to rank i and decodes on the
+# next rank; one GPU keeps a KV cache for each of 4 steps; audio features come at 25 fps;
+# a clip is denoised in blocks of 3 latent frames, 12 video frames.
+TPP_DIT, SINGLE_GPU_STEPS, FPS, BLOCK_FRAMES = 4, 4, 25, 12
 
 
 def checkout_dir(la) -> Path | None:
@@ -93,16 +98,13 @@ def gpu_need_gib(config) -> float:
     return la.min_gpu_gb or (SINGLE_GPU_GIB if config.nproc == 1 else TPP_GPU_GIB)
 
 
-def preflight(config, gpus: list[tuple[str, float]]) -> list[str]:
-    """Everything that would stop LiveAvatar, found before loading 14B parameters."""
+def preflight(config, gpus: list["Gpu"]) -> list[str]:
+    """Everything that would stop LiveAvatar, found before loading 14B parameters.
+
+    `gpus` are the GPUs the ranks will see, as nvidia-smi lists them: reading them does not
+    start CUDA in talkgen's own process."""
     la = config.liveavatar
-    problems = []
-    if config.nproc != 1 and config.nproc < 5:
-        problems.append(f"render.nproc={config.nproc}: LiveAvatar runs on 1 GPU (offloading) or on at least 5 ranks (4 DiT + 1 VAE)")
-    if config.nproc > 1 and config.nproc < la.num_gpus_dit + 1:
-        problems.append(f"render.nproc={config.nproc} is fewer than num_gpus_dit + 1 = {la.num_gpus_dit + 1}")
-    if la.infer_frames % 4:
-        problems.append(f"render.liveavatar.infer_frames={la.infer_frames} must be a multiple of 4")
+    problems = _setting_problems(config)
     try:
         if max_area(la) < MIN_AREA:
             problems.append(f"render.liveavatar.size={la.size} is too small: LiveAvatar's frames are multiples of 64 on each side, "
@@ -123,18 +125,54 @@ def preflight(config, gpus: list[tuple[str, float]]) -> list[str]:
         need = gpu_need_gib(config)
         if len(gpus) < config.nproc:
             problems.append(f"{config.nproc} GPU(s) needed, {len(gpus)} visible")
-        small = [f"GPU {i} ({name}, {gb:.0f} GiB)" for i, (name, gb) in enumerate(gpus[: config.nproc]) if gb < need]
+        small = [f"GPU {i} ({g.name}, {g.memory_gib:.0f} GiB)" for i, g in enumerate(gpus[: config.nproc]) if g.memory_gib < need]
         if small:
             problems.append(f"LiveAvatar needs {need:.0f} GiB per GPU here: {', '.join(small)} has less")
+        # torch._scaled_mm exists on an A100 too; only the first FP8 forward fails there.
+        no_fp8 = [f"GPU {i} ({g.name}, compute {g.compute_cap[0]}.{g.compute_cap[1]})"
+                  for i, g in enumerate(gpus[: config.nproc]) if la.fp8 and g.fp8 is False]
+        if no_fp8:
+            problems.append(f"render.liveavatar.fp8 needs compute capability 8.9 or newer (Ada, Hopper): {', '.join(no_fp8)} "
+                            "has no FP8 matmul: set render.liveavatar.fp8=false")
     return problems
 
 
-def visible_gpus(selection: str = "") -> list[tuple[str, float]]:
-    """(name, GiB) of the GPUs the ranks will see, read by talkgen.gpus (nvidia-smi, not CUDA)."""
+def _setting_problems(config) -> list[str]:
+    """Settings LiveAvatar's code cannot run with, though it would start with them."""
+    la, problems = config.liveavatar, []
+    if config.nproc not in (1, TPP_DIT + 1):
+        problems.append(f"render.nproc={config.nproc}: LiveAvatar runs on 1 GPU (offloading) or on exactly {TPP_DIT + 1} ranks "
+                        f"({TPP_DIT} DiT + 1 VAE): set render.nproc=1 or {TPP_DIT + 1}")
+    elif config.nproc > 1:
+        # Any other split leaves a rank waiting in recv for a step no rank runs, or runs a
+        # step on a rank that has no KV cache.
+        if la.num_gpus_dit != TPP_DIT:
+            problems.append(f"render.liveavatar.num_gpus_dit={la.num_gpus_dit}: LiveAvatar's {TPP_DIT + 1} ranks are {TPP_DIT} DiT "
+                            f"ranks and 1 VAE rank: set render.liveavatar.num_gpus_dit={TPP_DIT}")
+        if not la.enable_vae_parallel:
+            problems.append("render.liveavatar.enable_vae_parallel=false: LiveAvatar's multi-GPU mode decodes on a rank of its own: "
+                            "set render.liveavatar.enable_vae_parallel=true")
+        if la.sample_steps != TPP_DIT:
+            problems.append(f"render.liveavatar.sample_steps={la.sample_steps}: on {TPP_DIT + 1} ranks each DiT rank runs one "
+                            f"step: set render.liveavatar.sample_steps={TPP_DIT}")
+    elif la.sample_steps > SINGLE_GPU_STEPS:
+        problems.append(f"render.liveavatar.sample_steps={la.sample_steps}: LiveAvatar on one GPU has KV caches for "
+                        f"{SINGLE_GPU_STEPS} steps: set render.liveavatar.sample_steps={SINGLE_GPU_STEPS} or fewer")
+    if la.solver != "euler":
+        problems.append(f"render.liveavatar.solver={la.solver}: LiveAvatar samples only with euler: set render.liveavatar.solver=euler")
+    if config.fps != FPS:
+        problems.append(f"render.fps={config.fps}: LiveAvatar's audio features and video run at {FPS} fps: set render.fps={FPS}")
+    if la.infer_frames <= 0 or la.infer_frames % BLOCK_FRAMES:
+        problems.append(f"render.liveavatar.infer_frames={la.infer_frames}: LiveAvatar denoises blocks of {BLOCK_FRAMES} frames: "
+                        "set a multiple of 12, e.g. 48")
+    return problems
+
+
+def visible_gpus(selection: str = "") -> list["Gpu"]:
+    """The GPUs the ranks will see, read by talkgen.gpus (nvidia-smi, not CUDA)."""
     from talkgen.gpus import read_gpus, select
 
-    chosen = select(read_gpus().gpus, selection or os.environ.get("CUDA_VISIBLE_DEVICES", ""))
-    return [(g.name, g.memory_gib) for g in chosen]
+    return select(read_gpus().gpus, selection or os.environ.get("CUDA_VISIBLE_DEVICES", ""))
 
 
 def _continuing(base):
