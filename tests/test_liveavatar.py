@@ -214,6 +214,14 @@ def test_frames_take_the_portraits_shape_within_the_area_and_are_never_stretched
         list(engine.render_chunk(_track(tmp_path, 12, loud=5), 0, 12))
 
 
+def test_the_lora_is_liveavatar_safetensors_by_name_even_when_another_file_sorts_first(tmp_path, weights):
+    ckpt, lora = weights
+    (lora / "adapter_model.safetensors").write_bytes(b"x")  # sorts before liveavatar.safetensors
+    assert _engine(tmp_path, weights).pipe.lora["path"] == str(lora / "liveavatar.safetensors")
+    (lora / "liveavatar.safetensors").unlink()  # a renamed copy: the search is the fallback
+    assert _engine(tmp_path, weights).pipe.lora["path"] == str(lora / "adapter_model.safetensors")
+
+
 def test_any_other_frame_count_from_generate_is_an_error(tmp_path, weights, monkeypatch):
     from talkgen.errors import TalkgenError
 

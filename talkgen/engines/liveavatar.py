@@ -43,6 +43,7 @@ AUDIO_RATE = 16000
 # The upstream commit this adapter was checked against, line by line.
 UPSTREAM = "Alibaba-Quark/LiveAvatar@9c2c38d"
 DROPPED = 3  # frames generate() leaves out at the start of every call
+LORA_FILE = "liveavatar.safetensors"  # the name their load_state_dict fetches from the hub repo
 MIN_AREA = 64 * 64  # the smallest area that holds one of LiveAvatar's frames (multiples of 64)
 # What their code is written for: TPP hands denoising step i to rank i and decodes on the
 # next rank; one GPU keeps a KV cache for each of 4 steps; audio features come at 25 fps;
@@ -392,9 +393,15 @@ def _lora_settings(root: Path) -> dict:
 
 
 def _lora_file(folder: Path) -> Path:
+    """The LoRA to merge: the file LiveAvatar's own loader takes from Quark-Vision/Live-Avatar
+    by name, else (a renamed copy) the first weights file in the folder."""
+    named = folder / LORA_FILE
+    if named.is_file():
+        return named
     files = sorted(p for p in folder.rglob("*") if p.suffix in (".safetensors", ".pt", ".bin"))
     if not files:
-        raise TalkgenError(f"no LoRA weights (.safetensors or .pt) in {folder}")
+        raise TalkgenError(f"no LoRA weights ({LORA_FILE}, or any .safetensors or .pt) in {folder}: "
+                           "talkgen weights pull --model live-avatar (or set render.liveavatar.lora_dir)")
     return files[0]
 
 
