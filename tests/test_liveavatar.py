@@ -222,6 +222,17 @@ def test_the_lora_is_liveavatar_safetensors_by_name_even_when_another_file_sorts
     assert _engine(tmp_path, weights).pipe.lora["path"] == str(lora / "adapter_model.safetensors")
 
 
+def test_the_seed_is_the_models_motion_window_of_73_frames_where_the_chunk_has_them(tmp_path, weights):
+    engine = _engine(tmp_path, weights)
+    assert engine.pipe.motion_frames == 73
+    track = _track(tmp_path, 84 + 24, loud=90)
+    frames = list(engine.render_chunk(track, 0, 84))
+    seed = np.load(engine.continuity_after(84)["motion_frames"])
+    assert np.array_equal(seed, np.stack(frames[-73:]))
+    list(engine.render_chunk(track, 84, 84 + 24, engine.continuity_after(84)))
+    assert len(np.load(engine.continuity_after(108)["motion_frames"])) == 24  # a shorter chunk: all of it
+
+
 def test_any_other_frame_count_from_generate_is_an_error(tmp_path, weights, monkeypatch):
     from talkgen.errors import TalkgenError
 

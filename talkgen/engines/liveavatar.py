@@ -349,13 +349,15 @@ class LiveAvatarEngine:
         return path
 
     def _save_seed(self, frames: "np.ndarray", end_frame: int) -> dict:
-        """Keep the chunk's last clip of frames on disk; the continuity state is its path."""
+        """Keep the chunk's last frames on disk, as many as the model's motion window (73
+        upstream) where the chunk has them; the continuity state is the file's path. Fewer
+        would leave the window's oldest frames as copies of one frame."""
         import numpy as np
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         path = self.state_dir / f"motion-{end_frame:07d}.npy"
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npy")
-        np.save(tmp, frames[-self.la.infer_frames :])
+        np.save(tmp, frames[-int(self.pipe.motion_frames) :])
         os.replace(tmp, path)
         return {"motion_frames": str(path.resolve()), "frame": end_frame}
 
