@@ -80,6 +80,18 @@ def test_settings_their_code_cannot_run_with_are_each_one_line_saying_what_to_se
     assert problems("render.liveavatar.sample_steps=2") == []
 
 
+def test_the_shipped_gpu_recipes_suit_upstream_and_wait_out_the_first_chunks_compilation():
+    from talkgen.engines.liveavatar import _setting_problems
+    from talkgen.recipe import list_recipes
+
+    for name in ("gpu-1x", "h100-8x"):
+        assert _setting_problems(load_recipe(name).render) == [], name
+    # TPP ranks sit in recv while a peer torch.compiles its first chunk: minutes.
+    assert load_recipe("h100-8x").render.collective_timeout_s >= 1800
+    described = dict(list_recipes())["gpu-1x"]
+    assert load_recipe("gpu-1x").render.liveavatar.fp8 and ("A100" not in described or "fp8=false" in described)
+
+
 def test_fp8_needs_compute_capability_8_9_on_every_gpu_it_runs_on(weights):
     def problems(gpus, *extra):
         return preflight(_recipe(*weights, "placement.avatar=cuda", *extra).render, gpus)
