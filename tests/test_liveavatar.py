@@ -176,6 +176,27 @@ def test_renders_through_the_standin_with_lora_fp8_steps_and_continuity(tmp_path
     assert report["output"]["frames"] == plan["total_frames"]
 
 
+def test_five_ranks_render_through_the_launcher_with_the_video_from_the_decoding_rank(tmp_path, weights):
+    """The TPP stand-in returns frames on rank num_gpus_dit - 1 + 1 = 4 only, as LiveAvatar does:
+    the job finishes only if talkgen's output rank is that one, and rank 4 saves each seed."""
+    (tmp_path / "s.txt").write_text("Hello there, this is the first sentence. And this is a second one, a little longer.")
+    ckpt, lora = weights
+    proc = subprocess.run(
+        [sys.executable, "-m", "talkgen", "render", "s.txt", "--say", "--size", "96", "-o", "o.mp4", "--job-dir", "job", "-q",
+         "render.engine=liveavatar", "render.nproc=5", f"render.liveavatar.checkout={STANDIN}", f"render.liveavatar.ckpt_dir={ckpt}",
+         f"render.liveavatar.lora_dir={lora}", "render.liveavatar.size=128*64", "render.liveavatar.infer_frames=12",
+         "render.liveavatar.clips_per_chunk=2"],
+        cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    plan = json.loads((tmp_path / "job" / "plan.json").read_text())
+    assert len(plan["chunks"]) >= 2
+    seeds = sorted((tmp_path / "job" / "chunks").glob("motion-*.npy"))
+    assert [int(p.stem.split("-")[1]) for p in seeds] == [c["end_frame"] for c in plan["chunks"]]
+    info = next(s for s in media.probe(tmp_path / "o.mp4")["streams"] if s["codec_type"] == "video")
+    assert (info["width"], info["height"]) == (64, 64) and int(info["nb_frames"]) == plan["total_frames"]
+
+
 def _engine(tmp_path, weights, *extra, side=64):
     """The adapter on the stand-in checkout, with a flat grey portrait `side` pixels square."""
     from talkgen.engines.liveavatar import LiveAvatarEngine

@@ -6,7 +6,9 @@ see both the speech and what the motion frames were seeded with. Like LiveAvatar
 returns num_repeat * infer_frames - 3 frames: the first clip's first 3 are dropped.
 
 Also like LiveAvatar, it ignores generate_size: the frame size is the reference image's
-own, scaled under max_area and rounded up to multiples of 64 (get_gen_size).
+own, scaled under max_area and rounded up to multiples of 64 (get_gen_size); it asks
+torch.distributed for the rank, so it needs a process group even alone; and it samples
+only with the euler solver.
 """
 
 import math
@@ -35,6 +37,8 @@ def _round_up(side, multiple=64):
 
 
 class WanS2V:
+    REF_REPEAT = 5  # this pipeline encodes the reference as 5 frames, so motion is 5 x motion_frames long
+
     def __init__(
         self,
         config,
@@ -109,20 +113,30 @@ class WanS2V:
         image = image.crop((left, top, left + width, top + height))
         return np.asarray(image, np.float32) / 127.5 - 1.0
 
+    def _output(self, video, num_gpus_dit, enable_vae_parallel):
+        return video if self.rank == 0 else None
+
     def generate(self, input_prompt=None, ref_image_path=None, audio_path=None, enable_tts=False, tts_prompt_audio=None,
                  tts_prompt_text=None, tts_text=None, num_repeat=1, pose_video=None, generate_size=None,
                  max_area=720 * 1280, infer_frames=80, shift=5.0, sample_solver="unipc", sampling_steps=40, guide_scale=5.0,
                  n_prompt="", seed=-1, offload_model=True, init_first_frame=False, use_dataset=False, dataset_sample_idx=0,
                  drop_motion_noisy=False, num_gpus_dit=1, max_repeat=1000000, enable_vae_parallel=False, mask=None,
                  input_video_for_sam2=None, enable_online_decode=False):
+        return self._generate(ref_image_path, audio_path, num_repeat, max_area, infer_frames, sample_solver, sampling_steps,
+                              guide_scale, offload_model, num_gpus_dit, enable_vae_parallel)
+
+    def _generate(self, ref_image_path, audio_path, num_repeat, max_area, infer_frames, sample_solver, sampling_steps,
+                  guide_scale, offload_model, num_gpus_dit, enable_vae_parallel):
         height, width = self.get_gen_size(size=None, max_area=max_area, ref_image_path=ref_image_path, pre_video_path=None)
         ref = self._reference(ref_image_path, height, width)
         ref_pixels = torch.from_numpy(ref).permute(2, 0, 1).unsqueeze(1).unsqueeze(0)  # 1 C 1 H W
-        ref_pixels = ref_pixels.repeat(1, 1, 5, 1, 1)
+        ref_pixels = ref_pixels.repeat(1, 1, self.REF_REPEAT, 1, 1)
         self.vae.encode(ref_pixels)
         motion = ref_pixels.repeat(1, 1, self.motion_frames, 1, 1)
         motion_latents = torch.stack(self.vae.encode(motion))
         encoded = self.vae.inputs[-1]  # what the motion encoding really received
+        if sample_solver != "euler":
+            raise NotImplementedError("Unsupported solver.")
         with wave.open(audio_path) as f:
             sr = f.getframerate()
             audio = np.frombuffer(f.readframes(f.getnframes()), "<i2").astype(np.float32) / 32768
@@ -142,4 +156,4 @@ class WanS2V:
                     "guide_scale": guide_scale, "solver": sample_solver, "motion_mean": encoded.float().mean().item(),
                     "motion_t": encoded.shape[2], "size": (height, width), "max_area": max_area, "offload": offload_model,
                     "audio_s": len(audio) / sr, "step": step})
-        return (video if self.rank == 0 else None), {}
+        return self._output(video, num_gpus_dit, enable_vae_parallel), {}
