@@ -299,6 +299,26 @@ print(json.dumps([torch_at_import, before, dist.get_world_size(), dist.get_backe
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == [False, False, 1, "gloo", 12, False]
 
 
+def test_a_group_that_does_not_start_is_one_line_saying_what_to_do(tmp_path):
+    code = f"""
+import torch.distributed as dist
+from pathlib import Path
+from talkgen.dist.group import ensure_single_process_group
+from talkgen.errors import TalkgenError
+def refuse(*a, **kw):
+    raise RuntimeError("Gloo connectFullMesh failed with [enforce fail]\\nmore detail")
+dist.init_process_group = refuse
+try:
+    ensure_single_process_group(Path({str(tmp_path)!r}))
+except TalkgenError as exc:
+    print(exc)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ("the one-rank gloo process group LiveAvatar needs on one GPU did not start (Gloo connectFullMesh "
+                                   "failed with [enforce fail]): set render.launcher=torchrun to render in a torchrun rank instead")
+
+
 def test_gpus_are_read_from_nvidia_smi_output():
     from talkgen.gpus import OLD_QUERY, parse_query, select
 

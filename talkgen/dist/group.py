@@ -25,5 +25,10 @@ def ensure_single_process_group(tmp_dir: Path) -> bool:
     tmp_dir.mkdir(parents=True, exist_ok=True)
     store = tmp_dir / "process-group"
     store.unlink(missing_ok=True)  # a store left by an earlier group would be joined, not started afresh
-    dist.init_process_group("gloo", init_method=store.resolve().as_uri(), rank=0, world_size=1)
+    try:
+        dist.init_process_group("gloo", init_method=store.resolve().as_uri(), rank=0, world_size=1)
+    except (RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TalkgenError(f"the one-rank gloo process group LiveAvatar needs on one GPU did not start ({first}): "
+                           "set render.launcher=torchrun to render in a torchrun rank instead") from None
     return True
