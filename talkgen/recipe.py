@@ -73,9 +73,9 @@ class LiveAvatarConfig:
     ckpt_dir: str = ""  # Wan2.2-S2V-14B; blank: the weights manifest's folder
     lora_dir: str = ""  # Quark-Vision/Live-Avatar; blank: the weights manifest's folder
     task: str = "s2v-14B"
-    size: str = "704*384"  # LiveAvatar's size names are width*height
+    size: str = "704*384"  # width*height, read as an area: LiveAvatar's frames keep the portrait's shape within it
     prompt: str = "A person talking to the camera in a bright, quiet room, natural expressions, steady framing."
-    infer_frames: int = 48  # frames per clip (a multiple of 4)
+    infer_frames: int = 48  # frames per clip (a multiple of 12)
     clips_per_chunk: int = 4  # a chunk is at most this many clips: the KV cache and memory bound
     sample_steps: int = 4
     guide_scale: float = 0.0

@@ -1,6 +1,7 @@
 """The LiveAvatar adapter, against a stand-in checkout with LiveAvatar's module paths and signatures."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from talkgen import media
 from talkgen.engines.liveavatar import preflight
+from talkgen.gpus import Gpu
 from talkgen.recipe import load_recipe
 
 STANDIN = Path(__file__).resolve().parent / "standin_liveavatar"
@@ -28,17 +30,20 @@ def weights(tmp_path):
 def _recipe(ckpt, lora, *extra):
     return load_recipe("cpu", [
         "render.engine=liveavatar", f"render.liveavatar.checkout={STANDIN}", f"render.liveavatar.ckpt_dir={ckpt}",
-        f"render.liveavatar.lora_dir={lora}", "render.liveavatar.size=64*48", "render.liveavatar.infer_frames=12",
+        f"render.liveavatar.lora_dir={lora}", "render.liveavatar.size=128*64", "render.liveavatar.infer_frames=12",
         "render.liveavatar.clips_per_chunk=2", *extra,
     ])
+
+
+H100, A100, RTX4090 = Gpu(0, "NVIDIA H100 80GB HBM3", 79.6, (9, 0)), Gpu(0, "NVIDIA A100-SXM4-80GB", 79.2, (8, 0)), Gpu(1, "NVIDIA RTX 4090", 23.6, (8, 9))
 
 
 def test_preflight_says_everything_that_is_missing(tmp_path, monkeypatch):
     monkeypatch.delenv("TALKGEN_LIVEAVATAR", raising=False)
     r = load_recipe("cpu", ["render.engine=liveavatar", "render.nproc=3", "placement.avatar=cuda",
                             f"render.liveavatar.ckpt_dir={tmp_path / 'none'}", f"render.liveavatar.lora_dir={tmp_path / 'none'}"])
-    problems = " | ".join(preflight(r.render, gpus=[("NVIDIA H100 80GB HBM3", 79.6), ("NVIDIA RTX 4090", 23.6)]))
-    assert "LiveAvatar runs on 1 GPU (offloading) or on at least 5 ranks" in problems
+    problems = " | ".join(preflight(r.render, gpus=[H100, RTX4090]))
+    assert "render.nproc=3: LiveAvatar runs on 1 GPU (offloading) or on exactly 5 ranks (4 DiT + 1 VAE): set render.nproc=1 or 5" in problems
     assert "no LiveAvatar checkout: clone github.com/Alibaba-Quark/LiveAvatar" in problems
     assert "Wan2.2-S2V-14B weights missing" in problems and "talkgen weights pull --model wan2.2-s2v-14b" in problems
     assert "Live-Avatar LoRA missing" in problems
@@ -48,8 +53,80 @@ def test_preflight_says_everything_that_is_missing(tmp_path, monkeypatch):
 
 def test_five_h100s_pass_the_gpu_check(weights):
     r = _recipe(*weights, "render.nproc=5", "placement.avatar=cuda")
-    assert preflight(r.render, gpus=[("NVIDIA H100 80GB HBM3", 79.6)] * 5) == []
-    assert preflight(r.render, gpus=[("NVIDIA H100 80GB HBM3", 79.6)] * 4) == ["5 GPU(s) needed, 4 visible"]
+    assert preflight(r.render, gpus=[H100] * 5) == []
+    assert preflight(r.render, gpus=[H100] * 4) == ["5 GPU(s) needed, 4 visible"]
+
+
+def test_settings_their_code_cannot_run_with_are_each_one_line_saying_what_to_set(weights):
+    def problems(*extra):
+        return preflight(_recipe(*weights, *extra).render, [])
+
+    assert problems("render.nproc=6") == ["render.nproc=6: LiveAvatar runs on 1 GPU (offloading) or on exactly 5 ranks (4 DiT + 1 VAE): "
+                                          "set render.nproc=1 or 5"]
+    assert problems("render.nproc=5", "render.liveavatar.num_gpus_dit=3", "render.liveavatar.enable_vae_parallel=false",
+                    "render.liveavatar.sample_steps=3") == [
+        "render.liveavatar.num_gpus_dit=3: LiveAvatar's 5 ranks are 4 DiT ranks and 1 VAE rank: set render.liveavatar.num_gpus_dit=4",
+        "render.liveavatar.enable_vae_parallel=false: LiveAvatar's multi-GPU mode decodes on a rank of its own: "
+        "set render.liveavatar.enable_vae_parallel=true",
+        "render.liveavatar.sample_steps=3: on 5 ranks each DiT rank runs one step: set render.liveavatar.sample_steps=4"]
+    assert problems("render.nproc=5", "render.liveavatar.sample_steps=8") == [
+        "render.liveavatar.sample_steps=8: on 5 ranks each DiT rank runs one step: set render.liveavatar.sample_steps=4"]
+    assert problems("render.liveavatar.sample_steps=5", "render.liveavatar.solver=unipc", "render.fps=30",
+                    "render.liveavatar.infer_frames=40") == [
+        "render.liveavatar.sample_steps=5: LiveAvatar on one GPU has KV caches for 4 steps: set render.liveavatar.sample_steps=4 or fewer",
+        "render.liveavatar.solver=unipc: LiveAvatar samples only with euler: set render.liveavatar.solver=euler",
+        "render.fps=30: LiveAvatar's audio features and video run at 25 fps: set render.fps=25",
+        "render.liveavatar.infer_frames=40: LiveAvatar denoises blocks of 12 frames: set a multiple of 12, e.g. 48"]
+    assert problems("render.liveavatar.sample_steps=2") == []
+
+
+def test_the_shipped_gpu_recipes_suit_upstream_and_wait_out_the_first_chunks_compilation():
+    from talkgen.engines.liveavatar import _setting_problems
+    from talkgen.recipe import list_recipes
+
+    for name in ("gpu-1x", "h100-8x"):
+        assert _setting_problems(load_recipe(name).render) == [], name
+    # TPP ranks sit in recv while a peer torch.compiles its first chunk: minutes.
+    assert load_recipe("h100-8x").render.collective_timeout_s >= 1800
+    described = dict(list_recipes())["gpu-1x"]
+    assert load_recipe("gpu-1x").render.liveavatar.fp8 and ("A100" not in described or "fp8=false" in described)
+
+
+def test_fp8_needs_compute_capability_8_9_on_every_gpu_it_runs_on(weights):
+    def problems(gpus, *extra):
+        return preflight(_recipe(*weights, "placement.avatar=cuda", *extra).render, gpus)
+
+    fp8 = ("render.liveavatar.fp8 needs compute capability 8.9 or newer (Ada, Hopper): GPU 0 (NVIDIA A100-SXM4-80GB, compute 8.0) "
+           "has no FP8 matmul: set render.liveavatar.fp8=false")
+    assert problems([A100]) == [fp8]
+    assert problems([A100], "render.liveavatar.fp8=false") == []
+    assert problems([H100]) == [] and problems([Gpu(0, "an old driver's H100", 79.6, None)]) == []
+    assert problems([]) == ["1 GPU(s) needed, 0 visible"]  # no GPU to ask: nothing said about FP8
+
+
+def test_the_check_reads_compute_capability_from_nvidia_smi_without_starting_cuda(tmp_path, weights):
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho '0, NVIDIA A100-SXM4-80GB, 81920, 8.0, 535.183.01, 00000000:00:04.0'\n")
+    smi.chmod(0o755)
+    code = f"""
+import sys
+from talkgen.engines.liveavatar import check
+from talkgen.errors import TalkgenError
+from talkgen.recipe import load_recipe
+r = load_recipe("gpu-1x", ["render.liveavatar.checkout={STANDIN}", "render.liveavatar.ckpt_dir={weights[0]}",
+                           "render.liveavatar.lora_dir={weights[1]}"])
+try:
+    check(r.render)
+except TalkgenError as exc:
+    print(exc)
+print('torch' in sys.modules)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "TALKGEN_NVIDIA_SMI": str(smi), "CUDA_VISIBLE_DEVICES": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "LiveAvatar cannot run: render.liveavatar.fp8 needs compute capability 8.9 or newer (Ada, Hopper): "
+        "GPU 0 (NVIDIA A100-SXM4-80GB, compute 8.0) has no FP8 matmul: set render.liveavatar.fp8=false", "False"]
 
 
 def test_missing_checkout_is_one_line_from_the_cli(tmp_path, weights):
@@ -81,20 +158,165 @@ def test_renders_through_the_standin_with_lora_fp8_steps_and_continuity(tmp_path
     calls = standin.LOG[-len(plan["chunks"]):]
     assert [c["num_repeat"] * 12 for c in calls] == [c["end_frame"] - c["start_frame"] for c in plan["chunks"]]
     assert {c["sampling_steps"] for c in calls} == {4} and {c["solver"] for c in calls} == {"euler"}
-    assert {c["size"] for c in calls} == {"64*48"} and all(c["offload"] for c in calls)
+    assert {c["max_area"] for c in calls} == {128 * 64} and all(c["offload"] for c in calls)
     assert fp8_linear.CALLS[-1][0] == "text_embedding"
     # The first chunk's motion frames are the portrait; every later chunk's are the previous chunk's last frames.
     ref_mean = calls[0]["motion_mean"]
     frames = [np.load(p) for p in sorted((tmp_path / "job" / "chunks").glob("motion-*.npy"))]
-    t = 5 * 9  # the stand-in encodes the reference repeated 5 x motion_frames times
     for call, prev in zip(calls[1:], frames):
+        t = call["motion_t"]  # the reference repeated 5 x motion_frames times
         clip = prev.astype(np.float32) / 127.5 - 1.0
         padded = np.concatenate([np.repeat(clip[:1], t - len(clip), axis=0), clip])  # the oldest frame repeated to fill
         assert call["motion_mean"] == pytest.approx(padded.mean(), abs=1e-3)
         assert call["motion_mean"] != pytest.approx(ref_mean, abs=1e-3)
+    # The 512x512 portrait scaled into the 128*64 area: square 64x64 frames, not stretched to 128x64.
+    assert {c["size"] for c in calls} == {(64, 64)}
     info = media.probe(tmp_path / "o.mp4")["streams"][0]
-    assert (info["width"], info["height"]) == (64, 48)
+    assert (info["width"], info["height"]) == (64, 64)
     assert report["output"]["frames"] == plan["total_frames"]
+
+
+def test_five_ranks_render_through_the_launcher_with_the_video_from_the_decoding_rank(tmp_path, weights):
+    """The TPP stand-in returns frames on rank num_gpus_dit - 1 + 1 = 4 only, as LiveAvatar does:
+    the job finishes only if talkgen's output rank is that one, and rank 4 saves each seed."""
+    (tmp_path / "s.txt").write_text("Hello there, this is the first sentence. And this is a second one, a little longer.")
+    ckpt, lora = weights
+    proc = subprocess.run(
+        [sys.executable, "-m", "talkgen", "render", "s.txt", "--say", "--size", "96", "-o", "o.mp4", "--job-dir", "job", "-q",
+         "render.engine=liveavatar", "render.nproc=5", f"render.liveavatar.checkout={STANDIN}", f"render.liveavatar.ckpt_dir={ckpt}",
+         f"render.liveavatar.lora_dir={lora}", "render.liveavatar.size=128*64", "render.liveavatar.infer_frames=12",
+         "render.liveavatar.clips_per_chunk=2"],
+        cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    plan = json.loads((tmp_path / "job" / "plan.json").read_text())
+    assert len(plan["chunks"]) >= 2
+    seeds = sorted((tmp_path / "job" / "chunks").glob("motion-*.npy"))
+    assert [int(p.stem.split("-")[1]) for p in seeds] == [c["end_frame"] for c in plan["chunks"]]
+    info = next(s for s in media.probe(tmp_path / "o.mp4")["streams"] if s["codec_type"] == "video")
+    assert (info["width"], info["height"]) == (64, 64) and int(info["nb_frames"]) == plan["total_frames"]
+
+
+def _engine(tmp_path, weights, *extra, side=64):
+    """The adapter on the stand-in checkout, with a flat grey portrait `side` pixels square."""
+    from talkgen.engines.liveavatar import LiveAvatarEngine
+    from talkgen.portrait import Portrait
+
+    portrait = Portrait(np.full((side, side, 3), 100, np.uint8), None, tmp_path / "portrait.png", "0" * 64)
+    return LiveAvatarEngine(_recipe(*weights, *extra).render, portrait, state_dir=tmp_path / "state")
+
+
+def _track(tmp_path, frames, loud, sr=16000):
+    """Silence for `frames` frames at 25 fps, except frame `loud`."""
+    from talkgen.speech import SpeechTrack, WavWriter
+
+    per = sr // 25
+    audio = np.zeros(frames * per, np.float32)
+    audio[loud * per:(loud + 1) * per] = 0.5
+    w = WavWriter(tmp_path / "speech.wav", sr)
+    w.write(audio)
+    w.close()
+    return SpeechTrack(tmp_path / "speech.wav", sr, len(audio), [], [])
+
+
+def test_the_three_frames_generate_drops_are_restored_in_front_and_the_lips_stay_on_the_audio(tmp_path, weights):
+    engine = _engine(tmp_path, weights)
+    frames = list(engine.render_chunk(_track(tmp_path, 24, loud=10), 0, 24))
+    assert len(frames) == 24
+    brightness = [f.astype(np.float32).mean() for f in frames]
+    assert int(np.argmax(brightness)) == 10  # the loud audio frame is the bright video frame
+    assert all(np.array_equal(frames[i], frames[3]) for i in range(3))  # the first returned frame, held
+
+
+def test_frames_take_the_portraits_shape_within_the_area_and_are_never_stretched(tmp_path, weights, monkeypatch):
+    from talkgen.errors import TalkgenError
+
+    engine = _engine(tmp_path, weights, side=96)  # 96x96 into 128*64 = 8192 pixels: 64x64
+    assert (engine.width, engine.height) == (64, 64)
+    frames = list(engine.render_chunk(_track(tmp_path, 12, loud=5), 0, 12))
+    assert {f.shape for f in frames} == {(64, 64, 3)}
+    big = _engine(tmp_path / "big", weights, "render.liveavatar.size=704*384", side=512)
+    assert (big.width, big.height) == (512, 512)  # the README's example: 704*384 is an area, not a shape
+    small = preflight(_recipe(*weights, "render.liveavatar.size=64*48").render, [])
+    assert small == ["render.liveavatar.size=64*48 is too small: LiveAvatar's frames are multiples of 64 on each side, "
+                     "so set an area of at least 64*64 (704*384 gives 512x512 frames)"]
+    # A pipeline whose frames disagree with its own get_gen_size() is an error, not a resize.
+    generate = engine.pipe.generate
+    monkeypatch.setattr(engine.pipe, "generate", lambda **kw: (generate(**kw)[0][:, :, :, :32], {}))
+    with pytest.raises(TalkgenError, match="LiveAvatar returned 32x64 frames where its get_gen_size"):
+        list(engine.render_chunk(_track(tmp_path, 12, loud=5), 0, 12))
+
+
+def test_the_lora_is_liveavatar_safetensors_by_name_even_when_another_file_sorts_first(tmp_path, weights):
+    ckpt, lora = weights
+    (lora / "adapter_model.safetensors").write_bytes(b"x")  # sorts before liveavatar.safetensors
+    assert _engine(tmp_path, weights).pipe.lora["path"] == str(lora / "liveavatar.safetensors")
+    (lora / "liveavatar.safetensors").unlink()  # a renamed copy: the search is the fallback
+    assert _engine(tmp_path, weights).pipe.lora["path"] == str(lora / "adapter_model.safetensors")
+
+
+def test_the_seed_is_the_models_motion_window_of_73_frames_where_the_chunk_has_them(tmp_path, weights):
+    engine = _engine(tmp_path, weights)
+    assert engine.pipe.motion_frames == 73
+    track = _track(tmp_path, 84 + 24, loud=90)
+    frames = list(engine.render_chunk(track, 0, 84))
+    seed = np.load(engine.continuity_after(84)["motion_frames"])
+    assert np.array_equal(seed, np.stack(frames[-73:]))
+    list(engine.render_chunk(track, 84, 84 + 24, engine.continuity_after(84)))
+    assert len(np.load(engine.continuity_after(108)["motion_frames"])) == 24  # a shorter chunk: all of it
+
+
+def test_any_other_frame_count_from_generate_is_an_error(tmp_path, weights, monkeypatch):
+    from talkgen.errors import TalkgenError
+
+    engine = _engine(tmp_path, weights)
+    generate = engine.pipe.generate
+    monkeypatch.setattr(engine.pipe, "generate", lambda **kw: (generate(**kw)[0][:, 1:], {}))
+    with pytest.raises(TalkgenError, match="LiveAvatar returned 20 frames for a chunk of 24, not the 21"):
+        list(engine.render_chunk(_track(tmp_path, 24, loud=10), 0, 24))
+
+
+def test_one_gpu_mode_starts_the_one_rank_group_their_pipeline_asks_for(tmp_path, weights):
+    """In a fresh process, as talkgen renders gpu-1x and chat: importing starts nothing (not even
+    torch), and loading the engine starts a 1-rank gloo group, without which generate() fails."""
+    code = f"""
+import json, sys
+from pathlib import Path
+import talkgen.engines.liveavatar, talkgen.dist.group
+torch_at_import = 'torch' in sys.modules
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+import test_liveavatar as t
+import torch.distributed as dist
+before = dist.is_initialized()
+engine = t._engine(Path({str(tmp_path)!r}), (Path({str(weights[0])!r}), Path({str(weights[1])!r})))
+frames = list(engine.render_chunk(t._track(Path({str(tmp_path)!r}), 12, loud=5), 0, 12))
+from talkgen.dist.group import ensure_single_process_group
+print(json.dumps([torch_at_import, before, dist.get_world_size(), dist.get_backend(), len(frames),
+                  ensure_single_process_group(Path({str(tmp_path)!r}))]))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [False, False, 1, "gloo", 12, False]
+
+
+def test_a_group_that_does_not_start_is_one_line_saying_what_to_do(tmp_path):
+    code = f"""
+import torch.distributed as dist
+from pathlib import Path
+from talkgen.dist.group import ensure_single_process_group
+from talkgen.errors import TalkgenError
+def refuse(*a, **kw):
+    raise RuntimeError("Gloo connectFullMesh failed with [enforce fail]\\nmore detail")
+dist.init_process_group = refuse
+try:
+    ensure_single_process_group(Path({str(tmp_path)!r}))
+except TalkgenError as exc:
+    print(exc)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ("the one-rank gloo process group LiveAvatar needs on one GPU did not start (Gloo connectFullMesh "
+                                   "failed with [enforce fail]): set render.launcher=torchrun to render in a torchrun rank instead")
 
 
 def test_gpus_are_read_from_nvidia_smi_output():

@@ -63,7 +63,7 @@ def join_clips(turn_dirs: list[Path], out: Path, work: Path) -> dict:
     if len({(p["fps"], t.sample_rate) for p, t in zip(plans, tracks)}) > 1:
         raise UsageError("the clips differ in frame rate or voice (the session was resumed with other settings): they cannot be joined")
     if len({_size(d) for d in turn_dirs}) > 1:
-        raise UsageError("the clips differ in size (the session was resumed with another render.size): they cannot be joined")
+        raise UsageError("the clips differ in size (the session was resumed with another render.size or render.liveavatar.size): they cannot be joined")
     fps, sr = plans[0]["fps"], tracks[0].sample_rate
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)

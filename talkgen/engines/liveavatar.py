@@ -2,8 +2,8 @@
 
 It is not on PyPI, so talkgen imports it from a clone named by render.liveavatar.checkout
 or $TALKGEN_LIVEAVATAR, and never edits it. One process on one GPU runs the offloading
-pipeline (`causal_s2v_pipeline`); five or more ranks run the TPP pipeline
-(`causal_s2v_pipeline_tpp`: the DiT split over `num_gpus_dit` ranks and one rank
+pipeline (`causal_s2v_pipeline`); exactly five ranks run the TPP pipeline
+(`causal_s2v_pipeline_tpp`: one denoising step on each of 4 DiT ranks and one rank
 decoding the VAE). Everything is checked before anything heavy is loaded.
 
 Continuity: LiveAvatar starts every generate() call from motion frames made by repeating
@@ -28,6 +28,7 @@ from talkgen.errors import TalkgenError
 if TYPE_CHECKING:
     import numpy as np
 
+    from talkgen.gpus import Gpu
     from talkgen.portrait import Portrait
     from talkgen.speech import SpeechTrack
 
@@ -39,6 +40,15 @@ FP8_KEEP = ["text_embedding", "time_embedding", "time_projection", "head.head", 
 # room for that.
 SINGLE_GPU_GIB, TPP_GPU_GIB = 55.0, 75.0
 AUDIO_RATE = 16000
+# The upstream commit this adapter was checked against, line by line.
+UPSTREAM = "Alibaba-Quark/LiveAvatar@9c2c38d"
+DROPPED = 3  # frames generate() leaves out at the start of every call
+LORA_FILE = "liveavatar.safetensors"  # the name their load_state_dict fetches from the hub repo
+MIN_AREA = 64 * 64  # the smallest area that holds one of LiveAvatar's frames (multiples of 64)
+# What their code is written for: TPP hands denoising step i to rank i and decodes on the
+# next rank; one GPU keeps a KV cache for each of 4 steps; audio features come at 25 fps;
+# a clip is denoised in blocks of 3 latent frames, 12 video frames.
+TPP_DIT, SINGLE_GPU_STEPS, FPS, BLOCK_FRAMES = 4, 4, 25, 12
 
 
 def checkout_dir(la) -> Path | None:
@@ -61,12 +71,14 @@ def output_rank(config) -> int:
     return la.num_gpus_dit if la.enable_vae_parallel else la.num_gpus_dit - 1
 
 
-def frame_size(la) -> tuple[int, int]:
+def max_area(la) -> int:
+    """The pixel area render.liveavatar.size names. LiveAvatar takes only the area from it:
+    its frames keep the reference image's shape (see LiveAvatarEngine._frame_size)."""
     try:
         w, h = (int(v) for v in la.size.split("*"))
     except ValueError:
         raise TalkgenError(f"render.liveavatar.size '{la.size}' must be WIDTH*HEIGHT, e.g. 704*384") from None
-    return w, h
+    return w * h
 
 
 def traits(config) -> dict:
@@ -87,16 +99,19 @@ def gpu_need_gib(config) -> float:
     return la.min_gpu_gb or (SINGLE_GPU_GIB if config.nproc == 1 else TPP_GPU_GIB)
 
 
-def preflight(config, gpus: list[tuple[str, float]]) -> list[str]:
-    """Everything that would stop LiveAvatar, found before loading 14B parameters."""
+def preflight(config, gpus: list["Gpu"]) -> list[str]:
+    """Everything that would stop LiveAvatar, found before loading 14B parameters.
+
+    `gpus` are the GPUs the ranks will see, as nvidia-smi lists them: reading them does not
+    start CUDA in talkgen's own process."""
     la = config.liveavatar
-    problems = []
-    if config.nproc != 1 and config.nproc < 5:
-        problems.append(f"render.nproc={config.nproc}: LiveAvatar runs on 1 GPU (offloading) or on at least 5 ranks (4 DiT + 1 VAE)")
-    if config.nproc > 1 and config.nproc < la.num_gpus_dit + 1:
-        problems.append(f"render.nproc={config.nproc} is fewer than num_gpus_dit + 1 = {la.num_gpus_dit + 1}")
-    if la.infer_frames % 4:
-        problems.append(f"render.liveavatar.infer_frames={la.infer_frames} must be a multiple of 4")
+    problems = _setting_problems(config)
+    try:
+        if max_area(la) < MIN_AREA:
+            problems.append(f"render.liveavatar.size={la.size} is too small: LiveAvatar's frames are multiples of 64 on each side, "
+                            "so set an area of at least 64*64 (704*384 gives 512x512 frames)")
+    except TalkgenError as exc:
+        problems.append(str(exc))
     root = checkout_dir(la)
     if root is None:
         problems.append("no LiveAvatar checkout: clone github.com/Alibaba-Quark/LiveAvatar and set render.liveavatar.checkout or TALKGEN_LIVEAVATAR")
@@ -111,18 +126,54 @@ def preflight(config, gpus: list[tuple[str, float]]) -> list[str]:
         need = gpu_need_gib(config)
         if len(gpus) < config.nproc:
             problems.append(f"{config.nproc} GPU(s) needed, {len(gpus)} visible")
-        small = [f"GPU {i} ({name}, {gb:.0f} GiB)" for i, (name, gb) in enumerate(gpus[: config.nproc]) if gb < need]
+        small = [f"GPU {i} ({g.name}, {g.memory_gib:.0f} GiB)" for i, g in enumerate(gpus[: config.nproc]) if g.memory_gib < need]
         if small:
             problems.append(f"LiveAvatar needs {need:.0f} GiB per GPU here: {', '.join(small)} has less")
+        # torch._scaled_mm exists on an A100 too; only the first FP8 forward fails there.
+        no_fp8 = [f"GPU {i} ({g.name}, compute {g.compute_cap[0]}.{g.compute_cap[1]})"
+                  for i, g in enumerate(gpus[: config.nproc]) if la.fp8 and g.fp8 is False]
+        if no_fp8:
+            problems.append(f"render.liveavatar.fp8 needs compute capability 8.9 or newer (Ada, Hopper): {', '.join(no_fp8)} "
+                            "has no FP8 matmul: set render.liveavatar.fp8=false")
     return problems
 
 
-def visible_gpus(selection: str = "") -> list[tuple[str, float]]:
-    """(name, GiB) of the GPUs the ranks will see, read by talkgen.gpus (nvidia-smi, not CUDA)."""
+def _setting_problems(config) -> list[str]:
+    """Settings LiveAvatar's code cannot run with, though it would start with them."""
+    la, problems = config.liveavatar, []
+    if config.nproc not in (1, TPP_DIT + 1):
+        problems.append(f"render.nproc={config.nproc}: LiveAvatar runs on 1 GPU (offloading) or on exactly {TPP_DIT + 1} ranks "
+                        f"({TPP_DIT} DiT + 1 VAE): set render.nproc=1 or {TPP_DIT + 1}")
+    elif config.nproc > 1:
+        # Any other split leaves a rank waiting in recv for a step no rank runs, or runs a
+        # step on a rank that has no KV cache.
+        if la.num_gpus_dit != TPP_DIT:
+            problems.append(f"render.liveavatar.num_gpus_dit={la.num_gpus_dit}: LiveAvatar's {TPP_DIT + 1} ranks are {TPP_DIT} DiT "
+                            f"ranks and 1 VAE rank: set render.liveavatar.num_gpus_dit={TPP_DIT}")
+        if not la.enable_vae_parallel:
+            problems.append("render.liveavatar.enable_vae_parallel=false: LiveAvatar's multi-GPU mode decodes on a rank of its own: "
+                            "set render.liveavatar.enable_vae_parallel=true")
+        if la.sample_steps != TPP_DIT:
+            problems.append(f"render.liveavatar.sample_steps={la.sample_steps}: on {TPP_DIT + 1} ranks each DiT rank runs one "
+                            f"step: set render.liveavatar.sample_steps={TPP_DIT}")
+    elif la.sample_steps > SINGLE_GPU_STEPS:
+        problems.append(f"render.liveavatar.sample_steps={la.sample_steps}: LiveAvatar on one GPU has KV caches for "
+                        f"{SINGLE_GPU_STEPS} steps: set render.liveavatar.sample_steps={SINGLE_GPU_STEPS} or fewer")
+    if la.solver != "euler":
+        problems.append(f"render.liveavatar.solver={la.solver}: LiveAvatar samples only with euler: set render.liveavatar.solver=euler")
+    if config.fps != FPS:
+        problems.append(f"render.fps={config.fps}: LiveAvatar's audio features and video run at {FPS} fps: set render.fps={FPS}")
+    if la.infer_frames <= 0 or la.infer_frames % BLOCK_FRAMES:
+        problems.append(f"render.liveavatar.infer_frames={la.infer_frames}: LiveAvatar denoises blocks of {BLOCK_FRAMES} frames: "
+                        "set a multiple of 12, e.g. 48")
+    return problems
+
+
+def visible_gpus(selection: str = "") -> list["Gpu"]:
+    """The GPUs the ranks will see, read by talkgen.gpus (nvidia-smi, not CUDA)."""
     from talkgen.gpus import read_gpus, select
 
-    chosen = select(read_gpus().gpus, selection or os.environ.get("CUDA_VISIBLE_DEVICES", ""))
-    return [(g.name, g.memory_gib) for g in chosen]
+    return select(read_gpus().gpus, selection or os.environ.get("CUDA_VISIBLE_DEVICES", ""))
 
 
 def _continuing(base):
@@ -185,7 +236,6 @@ class LiveAvatarEngine:
         check(config)
         self.config, self.la, self.rank, self.world_size = config, la, rank, world_size
         self.fps = config.fps
-        self.width, self.height = frame_size(la)
         self.frames_per_clip = la.infer_frames
         self.max_chunk_s = la.infer_frames * la.clips_per_chunk / config.fps
         self.output_rank = output_rank(config)
@@ -198,6 +248,20 @@ class LiveAvatarEngine:
         cv2.imwrite(str(self._ref), cv2.cvtColor(portrait.image, cv2.COLOR_RGB2BGR))
         self._last: Any = None
         self.pipe = self._load(checkout_dir(la), device)
+        self.height, self.width = self._frame_size()
+
+    def _frame_size(self) -> tuple[int, int]:
+        """(height, width) of the frames LiveAvatar will make from our portrait, asked of the
+        pipeline itself: generate() ignores generate_size and sizes frames from the reference
+        image, scaled within max_area and rounded to multiples of 64. Every rank knows it
+        before the first chunk, so the output rank's encoder opens at the frames' real size."""
+        h, w = (int(v) for v in self.pipe.get_gen_size(size=None, max_area=max_area(self.la), ref_image_path=str(self._ref),
+                                                       pre_video_path=None))
+        if h <= 0 or w <= 0:
+            side = self.portrait.image.shape[0]
+            raise TalkgenError(f"render.liveavatar.size={self.la.size} leaves LiveAvatar no frame for a {side}x{side} portrait: "
+                               "set a larger area, e.g. 704*384")
+        return h, w
 
     def _load(self, root: Path, device: str):
         if str(root) not in sys.path:
@@ -206,6 +270,10 @@ class LiveAvatarEngine:
         pipeline = importlib.import_module(f"liveavatar.models.wan.causal_s2v_pipeline{suffix}")
         configs = importlib.import_module("liveavatar.models.wan.wan_2_2.configs")
         la = self.la
+        if self.world_size == 1:
+            from talkgen.dist.group import ensure_single_process_group
+
+            ensure_single_process_group(self._tmp)
         ckpt, lora = weight_dirs(la)
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         pipe = _continuing(pipeline.WanS2V)(
@@ -235,7 +303,6 @@ class LiveAvatarEngine:
         return self._last
 
     def render_chunk(self, track: "SpeechTrack", start_frame: int, end_frame: int, continuity: Any = None) -> Iterator["np.ndarray"]:
-        import cv2
         import numpy as np
 
         la, n = self.la, end_frame - start_frame
@@ -245,7 +312,7 @@ class LiveAvatarEngine:
         wav = self._chunk_audio(track, start_frame, end_frame)
         video, _ = self.pipe.generate(
             input_prompt=la.prompt, ref_image_path=str(self._ref), audio_path=str(wav), num_repeat=n // la.infer_frames,
-            generate_size=la.size, max_area=self.width * self.height, infer_frames=la.infer_frames, shift=la.shift,
+            generate_size=la.size, max_area=max_area(la), infer_frames=la.infer_frames, shift=la.shift,
             sample_solver=la.solver, sampling_steps=la.sample_steps, guide_scale=la.guide_scale, seed=la.seed + start_frame,
             offload_model=la.offload and self.world_size == 1, num_gpus_dit=la.num_gpus_dit if self.world_size > 1 else 1,
             enable_vae_parallel=la.enable_vae_parallel and self.world_size > 1, enable_online_decode=False,
@@ -256,13 +323,12 @@ class LiveAvatarEngine:
             raise TalkgenError(f"LiveAvatar returned no video on rank {self.rank}, its output rank")
         # (C, N, H, W) in [-1, 1] -> N frames of H x W x 3 uint8.
         frames = ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(dtype=__import__("torch").uint8).permute(1, 2, 3, 0).cpu().numpy()
-        if len(frames) < n:
-            raise TalkgenError(f"LiveAvatar returned {len(frames)} frames for a chunk of {n}")
-        frames = frames[:n]
+        if frames.shape[1:3] != (self.height, self.width):
+            raise TalkgenError(f"LiveAvatar returned {frames.shape[2]}x{frames.shape[1]} frames where its get_gen_size() said "
+                               f"{self.width}x{self.height} for this portrait: use a checkout of {UPSTREAM} (render.liveavatar.checkout)")
+        frames = _whole_chunk(frames, n)
         self._last = self._save_seed(frames, end_frame)
         for frame in frames:
-            if frame.shape[:2] != (self.height, self.width):
-                frame = cv2.resize(frame, (self.width, self.height), interpolation=cv2.INTER_AREA)
             yield np.ascontiguousarray(frame)
 
     def _chunk_audio(self, track: "SpeechTrack", start: int, end: int) -> Path:
@@ -283,13 +349,15 @@ class LiveAvatarEngine:
         return path
 
     def _save_seed(self, frames: "np.ndarray", end_frame: int) -> dict:
-        """Keep the chunk's last clip of frames on disk; the continuity state is its path."""
+        """Keep the chunk's last frames on disk, as many as the model's motion window (73
+        upstream) where the chunk has them; the continuity state is the file's path. Fewer
+        would leave the window's oldest frames as copies of one frame."""
         import numpy as np
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         path = self.state_dir / f"motion-{end_frame:07d}.npy"
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npy")
-        np.save(tmp, frames[-self.la.infer_frames :])
+        np.save(tmp, frames[-int(self.pipe.motion_frames) :])
         os.replace(tmp, path)
         return {"motion_frames": str(path.resolve()), "frame": end_frame}
 
@@ -303,6 +371,21 @@ class LiveAvatarEngine:
         return (frames.permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1.0)
 
 
+def _whole_chunk(frames: "np.ndarray", n: int) -> "np.ndarray":
+    """The n frames of a chunk from the n - 3 that generate() returns.
+
+    Their decode drops the first 3 frames of the first clip, so returned frame k shows audio
+    frame k + 3. Holding the first returned frame over the 3 missing ones keeps every later
+    frame on its own audio frame, where trimming the end would put the lips 3 frames early.
+    """
+    import numpy as np
+
+    if len(frames) != n - DROPPED:
+        raise TalkgenError(f"LiveAvatar returned {len(frames)} frames for a chunk of {n}, not the {n - DROPPED} its generate() "
+                           f"returns at {UPSTREAM}: use a checkout of that commit (render.liveavatar.checkout)")
+    return np.concatenate([np.repeat(frames[:1], DROPPED, axis=0), frames])
+
+
 def _lora_settings(root: Path) -> dict:
     """LoRA rank, alpha and targets from LiveAvatar's own training config."""
     import yaml
@@ -312,9 +395,15 @@ def _lora_settings(root: Path) -> dict:
 
 
 def _lora_file(folder: Path) -> Path:
+    """The LoRA to merge: the file LiveAvatar's own loader takes from Quark-Vision/Live-Avatar
+    by name, else (a renamed copy) the first weights file in the folder."""
+    named = folder / LORA_FILE
+    if named.is_file():
+        return named
     files = sorted(p for p in folder.rglob("*") if p.suffix in (".safetensors", ".pt", ".bin"))
     if not files:
-        raise TalkgenError(f"no LoRA weights (.safetensors or .pt) in {folder}")
+        raise TalkgenError(f"no LoRA weights ({LORA_FILE}, or any .safetensors or .pt) in {folder}: "
+                           "talkgen weights pull --model live-avatar (or set render.liveavatar.lora_dir)")
     return files[0]
 
 
