@@ -102,7 +102,8 @@ LONG = " ".join(
 
 def _chunk_count(job: Path) -> int:
     d = job / "chunks"
-    return len([p for p in d.glob("*.mp4")]) if d.is_dir() else 0
+    # Finished chunk files only: pathlib's glob also matches the hidden temporary files of chunks in flight.
+    return len([p for p in d.glob("*.mp4") if not p.name.startswith(".")]) if d.is_dir() else 0
 
 
 def test_killed_render_resumes_at_the_first_missing_chunk_and_matches(tmp_path):
