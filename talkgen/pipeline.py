@@ -416,7 +416,7 @@ def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: d
         )
         wall = max(1e-9, time.perf_counter() - t)
         rec.extra["fps_rendered"] = round(rendered / wall, 1)
-        # Everything but the back end's own frame making: launch, broadcasts, barriers, encoding waits.
+        # Everything but the back end's own frame making: start-up, broadcasts, encoder waits, teardown.
         rec.extra["overhead_ratio"] = round(max(0.0, wall - rec.extra["backend_compute_s"]) / wall, 4)
         rec.extra["ranks"] = c.nproc
         return rec
