@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -311,6 +312,9 @@ def version() -> None:
 
 
 def main() -> None:
+    # CUDA counts GPUs fastest first unless told otherwise; nvidia-smi, and so the planner and
+    # doctor, count them by PCI bus. One order for both, set before anything starts CUDA.
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     app(prog_name="talkgen")
 
 

@@ -7,6 +7,7 @@ nothing here initialises CUDA or imports torch.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from dataclasses import asdict, dataclass, field
@@ -281,9 +282,13 @@ def _cuda(recipe, m: Machine) -> Check:
     if c.ok:
         listed = len(m.smi.gpus)
         text = f"initialised in a child process: {c.count} device(s), torch {c.torch}, CUDA {c.cuda or '?'}"
+        hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if listed and c.count != listed and hidden is not None:
+            return Check("cuda", OK, f"{text} of the {listed} nvidia-smi lists: CUDA_VISIBLE_DEVICES={hidden} picks them, "
+                         "and placement's cuda:N counts within it", data=data)
         if listed and c.count != listed:
             return Check("cuda", WARNING, f"{text}, but nvidia-smi lists {listed}",
-                         "CUDA_VISIBLE_DEVICES hides some GPUs: unset it, and name the GPUs in the recipe's placement section", data)
+                         "a GPU CUDA cannot use: read dmesg | grep -i nvrm and nvidia-smi -q for a fallen-off or MIG-split card", data)
         return Check("cuda", OK, text, data=data)
     error = c.error.strip()
     if c.code == 802:
@@ -311,8 +316,13 @@ def _precision(recipe, gpus: list[Gpu]) -> Check | None:
     need = needs(recipe)
     if not gpus or not need["gpus"]:
         return None
-    from talkgen.gpus import select
+    from talkgen.errors import TalkgenError
+    from talkgen.gpus import select, visible
 
+    try:
+        gpus = visible(gpus)
+    except TalkgenError:
+        return None  # the gpu fit line says why
     used = select(gpus, need["selection"])[: need["gpus"]] or gpus[:1]
     problems, fixes = [], []
     no_bf16 = [g for g in used if g.bf16 is False]
@@ -336,6 +346,7 @@ def _precision(recipe, gpus: list[Gpu]) -> Check | None:
 
 def _fit(recipe, gpus: list[Gpu]) -> Check:
     from talkgen.errors import TalkgenError
+    from talkgen.gpus import visible
     from talkgen.memory import describe, plan
 
     need = needs(recipe)
@@ -343,7 +354,7 @@ def _fit(recipe, gpus: list[Gpu]) -> Check:
         return Check("gpu fit", OK, f"recipe {recipe.name} needs no GPU")
     what = f"{need['gpus']} GPU(s)" + (f" ({need['selection']})" if need["selection"] else "")
     try:
-        rows = plan(recipe, {"stt", "llm", "tts", "avatar"}, gpus)
+        rows = plan(recipe, {"stt", "llm", "tts", "avatar"}, visible(gpus))
     except TalkgenError as exc:
         return Check("gpu fit", FAIL, f"recipe {recipe.name} needs {what}: {exc}",
                      "use a machine that has them, change the recipe's placement, or use a recipe for this one (talkgen recipes lists them)", need)

@@ -32,6 +32,13 @@ class Gpu:
     compute_cap: tuple[int, int] | None = None
     driver: str = ""
     bus_id: str = ""
+    physical: int | None = None  # nvidia-smi's index, where CUDA_VISIBLE_DEVICES renumbers it (see visible)
+
+    @property
+    def label(self) -> str:
+        """'GPU 0 (NVIDIA H100 80GB HBM3)', with nvidia-smi's index where CUDA_VISIBLE_DEVICES renumbers the cards."""
+        renumbered = f", nvidia-smi's {self.physical}" if self.physical not in (None, self.index) else ""
+        return f"GPU {self.index} ({self.name}{renumbered})"
 
     @property
     def bf16(self) -> bool | None:
@@ -125,6 +132,35 @@ def parse_query(text: str, query: str = QUERY) -> list[Gpu]:
             cap = (int(major), int(minor))
         gpus.append(Gpu(int(row["index"]), row["name"], memory, cap, row.get("driver_version", ""), row.get("pci.bus_id", "")))
     return gpus
+
+
+def visible(gpus: list[Gpu]) -> list[Gpu]:
+    """The GPUs as CUDA numbers them in talkgen's processes: `cuda:N` is the N-th of these.
+
+    nvidia-smi ignores CUDA_VISIBLE_DEVICES; CUDA and torch count within it. So when it is
+    set (by the user, or by a scheduler such as Slurm), placement's `cuda:N` means the N-th
+    GPU it lists, as it would for any torch program, and each returned Gpu carries its
+    nvidia-smi index in `physical`. talkgen sets CUDA_DEVICE_ORDER=PCI_BUS_ID (cli.main) so
+    that CUDA's order without the variable is nvidia-smi's too.
+    """
+    from dataclasses import replace
+
+    from talkgen.errors import TalkgenError
+
+    ordered = sorted(gpus, key=lambda g: g.index)
+    value = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if value is None:
+        return ordered
+    by_index = {g.index: g for g in ordered}
+    out: list[Gpu] = []
+    for entry in (e.strip() for e in value.split(",")) if value.strip() else ():
+        if not re.fullmatch(r"-?\d+", entry):
+            raise TalkgenError(f"CUDA_VISIBLE_DEVICES={value} names a GPU by UUID or MIG id ({entry}); talkgen matches GPUs to "
+                               "nvidia-smi by index: list indices (CUDA_VISIBLE_DEVICES=0,1) or unset it")
+        if int(entry) not in by_index:
+            break  # CUDA ignores the list from the first entry it cannot use (-1 is the usual way to hide the rest)
+        out.append(replace(by_index[int(entry)], index=len(out), physical=int(entry)))
+    return out
 
 
 def select(gpus: list[Gpu], selection: str = "") -> list[Gpu]:

@@ -12,6 +12,7 @@ LiveAvatar states its own per-GPU need (see engines/liveavatar.py).
 from __future__ import annotations
 
 import json
+import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,7 +190,10 @@ def needs(recipe, engines: set[str]) -> list[Need]:
 
 
 def plan(recipe, engines: set[str], gpus: list[Gpu]) -> list[GpuPlan]:
-    """Place every need on its GPUs and compute each GPU's peak; raise, with the numbers, if any does not fit."""
+    """Place every need on its GPUs and compute each GPU's peak; raise, with the numbers, if any does not fit.
+
+    `gpus` are numbered as CUDA numbers them (talkgen.gpus.visible), as placement's cuda:N is.
+    """
     from talkgen.placement import gpu_indices
 
     wanted = needs(recipe, engines)
@@ -208,7 +212,11 @@ def plan(recipe, engines: set[str], gpus: list[Gpu]) -> list[GpuPlan]:
             else:
                 missing.setdefault(need.engine, []).append(i)
     if missing:
-        seen = f"{len(gpus)} GPU(s) visible" if gpus else "no GPU visible (nvidia-smi found none)"
+        hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if hidden is None:
+            seen = f"{len(gpus)} GPU(s) visible" if gpus else "no GPU visible (nvidia-smi found none)"
+        else:  # cuda:N counts within the variable's list, as in any torch program
+            seen = f"CUDA_VISIBLE_DEVICES='{hidden}' leaves {len(gpus)} GPU(s) visible, numbered from 0"
         lacks = ", ".join(f"{e} on GPU{'s' if len(ix) > 1 else ''} {','.join(map(str, ix))}" for e, ix in missing.items())
         raise TalkgenError(f"placement of recipe '{recipe.name}' needs GPUs this machine lacks: {lacks}; {seen}")
     resident = set(recipe.placement.resident)
@@ -238,7 +246,7 @@ def describe(p: GpuPlan) -> str:
     else:
         kept += turns
     parts = " + ".join([*kept, f"reserve {p.reserve_gib:g}"])
-    return f"GPU {p.gpu.index} ({p.gpu.name}) needs {p.peak_gib:.1f} GiB at its peak ({parts}) of its {p.gpu.memory_gib:.1f} GiB"
+    return f"{p.gpu.label} needs {p.peak_gib:.1f} GiB at its peak ({parts}) of its {p.gpu.memory_gib:.1f} GiB"
 
 
 def check_placement(recipe, engines: set[str]) -> list[GpuPlan]:
@@ -247,4 +255,6 @@ def check_placement(recipe, engines: set[str]) -> list[GpuPlan]:
         return []
     from talkgen.gpus import read_gpus
 
-    return plan(recipe, engines, read_gpus().gpus)
+    from talkgen.gpus import visible
+
+    return plan(recipe, engines, visible(read_gpus().gpus))

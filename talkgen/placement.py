@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 
@@ -27,9 +28,31 @@ def gpu_indices(device: str) -> list[int] | None:
 
 
 def avatar_gpus(device: str) -> str:
-    """CUDA_VISIBLE_DEVICES for the avatar ranks: blank means every GPU."""
+    """The avatar ranks' GPUs as placement numbers them (cuda:N): blank means every GPU."""
     indices = gpu_indices(device)
     return ",".join(str(i) for i in indices) if indices else ""
+
+
+def rank_visible_devices(gpus: str) -> str | None:
+    """CUDA_VISIBLE_DEVICES for the avatar ranks, or None to leave theirs as talkgen's own.
+
+    Placement counts within talkgen's own CUDA_VISIBLE_DEVICES, as torch does, so under
+    CUDA_VISIBLE_DEVICES=4,5,6,7 the ranks of cuda:0,1 get 4,5: a scheduler's choice of GPUs
+    is kept, never widened.
+    """
+    if not gpus:
+        return None
+    outer = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if outer is None:
+        return gpus
+    entries = [e.strip() for e in outer.split(",") if e.strip()]
+    picked = []
+    for i in (int(x) for x in gpus.split(",")):
+        if i >= len(entries):
+            raise UsageError(f"placement.avatar names GPU {i}, but CUDA_VISIBLE_DEVICES='{outer}' shows {len(entries)}: "
+                             "cuda:N counts within it, so name GPUs from 0 to one less than that, or unset the variable")
+        picked.append(entries[i])
+    return ",".join(picked)
 
 
 def release() -> None:

@@ -85,6 +85,20 @@ def test_h100_sxm_box_with_a_desktop_driver_explains_error_802(tmp_path):
     assert found["gpu fit"]["status"] == "ok" and found["precision"]["status"] == "ok"
 
 
+def test_a_scheduler_s_cuda_visible_devices_renumbers_the_gpus_as_torch_does(tmp_path):
+    """Eight cards, four handed to this job: CUDA sees 4, and placement's cuda:0 is nvidia-smi's 4."""
+    env = machine("h100-8x-desktop-driver", tmp_path)
+    probe = tmp_path / "cuda-probe"
+    probe.write_text("#!/bin/sh\necho '" + json.dumps({"torch": "2.9.1+cu128", "cuda": "12.8", "ok": True, "count": 4, "devices": [
+        {"name": "NVIDIA H100 80GB HBM3", "compute_cap": [9, 0]}] * 4}) + "'\n")
+    proc = doctor("--recipe", "gpu-1x", "--json", env={**env, "CUDA_VISIBLE_DEVICES": "4,5,6,7"})
+    found = checks(proc)
+    assert found["cuda"]["status"] == "ok"
+    assert found["cuda"]["detail"].endswith("4 device(s), torch 2.9.1+cu128, CUDA 12.8 of the 8 nvidia-smi lists: "
+                                            "CUDA_VISIBLE_DEVICES=4,5,6,7 picks them, and placement's cuda:N counts within it")
+    assert found["gpu fit"]["status"] == "ok" and "GPU 0 (NVIDIA H100 80GB HBM3, nvidia-smi's 4) needs 56.5 GiB" in found["gpu fit"]["detail"]
+
+
 def test_healthy_h100_fits_the_one_gpu_recipe(tmp_path):
     proc = doctor("--recipe", "gpu-1x", "--json", env=machine("h100-1x", tmp_path))
     found = checks(proc)

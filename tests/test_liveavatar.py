@@ -122,7 +122,7 @@ except TalkgenError as exc:
 print('torch' in sys.modules)
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, "TALKGEN_NVIDIA_SMI": str(smi), "CUDA_VISIBLE_DEVICES": ""})
+                          env={**{k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}, "TALKGEN_NVIDIA_SMI": str(smi)})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
         "LiveAvatar cannot run: render.liveavatar.fp8 needs compute capability 8.9 or newer (Ada, Hopper): "

@@ -108,3 +108,69 @@ def test_gpu_recipes_refuse_this_machine_in_one_line_before_any_work(tmp_path, r
     assert proc.stderr.startswith(f"error: placement of recipe '{recipe}' needs GPUs this machine lacks")
     assert "no GPU visible" in proc.stderr
     assert not (tmp_path / ".talkgen").exists()  # not even a job directory
+
+
+# -- GPU numbering: placement's cuda:N counts within CUDA_VISIBLE_DEVICES, as torch does -------------
+
+
+def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
+    from talkgen.gpus import visible
+
+    eight = parse_gpus(H100)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert visible(eight) == eight
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "6, 4")
+    six, four = visible(eight)
+    assert (six.index, six.physical, six.bus_id) == (0, 6, eight[6].bus_id) and (four.index, four.physical) == (1, 4)
+    assert six.label == "GPU 0 (NVIDIA H100 80GB HBM3, nvidia-smi's 6)" and eight[6].label == "GPU 6 (NVIDIA H100 80GB HBM3)"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,9,3")  # CUDA stops at the first entry it cannot use
+    assert [g.physical for g in visible(eight)] == [2]
+    for hidden in ("", "-1"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+        assert visible(eight) == []
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-8932f937-d72c-4106-c12f-20bd9faed9f6")
+    with pytest.raises(TalkgenError, match="names a GPU by UUID or MIG id .*list indices"):
+        visible(eight)
+
+
+def test_the_planner_places_cuda_0_on_the_first_gpu_cuda_visible_devices_lists(monkeypatch, tmp_path):
+    from talkgen.memory import check_placement, describe
+
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(f"#!/bin/sh\ncat <<'EOF'\n{H100}\nEOF\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("TALKGEN_NVIDIA_SMI", str(smi))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
+    (row,) = check_placement(load_recipe("gpu-1x"), {"stt", "llm", "tts", "avatar"})
+    assert row.gpu.physical == 4 and describe(row).startswith("GPU 0 (NVIDIA H100 80GB HBM3, nvidia-smi's 4) needs 56.5 GiB")
+    with pytest.raises(TalkgenError) as err:
+        check_placement(load_recipe("h100-8x"), {"stt", "llm", "tts", "avatar"})
+    assert str(err.value).endswith("stt on GPU 5, llm on GPU 6, tts on GPU 7, avatar on GPU 4; "
+                                   "CUDA_VISIBLE_DEVICES='4,5,6,7' leaves 4 GPU(s) visible, numbered from 0")
+
+
+def test_the_avatar_ranks_get_their_gpus_from_within_cuda_visible_devices(monkeypatch):
+    from talkgen.errors import UsageError
+    from talkgen.placement import avatar_gpus, rank_visible_devices
+
+    ranks = avatar_gpus("cuda:0,1,2,3,4")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert rank_visible_devices(ranks) == "0,1,2,3,4" and rank_visible_devices("") is None
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,4,5,6,7,0")  # a scheduler's pick: never widened
+    assert rank_visible_devices(ranks) == "3,4,5,6,7"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,4")
+    with pytest.raises(UsageError, match="placement.avatar names GPU 2, but CUDA_VISIBLE_DEVICES='3,4' shows 2"):
+        rank_visible_devices(ranks)
+
+
+def test_a_render_under_cuda_visible_devices_is_refused_with_its_numbering_before_any_work(tmp_path):
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(f"#!/bin/sh\ncat <<'EOF'\n{H100}\nEOF\n")
+    smi.chmod(0o755)
+    (tmp_path / "s.txt").write_text("Hello there.")
+    env = {**__import__("os").environ, "TALKGEN_NVIDIA_SMI": str(smi), "CUDA_VISIBLE_DEVICES": "0,1,2,3"}
+    proc = subprocess.run([sys.executable, "-m", "talkgen", "render", "s.txt", "--say", "--recipe", "h100-8x", "-o", "o.mp4"],
+                          cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "CUDA_VISIBLE_DEVICES='0,1,2,3' leaves 4 GPU(s) visible" in proc.stderr
+    assert not (tmp_path / ".talkgen").exists()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from talkgen.errors import TalkgenError
+from talkgen.placement import rank_visible_devices
 
 LOGGERS = ("torch.distributed.elastic", "torch.distributed.run", "torch.distributed.launcher")
 
@@ -42,8 +43,10 @@ def launch(
     ])
     # One thread per rank on a CPU launch unless the user says otherwise (torchrun would warn and do the same).
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    if request.get("gpus"):
-        os.environ["CUDA_VISIBLE_DEVICES"] = request["gpus"]  # the ranks inherit it; local rank i takes the i-th
+    devices = rank_visible_devices(request.get("gpus", ""))
+    outer = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if devices is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices  # the ranks inherit it; local rank i takes the i-th
     quiet = _silence(LOGGERS)
     watcher = _ChunkWatcher(job_root, plan, request["render_key"], on_chunk, skip or set()) if on_chunk else None
     try:
@@ -57,6 +60,11 @@ def launch(
         if watcher:
             watcher.stop()
         quiet()
+        if devices is not None:  # talkgen's own numbering stays as the user set it
+            if outer is None:
+                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+            else:
+                os.environ["CUDA_VISIBLE_DEVICES"] = outer
 
 
 def describe_failure(failures: dict, job_root: Path, plan: dict, key: str) -> str:

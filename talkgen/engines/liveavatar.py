@@ -170,10 +170,11 @@ def _setting_problems(config) -> list[str]:
 
 
 def visible_gpus(selection: str = "") -> list["Gpu"]:
-    """The GPUs the ranks will see, read by talkgen.gpus (nvidia-smi, not CUDA)."""
-    from talkgen.gpus import read_gpus, select
+    """The GPUs the ranks will see, read by talkgen.gpus (nvidia-smi, not CUDA); `selection`
+    is placement.avatar's list, which counts within CUDA_VISIBLE_DEVICES as torch does."""
+    from talkgen.gpus import read_gpus, select, visible
 
-    return select(read_gpus().gpus, selection or os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+    return select(visible(read_gpus().gpus), selection)
 
 
 def _continuing(base):
