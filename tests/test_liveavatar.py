@@ -129,6 +129,29 @@ print('torch' in sys.modules)
         "GPU 0 (NVIDIA A100-SXM4-80GB, compute 8.0) has no FP8 matmul: set render.liveavatar.fp8=false", "False"]
 
 
+def test_a_gpu_other_than_cuda_0_goes_to_a_rank_which_sees_it_as_its_own_cuda_0(tmp_path, weights, monkeypatch):
+    """Their one-GPU pipeline runs on cuda:0 whatever it is given; a torchrun rank sees only its card, as cuda:0."""
+    from talkgen.engines.liveavatar import check
+    from talkgen.errors import TalkgenError
+
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\n" + "".join(f"echo '{i}, NVIDIA H100 80GB HBM3, 81559, 9.0, 570.124.06, 00000000:{i + 24:02X}:00.0'\n"
+                                           for i in range(4)))
+    smi.chmod(0o755)
+    monkeypatch.setenv("TALKGEN_NVIDIA_SMI", str(smi))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    third = ["placement.avatar=cuda:3", "render.liveavatar.fp8=false"]
+    with pytest.raises(TalkgenError, match=r"placement.avatar=cuda:3: LiveAvatar's one-GPU pipeline always runs on cuda:0: "
+                                           r"set placement.avatar=cuda:0, or render.launcher=torchrun"):
+        check(_recipe(*weights, *third).render)
+    check(_recipe(*weights, *third, "render.launcher=torchrun").render)  # the parent, before the launch
+    # The rank itself: the launcher gave it CUDA_VISIBLE_DEVICES=3, so it sees one card, its cuda:0.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "talkgen")
+    check(_recipe(*weights, *third, "render.launcher=torchrun").render)
+
+
 def test_missing_checkout_is_one_line_from_the_cli(tmp_path, weights):
     (tmp_path / "s.txt").write_text("Hello there.")
     proc = subprocess.run(

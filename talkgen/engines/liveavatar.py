@@ -226,7 +226,14 @@ def _fit(target, seed):
 
 def check(config) -> None:
     """Raise one line listing every problem, before anything is loaded or any rank launched."""
-    problems = preflight(config, visible_gpus(config.gpus) if config.device == "cuda" else [])
+    # In a torchrun rank the launcher has already narrowed CUDA_VISIBLE_DEVICES to the
+    # avatar's cards, so every card the rank sees is one of them, renumbered from 0.
+    in_rank = "TORCHELASTIC_RUN_ID" in os.environ
+    problems = preflight(config, visible_gpus("" if in_rank else config.gpus) if config.device == "cuda" else [])
+    if config.device == "cuda" and config.nproc == 1 and config.launcher != "torchrun" and config.gpus not in ("", "0"):
+        # Their one-GPU pipeline puts its model and caches on cuda:0 whatever device it is given.
+        problems.append(f"placement.avatar=cuda:{config.gpus}: LiveAvatar's one-GPU pipeline always runs on cuda:0: "
+                        "set placement.avatar=cuda:0, or render.launcher=torchrun to hand its rank that GPU as its cuda:0")
     if problems:
         raise TalkgenError("LiveAvatar cannot run: " + "; ".join(problems))
 
