@@ -20,7 +20,7 @@ OK, WARNING, FAIL = "ok", "warning", "fail"
 PACKAGES = ("talkgen", "typer", "numpy", "opencv-python-headless", "piper-tts", "onnxruntime", "faster-whisper",
             "torch", "transformers")
 # Free space for the job: a 10-minute puppet render writes about 100 MB; LiveAvatar keeps a
-# 39 MB clip of motion frames per 7.68 s chunk besides, about 3 GB for 10 minutes.
+# 57 MB of motion frames (73 at 512x512) per 7.56 s chunk besides, about 4.5 GB for 10 minutes.
 DISK_FAIL_GIB, DISK_WARN_GIB = 1.0, 5.0
 
 

@@ -353,12 +353,12 @@ def _plan(r: Run, track) -> tuple[dict, dict]:
     traits = avatar_traits(c)
     max_chunk_s = min(c.max_chunk_s, traits["max_chunk_s"])
     key = cache_key(speech=r.job.stages["speak"].outputs, fps=c.fps, max_chunk_s=max_chunk_s, min_chunk_s=c.min_chunk_s,
-                    frames_per_clip=traits["frames_per_clip"], talkgen=_code_version(["stages/plan.py"]))
+                    frames_per_clip=traits["frames_per_clip"], lead_frames=traits["lead_frames"], talkgen=_code_version(["stages/plan.py"]))
 
     def work() -> StageRecord:
         from talkgen.stages.plan import make_plan
 
-        plan = make_plan(track, c.fps, max_chunk_s, c.min_chunk_s, traits["frames_per_clip"])
+        plan = make_plan(track, c.fps, max_chunk_s, c.min_chunk_s, traits["frames_per_clip"], traits["lead_frames"])
         write_json_atomic(r.job.path("plan.json"), plan)
         return StageRecord(key="", outputs=r.job.output_hashes(["plan.json"]), extra={"chunks": len(plan["chunks"])})
 

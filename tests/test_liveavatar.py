@@ -176,10 +176,12 @@ def test_renders_through_the_standin_with_lora_fp8_steps_and_continuity(tmp_path
 
     plan = json.loads((tmp_path / "job" / "plan.json").read_text())
     assert len(plan["chunks"]) >= 2
-    assert all((c["end_frame"] - c["start_frame"]) % 12 == 0 for c in plan["chunks"])
-    assert max(c["end_frame"] - c["start_frame"] for c in plan["chunks"]) <= 24  # clips_per_chunk x infer_frames
+    # Whole clips less the 3 frames each generate() call drops, which are made from the audio before the chunk.
+    assert plan["lead_frames"] == 3 and all((c["end_frame"] - c["start_frame"] + 3) % 12 == 0 for c in plan["chunks"])
+    assert max(c["end_frame"] - c["start_frame"] for c in plan["chunks"]) <= 24 - 3  # clips_per_chunk x infer_frames
     calls = standin.LOG[-len(plan["chunks"]):]
-    assert [c["num_repeat"] * 12 for c in calls] == [c["end_frame"] - c["start_frame"] for c in plan["chunks"]]
+    assert [c["num_repeat"] * 12 - 3 for c in calls] == [c["end_frame"] - c["start_frame"] for c in plan["chunks"]]
+    assert [round(c["audio_s"] * 25) for c in calls] == [c["end_frame"] - c["start_frame"] + 3 for c in plan["chunks"]]
     assert {c["sampling_steps"] for c in calls} == {4} and {c["solver"] for c in calls} == {"euler"}
     assert {c["max_area"] for c in calls} == {128 * 64} and all(c["offload"] for c in calls)
     assert fp8_linear.CALLS[-1][0] == "text_embedding"
@@ -230,25 +232,34 @@ def _engine(tmp_path, weights, *extra, side=64):
 
 
 def _track(tmp_path, frames, loud, sr=16000):
-    """Silence for `frames` frames at 25 fps, except frame `loud`."""
+    """Silence for `frames` frames at 25 fps, except frame `loud` (or each of a tuple of them)."""
     from talkgen.speech import SpeechTrack, WavWriter
 
     per = sr // 25
     audio = np.zeros(frames * per, np.float32)
-    audio[loud * per:(loud + 1) * per] = 0.5
+    for f in (loud,) if isinstance(loud, int) else loud:
+        audio[f * per:(f + 1) * per] = 0.5
     w = WavWriter(tmp_path / "speech.wav", sr)
     w.write(audio)
     w.close()
     return SpeechTrack(tmp_path / "speech.wav", sr, len(audio), [], [])
 
 
-def test_the_three_frames_generate_drops_are_restored_in_front_and_the_lips_stay_on_the_audio(tmp_path, weights):
+def test_each_call_hears_three_frames_before_its_chunk_so_every_frame_shows_its_own_audio(tmp_path, weights):
     engine = _engine(tmp_path, weights)
-    frames = list(engine.render_chunk(_track(tmp_path, 24, loud=10), 0, 24))
-    assert len(frames) == 24
-    brightness = [f.astype(np.float32).mean() for f in frames]
-    assert int(np.argmax(brightness)) == 10  # the loud audio frame is the bright video frame
-    assert all(np.array_equal(frames[i], frames[3]) for i in range(3))  # the first returned frame, held
+    track = _track(tmp_path, 42, loud=(1, 20, 23))
+    assert engine.lead_frames == 3
+
+    def bright(frames):
+        level = np.array([f.astype(np.float32).mean() for f in frames])
+        return set(np.flatnonzero(level > level.min() + 1).tolist())
+
+    # Chunks are whole 12-frame clips less the 3 generate() drops; each call hears 3 frames of
+    # audio before its chunk (silence before the first), so every frame shows its own audio frame.
+    first = list(engine.render_chunk(track, 0, 21))
+    assert len(first) == 21 and bright(first) == {1, 20}
+    second = list(engine.render_chunk(track, 21, 42, engine.continuity_after(21)))
+    assert len(second) == 21 and bright(second) == {23 - 21}  # frame 20 was heard in the lead, and dropped
 
 
 def test_frames_take_the_portraits_shape_within_the_area_and_are_never_stretched(tmp_path, weights, monkeypatch):
@@ -256,7 +267,7 @@ def test_frames_take_the_portraits_shape_within_the_area_and_are_never_stretched
 
     engine = _engine(tmp_path, weights, side=96)  # 96x96 into 128*64 = 8192 pixels: 64x64
     assert (engine.width, engine.height) == (64, 64)
-    frames = list(engine.render_chunk(_track(tmp_path, 12, loud=5), 0, 12))
+    frames = list(engine.render_chunk(_track(tmp_path, 12, loud=5), 0, 9))
     assert {f.shape for f in frames} == {(64, 64, 3)}
     big = _engine(tmp_path / "big", weights, "render.liveavatar.size=704*384", side=512)
     assert (big.width, big.height) == (512, 512)  # the README's example: 704*384 is an area, not a shape
@@ -267,7 +278,7 @@ def test_frames_take_the_portraits_shape_within_the_area_and_are_never_stretched
     generate = engine.pipe.generate
     monkeypatch.setattr(engine.pipe, "generate", lambda **kw: (generate(**kw)[0][:, :, :, :32], {}))
     with pytest.raises(TalkgenError, match="LiveAvatar returned 32x64 frames where its get_gen_size"):
-        list(engine.render_chunk(_track(tmp_path, 12, loud=5), 0, 12))
+        list(engine.render_chunk(_track(tmp_path, 12, loud=5), 0, 9))
 
 
 def test_the_lora_is_liveavatar_safetensors_by_name_even_when_another_file_sorts_first(tmp_path, weights):
@@ -281,12 +292,12 @@ def test_the_lora_is_liveavatar_safetensors_by_name_even_when_another_file_sorts
 def test_the_seed_is_the_models_motion_window_of_73_frames_where_the_chunk_has_them(tmp_path, weights):
     engine = _engine(tmp_path, weights)
     assert engine.pipe.motion_frames == 73
-    track = _track(tmp_path, 84 + 24, loud=90)
-    frames = list(engine.render_chunk(track, 0, 84))
-    seed = np.load(engine.continuity_after(84)["motion_frames"])
+    track = _track(tmp_path, 81 + 21, loud=90)
+    frames = list(engine.render_chunk(track, 0, 81))
+    seed = np.load(engine.continuity_after(81)["motion_frames"])
     assert np.array_equal(seed, np.stack(frames[-73:]))
-    list(engine.render_chunk(track, 84, 84 + 24, engine.continuity_after(84)))
-    assert len(np.load(engine.continuity_after(108)["motion_frames"])) == 24  # a shorter chunk: all of it
+    list(engine.render_chunk(track, 81, 81 + 21, engine.continuity_after(81)))
+    assert len(np.load(engine.continuity_after(102)["motion_frames"])) == 21  # a shorter chunk: all of it
 
 
 def test_any_other_frame_count_from_generate_is_an_error(tmp_path, weights, monkeypatch):
@@ -295,7 +306,9 @@ def test_any_other_frame_count_from_generate_is_an_error(tmp_path, weights, monk
     engine = _engine(tmp_path, weights)
     generate = engine.pipe.generate
     monkeypatch.setattr(engine.pipe, "generate", lambda **kw: (generate(**kw)[0][:, 1:], {}))
-    with pytest.raises(TalkgenError, match="LiveAvatar returned 20 frames for a chunk of 24, not the 21"):
+    with pytest.raises(TalkgenError, match="LiveAvatar returned 20 frames for a chunk of 21, where its generate.. drops 3 of 24"):
+        list(engine.render_chunk(_track(tmp_path, 24, loud=10), 0, 21))
+    with pytest.raises(TalkgenError, match="whole clips of 12 frames less the 3 generate.. drops, got 24"):
         list(engine.render_chunk(_track(tmp_path, 24, loud=10), 0, 24))
 
 
@@ -312,14 +325,14 @@ import test_liveavatar as t
 import torch.distributed as dist
 before = dist.is_initialized()
 engine = t._engine(Path({str(tmp_path)!r}), (Path({str(weights[0])!r}), Path({str(weights[1])!r})))
-frames = list(engine.render_chunk(t._track(Path({str(tmp_path)!r}), 12, loud=5), 0, 12))
+frames = list(engine.render_chunk(t._track(Path({str(tmp_path)!r}), 12, loud=5), 0, 9))
 from talkgen.dist.group import ensure_single_process_group
 print(json.dumps([torch_at_import, before, dist.get_world_size(), dist.get_backend(), len(frames),
                   ensure_single_process_group(Path({str(tmp_path)!r}))]))
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [False, False, 1, "gloo", 12, False]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [False, False, 1, "gloo", 9, False]
 
 
 def test_a_group_that_does_not_start_is_one_line_saying_what_to_do(tmp_path):

@@ -57,3 +57,20 @@ def test_chunk_shorter_than_a_clip_is_a_usage_error(make_track):
     track = make_track([("talk", 2)])
     with pytest.raises(UsageError, match="shorter than one clip"):
         make_plan(track, fps=25, max_chunk_s=1, min_chunk_s=0.5, frames_per_clip=48)
+
+
+def test_a_back_end_with_lead_frames_gets_whole_clips_less_its_lead(make_track):
+    """LiveAvatar: 48-frame clips, 3 frames made from the audio before the chunk and dropped."""
+    track = make_track([("talk", 5.3), ("gap", 0.7), ("talk", 5), ("gap", 0.6), ("talk", 9)])
+    plan = make_plan(track, fps=25, max_chunk_s=7.68, min_chunk_s=2, frames_per_clip=48, lead_frames=3)
+    _check_cover(plan, 192 - 3)
+    assert plan["lead_frames"] == 3
+    assert all((c["end_frame"] - c["start_frame"] + 3) % 48 == 0 for c in plan["chunks"])
+    speech = int(np.ceil(track.samples * 25 / track.sample_rate))
+    assert speech <= plan["total_frames"] < speech + 48  # the last chunk runs on to its clip boundary
+    # Cuts can fall only every 48 frames (3.72 s, 5.64 s, 7.56 s into the first chunk): 5.64 s is in the pause.
+    assert plan["chunks"][0]["end_frame"] == 141 and plan["chunks"][0]["pause_s"] > 0
+    # Without a lead the plan is what it always was: whole clips from frame 0.
+    plain = make_plan(track, fps=25, max_chunk_s=7.68, min_chunk_s=2, frames_per_clip=48)
+    assert plain["lead_frames"] == 0 and all(c["start_frame"] % 48 == 0 for c in plain["chunks"])
+    assert plain["total_frames"] == int(np.ceil(speech / 48)) * 48

@@ -31,7 +31,8 @@ def render_clip(turn_dir: Path, text: str, recipe: Recipe, tts, avatar, stop: Ca
     speak(text, tts, wav, alignment, t.sentence_pause_s, t.paragraph_pause_s, progress=lambda done, total: stop())
     track = SpeechTrack.load(wav, alignment)
     traits = avatar_traits(c)
-    plan = make_plan(track, c.fps, min(c.max_chunk_s, traits["max_chunk_s"]), c.min_chunk_s, traits["frames_per_clip"])
+    plan = make_plan(track, c.fps, min(c.max_chunk_s, traits["max_chunk_s"]), c.min_chunk_s, traits["frames_per_clip"],
+                     traits["lead_frames"])
     write_json_atomic(turn_dir / "plan.json", plan)
     key = cache_key(speech=sha256_file(wav), plan=plan, render=c.__dict__, engine=traits["identity"])
     (turn_dir / "chunks").mkdir(exist_ok=True)

@@ -13,7 +13,11 @@ if TYPE_CHECKING:
 class AvatarEngine(Protocol):
     fps: int
     max_chunk_s: float  # the longest chunk it can render (e.g. its KV-cache limit)
-    frames_per_clip: int  # chunk lengths are rounded to a multiple of this
+    frames_per_clip: int  # chunk lengths (plus lead_frames) are whole numbers of this
+    # Frames each render_chunk call makes from the audio just before its chunk and throws
+    # away (LiveAvatar drops the first 3 it decodes): the plan sizes chunks so that
+    # length + lead_frames is whole clips, and the engine reads its audio from that far back.
+    lead_frames: int
     world_size: int  # processes it needs
     output_rank: int  # the rank that produces frames
     width: int
@@ -50,7 +54,7 @@ def _check(config) -> None:
 
 def avatar_traits(config) -> dict:
     """What planning and cache keys need, known without loading the engine:
-    max_chunk_s, frames_per_clip, world_size and an identity dict."""
+    max_chunk_s, frames_per_clip, lead_frames, world_size and an identity dict."""
     _check(config)
     if config.engine == "tp-test":
         from talkgen.engines import tp_test
@@ -64,6 +68,7 @@ def avatar_traits(config) -> dict:
         from talkgen.engines import puppet
 
         traits = puppet.traits(config)
+    traits.setdefault("lead_frames", 0)
     if config.nproc != traits["world_size"]:
         from talkgen.errors import UsageError
 

@@ -42,7 +42,10 @@ SINGLE_GPU_GIB, TPP_GPU_GIB = 55.0, 75.0
 AUDIO_RATE = 16000
 # The upstream commit this adapter was checked against, line by line.
 UPSTREAM = "Alibaba-Quark/LiveAvatar@9c2c38d"
-DROPPED = 3  # frames generate() leaves out at the start of every call
+# generate() drops the first 3 frames it decodes: its frame k shows audio frame k + 3. So
+# talkgen hands it audio from 3 frames before the chunk (the lead) and gets back exactly the
+# chunk's frames, each on its own audio frame, with nothing held or thrown away.
+DROPPED = 3
 LORA_FILE = "liveavatar.safetensors"  # the name their load_state_dict fetches from the hub repo
 MIN_AREA = 64 * 64  # the smallest area that holds one of LiveAvatar's frames (multiples of 64)
 # What their code is written for: TPP hands denoising step i to rank i and decodes on the
@@ -88,6 +91,7 @@ def traits(config) -> dict:
     return {
         "max_chunk_s": la.infer_frames * la.clips_per_chunk / config.fps,
         "frames_per_clip": la.infer_frames,
+        "lead_frames": DROPPED,
         "world_size": config.nproc,
         "identity": ident,
     }
@@ -245,6 +249,7 @@ class LiveAvatarEngine:
         self.config, self.la, self.rank, self.world_size = config, la, rank, world_size
         self.fps = config.fps
         self.frames_per_clip = la.infer_frames
+        self.lead_frames = DROPPED
         self.max_chunk_s = la.infer_frames * la.clips_per_chunk / config.fps
         self.output_rank = output_rank(config)
         self.portrait = portrait
@@ -314,12 +319,13 @@ class LiveAvatarEngine:
         import numpy as np
 
         la, n = self.la, end_frame - start_frame
-        if n % la.infer_frames:
-            raise TalkgenError(f"a LiveAvatar chunk must be whole clips of {la.infer_frames} frames, got {n}")
+        if (n + DROPPED) % la.infer_frames:
+            raise TalkgenError(f"a LiveAvatar chunk must be whole clips of {la.infer_frames} frames less the {DROPPED} "
+                               f"generate() drops, got {n}: render again to rebuild the plan")
         self.pipe.seed_frames = self._load_seed(continuity)
-        wav = self._chunk_audio(track, start_frame, end_frame)
+        wav = self._chunk_audio(track, start_frame - DROPPED, end_frame)
         video, _ = self.pipe.generate(
-            input_prompt=la.prompt, ref_image_path=str(self._ref), audio_path=str(wav), num_repeat=n // la.infer_frames,
+            input_prompt=la.prompt, ref_image_path=str(self._ref), audio_path=str(wav), num_repeat=(n + DROPPED) // la.infer_frames,
             generate_size=la.size, max_area=max_area(la), infer_frames=la.infer_frames, shift=la.shift,
             sample_solver=la.solver, sampling_steps=la.sample_steps, guide_scale=la.guide_scale, seed=la.seed + start_frame,
             offload_model=la.offload and self.world_size == 1, num_gpus_dit=la.num_gpus_dit if self.world_size > 1 else 1,
@@ -334,19 +340,22 @@ class LiveAvatarEngine:
         if frames.shape[1:3] != (self.height, self.width):
             raise TalkgenError(f"LiveAvatar returned {frames.shape[2]}x{frames.shape[1]} frames where its get_gen_size() said "
                                f"{self.width}x{self.height} for this portrait: use a checkout of {UPSTREAM} (render.liveavatar.checkout)")
-        frames = _whole_chunk(frames, n)
+        if len(frames) != n:
+            raise TalkgenError(f"LiveAvatar returned {len(frames)} frames for a chunk of {n}, where its generate() drops "
+                               f"{DROPPED} of {n + DROPPED} at {UPSTREAM}: use a checkout of that commit (render.liveavatar.checkout)")
         self._last = self._save_seed(frames, end_frame)
         for frame in frames:
             yield np.ascontiguousarray(frame)
 
     def _chunk_audio(self, track: "SpeechTrack", start: int, end: int) -> Path:
-        """The chunk's slice of the speech as a 16 kHz WAV, the file their audio encoder reads."""
+        """Frames [start, end) of the speech as a 16 kHz WAV, the file their audio encoder
+        reads; silence before the speech's first frame (the first chunk's lead)."""
         import numpy as np
 
         from talkgen.speech import WavWriter
 
         sr = track.sample_rate
-        audio = track.read(start * sr // self.fps, end * sr // self.fps)
+        audio = track.read(start * sr // self.fps, end * sr // self.fps)  # zeros outside the recording
         if sr != AUDIO_RATE:
             idx = np.linspace(0, len(audio) - 1, int(len(audio) * AUDIO_RATE / sr))
             audio = np.interp(idx, np.arange(len(audio)), audio).astype(np.float32)
@@ -377,21 +386,6 @@ class LiveAvatarEngine:
 
         frames = torch.from_numpy(np.load(continuity["motion_frames"]))  # N, H, W, 3 uint8
         return (frames.permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1.0)
-
-
-def _whole_chunk(frames: "np.ndarray", n: int) -> "np.ndarray":
-    """The n frames of a chunk from the n - 3 that generate() returns.
-
-    Their decode drops the first 3 frames of the first clip, so returned frame k shows audio
-    frame k + 3. Holding the first returned frame over the 3 missing ones keeps every later
-    frame on its own audio frame, where trimming the end would put the lips 3 frames early.
-    """
-    import numpy as np
-
-    if len(frames) != n - DROPPED:
-        raise TalkgenError(f"LiveAvatar returned {len(frames)} frames for a chunk of {n}, not the {n - DROPPED} its generate() "
-                           f"returns at {UPSTREAM}: use a checkout of that commit (render.liveavatar.checkout)")
-    return np.concatenate([np.repeat(frames[:1], DROPPED, axis=0), frames])
 
 
 def _lora_settings(root: Path) -> dict:

@@ -7,7 +7,8 @@ plan.json is the unit of work for the renderer (and, later, for distributed rank
      "chunks": [{"index": 0, "start_frame": 0, "end_frame": 187,
                  "start_s": 0.0, "end_s": 7.48, "pause_s": 0.36}, ...]}
 
-Chunks are whole numbers of video frames (and of the back end's clip length), cover
+Chunks are whole numbers of video frames (and, with the back end's lead frames, of its
+clip length), cover
 [0, total_frames) without gaps, and `pause_s` is the silence around the cut that ends
 the chunk (0 where no pause was available and the cut had to fall inside speech).
 """
@@ -61,26 +62,31 @@ def pause_lengths(silent: "np.ndarray") -> "np.ndarray":
     return np.minimum(before, after)
 
 
-def make_plan(track: "SpeechTrack", fps: int, max_chunk_s: float, min_chunk_s: float, frames_per_clip: int = 1) -> dict:
-    total_frames = math.ceil(track.samples * fps / track.sample_rate)
-    clip = max(1, frames_per_clip)
-    total_frames = math.ceil(total_frames / clip) * clip
+def make_plan(
+    track: "SpeechTrack", fps: int, max_chunk_s: float, min_chunk_s: float, frames_per_clip: int = 1, lead_frames: int = 0
+) -> dict:
+    """Chunks whose length plus `lead_frames` is whole clips (see AvatarEngine.lead_frames);
+    the last chunk runs past the speech to its clip boundary, as the back end renders it."""
+    speech_frames = math.ceil(track.samples * fps / track.sample_rate)
+    clip, lead = max(1, frames_per_clip), max(0, lead_frames)
     max_frames = int(max_chunk_s * fps) // clip * clip
     min_frames = max(clip, min(max_frames, int(math.ceil(min_chunk_s * fps / clip)) * clip))
     if max_frames < clip:
         from talkgen.errors import UsageError
 
         raise UsageError(f"render.max_chunk_s={max_chunk_s} is shorter than one clip of {clip} frames at {fps} fps")
-    pauses = pause_lengths(frame_energy_db(track, fps, total_frames) < SILENCE_DB)
+    if lead >= clip:
+        raise ValueError(f"a back end's lead of {lead} frames must be shorter than its clip of {clip}")
+    pauses = pause_lengths(frame_energy_db(track, fps, math.ceil(speech_frames / clip) * clip) < SILENCE_DB)
     chunks = []
     start = 0
-    while start < total_frames:
-        if total_frames - start <= max_frames:
-            end, pause = total_frames, 0
+    while start < speech_frames:
+        if speech_frames - start <= max_frames - lead:
+            end, pause = start + math.ceil((speech_frames - start + lead) / clip) * clip - lead, 0
         else:
             # Greedy: the longest pause in the allowed window; ties go to the later cut (fewer chunks).
-            best, end = -1, start + max_frames
-            for b in range(start + min_frames, start + max_frames + 1, clip):
+            best, end = -1, start + max_frames - lead
+            for b in range(start + min_frames - lead, start + max_frames - lead + 1, clip):
                 if pauses[b] >= best:
                     best, end = int(pauses[b]), b
             pause = best
@@ -99,8 +105,9 @@ def make_plan(track: "SpeechTrack", fps: int, max_chunk_s: float, min_chunk_s: f
         "fps": fps,
         "sample_rate": track.sample_rate,
         "samples": track.samples,
-        "total_frames": total_frames,
+        "total_frames": start,
         "max_chunk_s": max_chunk_s,
         "frames_per_clip": clip,
+        "lead_frames": lead,
         "chunks": chunks,
     }
