@@ -57,6 +57,7 @@ def traits(config) -> dict:
 
 class PuppetAvatar:
     frames_per_clip = 1
+    lead_frames = 0
     world_size = 1
     output_rank = 0
     max_chunk_s = 3600.0  # no model state to bound: the plan's own limit applies

@@ -51,6 +51,7 @@ class TPTestAvatar:
     output_rank = 0
     max_chunk_s = 4.0
     frames_per_clip = 4
+    lead_frames = 0
 
     def __init__(self, config, portrait: "Portrait", rank: int = 0, world_size: int = 1, device: str = "cpu"):
         import numpy as np
