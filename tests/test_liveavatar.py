@@ -274,6 +274,11 @@ def test_frames_take_the_portraits_shape_within_the_area_and_are_never_stretched
     small = preflight(_recipe(*weights, "render.liveavatar.size=64*48").render, [])
     assert small == ["render.liveavatar.size=64*48 is too small: LiveAvatar's frames are multiples of 64 on each side, "
                      "so set an area of at least 64*64 (704*384 gives 512x512 frames)"]
+    # Their KV caches hold the condition tokens of a 720*400 frame at most (causal_s2v_pipeline_tpp.py).
+    assert preflight(_recipe(*weights, "render.liveavatar.size=720*400").render, []) == []
+    assert preflight(_recipe(*weights, "render.liveavatar.size=1280*720").render, []) == [
+        "render.liveavatar.size=1280*720 is too large: LiveAvatar's caches have room for frames of up to 720*400 pixels: "
+        "set render.liveavatar.size=704*384 or smaller"]
     # A pipeline whose frames disagree with its own get_gen_size() is an error, not a resize.
     generate = engine.pipe.generate
     monkeypatch.setattr(engine.pipe, "generate", lambda **kw: (generate(**kw)[0][:, :, :, :32], {}))

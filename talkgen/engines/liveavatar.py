@@ -48,6 +48,10 @@ UPSTREAM = "Alibaba-Quark/LiveAvatar@9c2c38d"
 DROPPED = 3
 LORA_FILE = "liveavatar.safetensors"  # the name their load_state_dict fetches from the hub repo
 MIN_AREA = 64 * 64  # the smallest area that holds one of LiveAvatar's frames (multiples of 64)
+# The largest: their KV caches have fixed room for the reference and motion tokens (2800 on
+# one GPU, 3000 in TPP, "hard-coded for 720*400 resolution"), and a larger frame overflows
+# them in the first chunk, after the 14B load.
+MAX_AREA = 720 * 400
 # What their code is written for: TPP hands denoising step i to rank i and decodes on the
 # next rank; one GPU keeps a KV cache for each of 4 steps; audio features come at 25 fps;
 # a clip is denoised in blocks of 3 latent frames, 12 video frames.
@@ -114,6 +118,9 @@ def preflight(config, gpus: list["Gpu"]) -> list[str]:
         if max_area(la) < MIN_AREA:
             problems.append(f"render.liveavatar.size={la.size} is too small: LiveAvatar's frames are multiples of 64 on each side, "
                             "so set an area of at least 64*64 (704*384 gives 512x512 frames)")
+        elif max_area(la) > MAX_AREA:
+            problems.append(f"render.liveavatar.size={la.size} is too large: LiveAvatar's caches have room for frames of up to "
+                            "720*400 pixels: set render.liveavatar.size=704*384 or smaller")
     except TalkgenError as exc:
         problems.append(str(exc))
     root = checkout_dir(la)
