@@ -164,7 +164,9 @@ def visible(gpus: list[Gpu]) -> list[Gpu]:
 
 
 def select(gpus: list[Gpu], selection: str = "") -> list[Gpu]:
-    """The GPUs a CUDA_VISIBLE_DEVICES-style list of indices picks, in its order (all when blank)."""
+    """The GPUs a comma-separated list of their indices picks, in its order (all when blank).
+
+    Pass `visible(...)` GPUs to pick by placement's cuda:N numbers."""
     if not selection.strip():
         return sorted(gpus, key=lambda g: g.index)
     by_index = {str(g.index): g for g in gpus}

@@ -253,8 +253,6 @@ def check_placement(recipe, engines: set[str]) -> list[GpuPlan]:
     """Plan the GPU-placed engines against the GPUs nvidia-smi sees; nothing on a GPU, nothing to do."""
     if not needs(recipe, engines):
         return []
-    from talkgen.gpus import read_gpus
-
-    from talkgen.gpus import visible
+    from talkgen.gpus import read_gpus, visible
 
     return plan(recipe, engines, visible(read_gpus().gpus))

@@ -170,6 +170,10 @@ def _setting_problems(config) -> list[str]:
     elif la.sample_steps > SINGLE_GPU_STEPS:
         problems.append(f"render.liveavatar.sample_steps={la.sample_steps}: LiveAvatar on one GPU has KV caches for "
                         f"{SINGLE_GPU_STEPS} steps: set render.liveavatar.sample_steps={SINGLE_GPU_STEPS} or fewer")
+    if config.device == "cuda" and config.nproc == 1 and config.launcher != "torchrun" and config.gpus not in ("", "0"):
+        # Their one-GPU pipeline puts its model and caches on cuda:0 whatever device it is given.
+        problems.append(f"placement.avatar=cuda:{config.gpus}: LiveAvatar's one-GPU pipeline always runs on cuda:0: "
+                        "set placement.avatar=cuda:0, or render.launcher=torchrun to hand its rank that GPU as its cuda:0")
     if la.solver != "euler":
         problems.append(f"render.liveavatar.solver={la.solver}: LiveAvatar samples only with euler: set render.liveavatar.solver=euler")
     if config.fps != FPS:
@@ -241,10 +245,6 @@ def check(config) -> None:
     # avatar's cards, so every card the rank sees is one of them, renumbered from 0.
     in_rank = "TORCHELASTIC_RUN_ID" in os.environ
     problems = preflight(config, visible_gpus("" if in_rank else config.gpus) if config.device == "cuda" else [])
-    if config.device == "cuda" and config.nproc == 1 and config.launcher != "torchrun" and config.gpus not in ("", "0"):
-        # Their one-GPU pipeline puts its model and caches on cuda:0 whatever device it is given.
-        problems.append(f"placement.avatar=cuda:{config.gpus}: LiveAvatar's one-GPU pipeline always runs on cuda:0: "
-                        "set placement.avatar=cuda:0, or render.launcher=torchrun to hand its rank that GPU as its cuda:0")
     if problems:
         raise TalkgenError("LiveAvatar cannot run: " + "; ".join(problems))
 
