@@ -77,3 +77,22 @@ def test_no_speech_is_a_clear_error(tmp_path, stt, kind):
     with pytest.raises(UsageError, match=f"no speech found in {kind}.wav"):
         transcribe(path, stt, VAD(), tmp_path / "t.json", piece_s=30, threshold=0.5)
     assert not (tmp_path / "t.json").exists()
+
+
+def test_a_transcript_of_only_punctuation_counts_as_no_words(tmp_path, stt):
+    """A random or confused recognizer may answer "..." or a music sign for real speech; that must
+    stop at the transcribe stage with its own message, not later as an empty script."""
+    from talkgen.engines.stt import Transcript
+
+    class Punctuation:
+        def identity(self) -> dict:
+            return {"engine": "punctuation"}
+
+        def transcribe(self, audio) -> Transcript:
+            stt.transcribe(audio)  # the real recognizer still runs, so the stage sees real pieces
+            return Transcript(text=" ... ♪ ", language="en", words=[("...", 0.0, 0.2)])
+
+    wav = spoken_wav(tmp_path / "q.wav", SENTENCE, lead_s=0.5, tail_s=0.5)
+    with pytest.raises(UsageError, match="no speech found in q.wav: the recognizer heard no words"):
+        transcribe(wav, Punctuation(), VAD(), tmp_path / "t.json", piece_s=30, threshold=0.5)
+    assert not (tmp_path / "t.json").exists()

@@ -146,7 +146,9 @@ def transcribe(
     if span.first is None:
         raise UsageError(f"no speech found in {audio_path.name}: record the question again, closer to the microphone")
     text = " ".join(texts).strip()
-    if not text:
+    # A recognizer can answer with only punctuation or a music sign; that is no words either, and
+    # saying so here is clearer than the speak stage's later "nothing a voice can say".
+    if not any(c.isalnum() for c in text):
         raise UsageError(f"no speech found in {audio_path.name}: the recognizer heard no words")
     result = {
         "text": text,
