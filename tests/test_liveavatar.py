@@ -187,9 +187,9 @@ def test_renders_through_the_standin_with_lora_fp8_steps_and_continuity(tmp_path
     assert fp8_linear.CALLS[-1][0] == "text_embedding"
     # The first chunk's motion frames are the portrait; every later chunk's are the previous chunk's last frames.
     ref_mean = calls[0]["motion_mean"]
-    frames = [np.load(p) for p in sorted((tmp_path / "job" / "chunks").glob("motion-*.npy"))]
-    for call, prev in zip(calls[1:], frames):
+    for call, before in zip(calls[1:], calls):
         t = call["motion_t"]  # the reference repeated 5 x motion_frames times
+        prev = ((before["video"].clamp(-1, 1) + 1) * 127.5).round().permute(1, 2, 3, 0).numpy()[-73:]  # as the adapter saved it
         clip = prev.astype(np.float32) / 127.5 - 1.0
         padded = np.concatenate([np.repeat(clip[:1], t - len(clip), axis=0), clip])  # the oldest frame repeated to fill
         assert call["motion_mean"] == pytest.approx(padded.mean(), abs=1e-3)
@@ -216,19 +216,23 @@ def test_five_ranks_render_through_the_launcher_with_the_video_from_the_decoding
     assert proc.returncode == 0, proc.stderr[-2000:]
     plan = json.loads((tmp_path / "job" / "plan.json").read_text())
     assert len(plan["chunks"]) >= 2
-    seeds = sorted((tmp_path / "job" / "chunks").glob("motion-*.npy"))
-    assert [int(p.stem.split("-")[1]) for p in seeds] == [c["end_frame"] for c in plan["chunks"]]
+    # Rank 4 saved each chunk's seed in the job; the finished render needs none of them, so none is left.
+    sides = [json.loads((tmp_path / "job" / "chunks" / f"{c['index']:05d}.mp4.json").read_text()) for c in plan["chunks"]]
+    seeds = [Path(s["continuity"]["state_file"]) for s in sides]
+    assert [p.name for p in seeds] == [f"motion-{c['end_frame']:07d}.npy" for c in plan["chunks"]]
+    assert {p.parent for p in seeds} == {(tmp_path / "job" / "chunks").resolve()}
+    assert not list((tmp_path / "job" / "chunks").glob("motion-*.npy"))
     info = next(s for s in media.probe(tmp_path / "o.mp4")["streams"] if s["codec_type"] == "video")
     assert (info["width"], info["height"]) == (64, 64) and int(info["nb_frames"]) == plan["total_frames"]
 
 
-def _engine(tmp_path, weights, *extra, side=64):
+def _engine(tmp_path, weights, *extra, side=64, state="state"):
     """The adapter on the stand-in checkout, with a flat grey portrait `side` pixels square."""
     from talkgen.engines.liveavatar import LiveAvatarEngine
     from talkgen.portrait import Portrait
 
     portrait = Portrait(np.full((side, side, 3), 100, np.uint8), None, tmp_path / "portrait.png", "0" * 64)
-    return LiveAvatarEngine(_recipe(*weights, *extra).render, portrait, state_dir=tmp_path / "state")
+    return LiveAvatarEngine(_recipe(*weights, *extra).render, portrait, state_dir=tmp_path / state)
 
 
 def _track(tmp_path, frames, loud, sr=16000):
@@ -299,10 +303,10 @@ def test_the_seed_is_the_models_motion_window_of_73_frames_where_the_chunk_has_t
     assert engine.pipe.motion_frames == 73
     track = _track(tmp_path, 81 + 21, loud=90)
     frames = list(engine.render_chunk(track, 0, 81))
-    seed = np.load(engine.continuity_after(81)["motion_frames"])
+    seed = np.load(engine.continuity_after(81)["state_file"])
     assert np.array_equal(seed, np.stack(frames[-73:]))
     list(engine.render_chunk(track, 81, 81 + 21, engine.continuity_after(81)))
-    assert len(np.load(engine.continuity_after(102)["motion_frames"])) == 21  # a shorter chunk: all of it
+    assert len(np.load(engine.continuity_after(102)["state_file"])) == 21  # a shorter chunk: all of it
 
 
 def test_any_other_frame_count_from_generate_is_an_error(tmp_path, weights, monkeypatch):
@@ -371,3 +375,77 @@ def test_gpus_are_read_from_nvidia_smi_output():
     assert select(parse_query(""), "0") == []
     old = parse_query("0, Tesla T4, 15360, 470.57.02, 00000000:00:04.0", OLD_QUERY)
     assert old[0].compute_cap is None and old[0].bf16 is None and old[0].driver == "470.57.02"
+
+
+def _staged(tmp_path, weights, state):
+    """A 6-chunk plan for the stand-in (126 frames, chunks of two 12-frame clips less 3), and a
+    fresh adapter keeping its motion seeds in tmp_path/state."""
+    from talkgen.stages.plan import make_plan
+
+    track = _track(tmp_path, 126, loud=tuple(range(2, 126, 9)))
+    plan = make_plan(track, 25, 24 / 25, 24 / 25, 12, 3)
+    assert [c["end_frame"] - c["start_frame"] for c in plan["chunks"]] == [21] * 6
+    return _engine(tmp_path, weights, state=state), track, plan
+
+
+def _render(job_dir, engine, track, plan, on_frames=None):
+    from talkgen.job import Job
+    from talkgen.stages.render import render_chunks
+
+    (job_dir / "chunks").mkdir(parents=True, exist_ok=True)
+    return render_chunks(Job(job_dir), "key", plan, engine, track, 23, "ultrafast", on_frames=on_frames)
+
+
+def _shas(job_dir, plan):
+    return [json.loads((job_dir / "chunks" / f"{c['index']:05d}.mp4.json").read_text())["sha256"] for c in plan["chunks"]]
+
+
+def test_a_render_keeps_only_the_seeds_it_can_still_resume_from(tmp_path, weights):
+    """A 57 MB seed per 7.56 s chunk at 512x512 came to 4.5 GB for ten minutes of video when all were kept."""
+    engine, track, plan = _staged(tmp_path, weights, "state")
+    held = []
+    _render(tmp_path / "job", engine, track, plan, on_frames=lambda n: held.append(len(list((tmp_path / "state").glob("*.npy")))))
+    # The last finished chunk's seed, the one of the chunk still finishing, and the one just made.
+    assert max(held) <= 3
+    assert not list((tmp_path / "state").glob("*.npy"))  # a finished render needs none
+
+
+def test_a_render_stopped_midway_resumes_from_the_last_kept_seed_as_if_never_stopped(tmp_path, weights):
+    from liveavatar.models.wan import causal_s2v_pipeline as standin
+
+    engine, track, plan = _staged(tmp_path, weights, "whole")
+    _render(tmp_path / "whole", engine, track, plan)
+    whole = [c["motion_mean"] for c in standin.LOG[-6:]]
+
+    engine, track, plan = _staged(tmp_path, weights, "stopped")
+    made = []
+
+    def stop(n):
+        made.append(n)
+        if sum(made) == 3 * 21 + 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _render(tmp_path / "stopped", engine, track, plan, on_frames=stop)
+    before = len(standin.LOG)
+    rec = _render(tmp_path / "stopped", engine, track, plan)
+    resumed = [c["motion_mean"] for c in standin.LOG[before:]]
+    assert 2 <= rec.extra["reused_chunks"] <= 3
+    assert resumed == whole[rec.extra["reused_chunks"]:]  # continued from the kept seed, not from the portrait
+    assert _shas(tmp_path / "stopped", plan) == _shas(tmp_path / "whole", plan)
+
+
+def test_a_chunk_lost_after_its_seeds_were_dropped_is_rendered_again_from_the_last_seed_left(tmp_path, weights):
+    """Seeds go once the next chunk is on disk, so a chunk deleted or damaged later cannot start
+    from its predecessor's: the render goes back to the nearest chunk it can start faithfully."""
+    from liveavatar.models.wan import causal_s2v_pipeline as standin
+
+    engine, track, plan = _staged(tmp_path, weights, "state")
+    _render(tmp_path / "job", engine, track, plan)
+    shas = _shas(tmp_path / "job", plan)
+    (tmp_path / "job" / "chunks" / "00002.mp4").write_bytes(b"damaged")
+    before = len(standin.LOG)
+    rec = _render(tmp_path / "job", engine, track, plan)
+    assert rec.extra["reused_chunks"] == 0 and len(standin.LOG) - before == 3  # chunks 0-2 again; 3-5 kept
+    assert _shas(tmp_path / "job", plan) == shas
+    assert not list((tmp_path / "state").glob("*.npy"))

@@ -37,7 +37,9 @@ class AvatarEngine(Protocol):
         """State handed to the next chunk so its first frame continues this one's last.
 
         Must be JSON-serialisable: it is stored beside each chunk so a resumed render
-        starts the next chunk exactly as an uninterrupted one would.
+        starts the next chunk exactly as an uninterrupted one would. State too large for
+        that goes in a file named by its absolute path under the key "state_file"; the
+        render stage deletes it once it can no longer be needed (stages/render.py).
         """
         ...
 

@@ -378,20 +378,25 @@ class LiveAvatarEngine:
         would leave the window's oldest frames as copies of one frame."""
         import numpy as np
 
+        from talkgen.stages.render import STATE_FILE
+
         self.state_dir.mkdir(parents=True, exist_ok=True)
         path = self.state_dir / f"motion-{end_frame:07d}.npy"
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npy")
         np.save(tmp, frames[-int(self.pipe.motion_frames) :])
         os.replace(tmp, path)
-        return {"motion_frames": str(path.resolve()), "frame": end_frame}
+        return {STATE_FILE: str(path.resolve()), "frame": end_frame}
 
     def _load_seed(self, continuity: Any):
-        if not continuity or not continuity.get("motion_frames"):
+        from talkgen.stages.render import state_file
+
+        path = state_file(continuity)
+        if path is None:
             return None
         import numpy as np
         import torch
 
-        frames = torch.from_numpy(np.load(continuity["motion_frames"]))  # N, H, W, 3 uint8
+        frames = torch.from_numpy(np.load(path))  # N, H, W, 3 uint8
         return (frames.permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1.0)
 
 

@@ -58,15 +58,45 @@ def clear_stale_chunks(job_root: Path, key: str) -> None:
             return
 
 
+# A continuity may keep state too large for a sidecar in a file, named by its absolute path
+# under this key. Only the last finished chunk's file is ever needed, so each is deleted once
+# the chunk after it is on disk, and the last once the whole plan is.
+STATE_FILE = "state_file"
+
+
+def state_file(continuity: Any) -> Path | None:
+    if isinstance(continuity, dict) and continuity.get(STATE_FILE):
+        return Path(continuity[STATE_FILE])
+    return None
+
+
+def _state_lost(continuity: Any) -> bool:
+    path = state_file(continuity)
+    return path is not None and not path.is_file()
+
+
 def next_chunk(job_root: Path, plan: dict, key: str, start: int = 0, continuity: Any = None) -> tuple[dict | None, Any, int]:
-    """From chunk `start` on: (first chunk not done, the continuity to start it with, its position)."""
+    """From chunk `start` on: (first chunk not done, the continuity to start it with, its position).
+
+    Where that continuity's state file is gone (a chunk deleted or damaged after the chunks
+    behind it had dropped their state), the finished chunks back to the last one whose
+    state survives are marked undone and rendered again, so that continuity is never invented.
+    """
     chunks = plan["chunks"]
+    incoming = [continuity]  # incoming[j]: the continuity chunk start + j starts from
     for i in range(start, len(chunks)):
         meta = finished_chunk(job_root, chunks[i], key)
         if meta is None:
-            return chunks[i], continuity, i
-        continuity = meta.get("continuity")
-    return None, continuity, len(chunks)
+            break
+        incoming.append(meta.get("continuity"))
+    else:
+        return None, incoming[-1], len(chunks)
+    back = len(incoming) - 1
+    while back > 0 and _state_lost(incoming[back]):
+        back -= 1
+    for j in range(start + back, i):
+        sidecar_path(job_root, chunks[j]["index"]).unlink(missing_ok=True)
+    return chunks[start + back], incoming[back], start + back
 
 
 # Frames buffered per chunk between the back end and x264: enough for about two seconds of
@@ -152,6 +182,20 @@ def _finish(job_root: Path, key: str, encoder: ChunkEncoder, chunk: dict, meta: 
     write_json_atomic(sidecar_path(job_root, chunk["index"]), {
         "index": chunk["index"], "frames": n, "sha256": sha256_file(path), "key": key, **meta,
     })
+    _drop_previous_state(job_root, chunk["index"], meta.get("continuity"))
+
+
+def _drop_previous_state(job_root: Path, index: int, kept: Any) -> None:
+    """Chunk `index` is on disk, so the chunk before it will never be rendered from again."""
+    if index == 0:
+        return
+    try:
+        before = json.loads(sidecar_path(job_root, index - 1).read_text(encoding="utf-8")).get("continuity")
+    except (OSError, ValueError):
+        return
+    old = state_file(before)
+    if old is not None and old != state_file(kept):
+        old.unlink(missing_ok=True)
 
 
 def render_one(
@@ -203,17 +247,22 @@ def render_one(
 
 
 def collect(job: Job, key: str, plan: dict, reused: int) -> StageRecord:
-    """The stage record once every chunk is on disk; an error naming the first missing one."""
+    """The stage record once every chunk is on disk; an error naming the first missing one.
+    A complete render needs no continuity state, so any state file left is deleted."""
     outputs = {}
     compute = wait = 0.0
+    states = []
     for i, chunk in enumerate(plan["chunks"]):
         meta = finished_chunk(job.root, chunk, key)
         if meta is None:
             raise TalkgenError(f"chunk {chunk['index']} is missing after the render: run the same command again to resume")
         outputs[chunk_name(chunk["index"])] = meta["sha256"]
+        states.append(state_file(meta.get("continuity")))
         if i >= reused:
             compute += meta.get("compute_s", 0.0)
             wait += meta.get("wait_s", 0.0)
+    for path in filter(None, states):
+        path.unlink(missing_ok=True)
     return StageRecord(key=key, outputs=outputs, extra={
         "chunks": len(plan["chunks"]), "reused_chunks": reused, "backend_compute_s": round(compute, 3),
         "encode_wait_s": round(wait, 3),

@@ -155,5 +155,5 @@ class WanS2V:
         LOG.append({"num_repeat": num_repeat, "infer_frames": infer_frames, "sampling_steps": sampling_steps,
                     "guide_scale": guide_scale, "solver": sample_solver, "motion_mean": encoded.float().mean().item(),
                     "motion_t": encoded.shape[2], "size": (height, width), "max_area": max_area, "offload": offload_model,
-                    "audio_s": len(audio) / sr, "step": step})
+                    "audio_s": len(audio) / sr, "step": step, "video": video.clone()})
         return self._output(video, num_gpus_dit, enable_vae_parallel), {}
