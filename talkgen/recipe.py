@@ -78,8 +78,6 @@ class LiveAvatarConfig:
     infer_frames: int = 48  # frames per clip (a multiple of 12)
     clips_per_chunk: int = 4  # a chunk is at most this many clips: the KV cache and memory bound
     sample_steps: int = 4
-    guide_scale: float = 0.0
-    shift: float = 5.0
     solver: str = "euler"
     seed: int = 420
     lora: bool = True

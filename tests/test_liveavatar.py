@@ -31,7 +31,7 @@ def _recipe(ckpt, lora, *extra):
     return load_recipe("cpu", [
         "render.engine=liveavatar", f"render.liveavatar.checkout={STANDIN}", f"render.liveavatar.ckpt_dir={ckpt}",
         f"render.liveavatar.lora_dir={lora}", "render.liveavatar.size=128*64", "render.liveavatar.infer_frames=12",
-        "render.liveavatar.clips_per_chunk=2", *extra,
+        "render.liveavatar.clips_per_chunk=2", "render.dtype=bfloat16", *extra,
     ])
 
 
@@ -78,6 +78,8 @@ def test_settings_their_code_cannot_run_with_are_each_one_line_saying_what_to_se
         "render.fps=30: LiveAvatar's audio features and video run at 25 fps: set render.fps=25",
         "render.liveavatar.infer_frames=40: LiveAvatar denoises blocks of 12 frames: set a multiple of 12, e.g. 48"]
     assert problems("render.liveavatar.sample_steps=2") == []
+    assert problems("render.dtype=float32") == [
+        "render.dtype=float32: LiveAvatar always runs in bfloat16 (its param_dtype): set render.dtype=bfloat16"]
 
 
 def test_the_shipped_gpu_recipes_suit_upstream_and_wait_out_the_first_chunks_compilation():
@@ -208,7 +210,7 @@ def test_five_ranks_render_through_the_launcher_with_the_video_from_the_decoding
     ckpt, lora = weights
     proc = subprocess.run(
         [sys.executable, "-m", "talkgen", "render", "s.txt", "--say", "--size", "96", "-o", "o.mp4", "--job-dir", "job", "-q",
-         "render.engine=liveavatar", "render.nproc=5", f"render.liveavatar.checkout={STANDIN}", f"render.liveavatar.ckpt_dir={ckpt}",
+         "render.engine=liveavatar", "render.nproc=5", "render.dtype=bfloat16", f"render.liveavatar.checkout={STANDIN}", f"render.liveavatar.ckpt_dir={ckpt}",
          f"render.liveavatar.lora_dir={lora}", "render.liveavatar.size=128*64", "render.liveavatar.infer_frames=12",
          "render.liveavatar.clips_per_chunk=2"],
         cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600,

@@ -174,6 +174,8 @@ def _setting_problems(config) -> list[str]:
         # Their one-GPU pipeline puts its model and caches on cuda:0 whatever device it is given.
         problems.append(f"placement.avatar=cuda:{config.gpus}: LiveAvatar's one-GPU pipeline always runs on cuda:0: "
                         "set placement.avatar=cuda:0, or render.launcher=torchrun to hand its rank that GPU as its cuda:0")
+    if config.dtype != "bfloat16":
+        problems.append(f"render.dtype={config.dtype}: LiveAvatar always runs in bfloat16 (its param_dtype): set render.dtype=bfloat16")
     if la.solver != "euler":
         problems.append(f"render.liveavatar.solver={la.solver}: LiveAvatar samples only with euler: set render.liveavatar.solver=euler")
     if config.fps != FPS:
@@ -333,8 +335,8 @@ class LiveAvatarEngine:
         wav = self._chunk_audio(track, start_frame - DROPPED, end_frame)
         video, _ = self.pipe.generate(
             input_prompt=la.prompt, ref_image_path=str(self._ref), audio_path=str(wav), num_repeat=(n + DROPPED) // la.infer_frames,
-            generate_size=la.size, max_area=max_area(la), infer_frames=la.infer_frames, shift=la.shift,
-            sample_solver=la.solver, sampling_steps=la.sample_steps, guide_scale=la.guide_scale, seed=la.seed + start_frame,
+            generate_size=la.size, max_area=max_area(la), infer_frames=la.infer_frames,
+            sample_solver=la.solver, sampling_steps=la.sample_steps, seed=la.seed + start_frame,
             offload_model=la.offload and self.world_size == 1, num_gpus_dit=la.num_gpus_dit if self.world_size > 1 else 1,
             enable_vae_parallel=la.enable_vae_parallel and self.world_size > 1, enable_online_decode=False,
         )
