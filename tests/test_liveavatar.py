@@ -195,6 +195,7 @@ def test_renders_through_the_standin_with_lora_fp8_steps_and_continuity(tmp_path
         clip = prev.astype(np.float32) / 127.5 - 1.0
         padded = np.concatenate([np.repeat(clip[:1], t - len(clip), axis=0), clip])  # the oldest frame repeated to fill
         assert call["motion_mean"] == pytest.approx(padded.mean(), abs=1e-3)
+        assert call["context_mean"] == pytest.approx(padded.mean(), abs=1e-3)  # the decode context too (audit W5)
         assert call["motion_mean"] != pytest.approx(ref_mean, abs=1e-3)
     # The 512x512 portrait scaled into the 128*64 area: square 64x64 frames, not stretched to 128x64.
     assert {c["size"] for c in calls} == {(64, 64)}

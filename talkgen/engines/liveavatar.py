@@ -208,10 +208,14 @@ def _continuing(base):
             calls = {"n": 0}
 
             def encode(videos, *a, **kw):
-                # generate() encodes the reference clip first and the motion frames second.
+                # generate() encodes the reference clip first and the motion frames second. The
+                # seed is written into their tensor rather than passed in its place: the one-GPU
+                # pipeline keeps a detach() of that tensor (videos_last_frames) as the start of
+                # the decode context for the chunk's second clip, and must see the seed there too.
                 calls["n"] += 1
                 if calls["n"] == 2:
-                    videos = [_fit(v, seed) for v in videos] if isinstance(videos, list) else _fit(videos, seed)
+                    for v in videos if isinstance(videos, list) else [videos]:
+                        v.copy_(_fit(v, seed))
                 return original(videos, *a, **kw)
 
             vae.encode = encode

@@ -133,6 +133,9 @@ class WanS2V:
         ref_pixels = ref_pixels.repeat(1, 1, self.REF_REPEAT, 1, 1)
         self.vae.encode(ref_pixels)
         motion = ref_pixels.repeat(1, 1, self.motion_frames, 1, 1)
+        # As upstream: the one-GPU pipeline keeps these pixels (a detach(), the same storage) as
+        # the start of the decode context for its second clip.
+        videos_last_frames = motion.detach()
         motion_latents = torch.stack(self.vae.encode(motion))
         encoded = self.vae.inputs[-1]  # what the motion encoding really received
         if sample_solver != "euler":
@@ -155,5 +158,6 @@ class WanS2V:
         LOG.append({"num_repeat": num_repeat, "infer_frames": infer_frames, "sampling_steps": sampling_steps,
                     "guide_scale": guide_scale, "solver": sample_solver, "motion_mean": encoded.float().mean().item(),
                     "motion_t": encoded.shape[2], "size": (height, width), "max_area": max_area, "offload": offload_model,
-                    "audio_s": len(audio) / sr, "step": step, "video": video.clone()})
+                    "audio_s": len(audio) / sr, "step": step, "video": video.clone(),
+                    "context_mean": videos_last_frames.float().mean().item()})
         return self._output(video, num_gpus_dit, enable_vae_parallel), {}
