@@ -2,6 +2,7 @@
 
     python benchmarks/bench_chat.py              # default recipe: 512x512, replies of up to 60 words
     python benchmarks/bench_chat.py --turns 5
+    python benchmarks/bench_chat.py --turns 30  # a long session: does memory grow turn by turn?
 
 Targets (issue 6), with the models loaded (a first turn warms up and is not counted):
 typed question to the first reply token < 2 s; typed question to the turn's clip being
@@ -36,6 +37,14 @@ QUESTIONS = [
 CLIP = r"clip (\d+) ready: \S+ \(([\d.]+) s, rendered in ([\d.]+) s\)"
 
 
+def rss_mib(pid: int) -> float:
+    """Resident memory of the chat process (ffmpeg children come and go, and are not counted)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def turn(child: pexpect.spawn, question: str) -> dict:
     child.sendline(question)
     t = time.monotonic()
@@ -44,7 +53,8 @@ def turn(child: pexpect.spawn, question: str) -> dict:
     first = time.monotonic() - t
     child.expect(CLIP)
     ready = time.monotonic() - t
-    return {"first_s": first, "ready_s": ready, "clip_s": float(child.match.group(2)), "render_s": float(child.match.group(3))}
+    return {"first_s": first, "ready_s": ready, "clip_s": float(child.match.group(2)), "render_s": float(child.match.group(3)),
+            "rss_mib": rss_mib(child.pid)}
 
 
 def main() -> None:
@@ -60,7 +70,7 @@ def main() -> None:
                               env=dict(os.environ), encoding="utf-8", timeout=300, dimensions=(50, 250))
         child.expect_exact("you> ")
         start_s = time.monotonic() - t
-        turn(child, "Hello! Who are you?")  # warm-up: the first clip also waits for the voice and the face to load
+        warm = turn(child, "Hello! Who are you?")  # warm-up: the first clip also waits for the voice and the face to load
         turns = [turn(child, q) for q in (QUESTIONS * 3)[: args.turns]]
         child.sendline("/quit")
         child.expect(pexpect.EOF)
@@ -74,6 +84,13 @@ def main() -> None:
         slack = x["ready_s"] - x["clip_s"]
         rows.append((f"turn {i}: question -> clip ready", f"{x['ready_s']:.1f} s",
                      f"{x['clip_s']:.1f} s clip (render {x['render_s']:.1f} s); {slack:+.1f} s vs clip length", "<= clip + 2 s"))
+    rss = [x["rss_mib"] for x in turns]
+    rows.append(("memory (RSS of the chat process)", f"{warm['rss_mib']:.0f} MiB after warm-up",
+                 f"{rss[0]:.0f} MiB after turn 1, {rss[-1]:.0f} MiB after turn {len(rss)}, peak {max(rss):.0f} MiB", ""))
+    if len(rss) >= 4:
+        half = len(rss) // 2
+        growth = (rss[-1] - rss[half - 1]) / (len(rss) - half)
+        rows.append((f"memory growth per turn, turns {half}-{len(rss)}", f"{growth:+.1f} MiB", "", ""))
     tokens = sum(r["tokens"] for r in replies)
     seconds = sum(r["seconds"] for r in replies)
     rows.append(("reply generation during the chat", f"{tokens} tokens", f"{tokens / seconds:.1f} tokens/s", ""))
