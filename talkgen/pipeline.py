@@ -368,11 +368,12 @@ def _plan(r: Run, track) -> tuple[dict, dict]:
 
 def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: dict, traits: dict, track) -> StageRecord:
     from talkgen.portrait import portrait_hash
+    from talkgen.stages.render import render_settings
 
     c = r.recipe.render
     key = cache_key(
         plan=r.job.stages["plan"].outputs, speech=r.job.stages["speak"].outputs, portrait=portrait_hash(portrait_path),
-        render={k: v for k, v in c.__dict__.items() if k not in ("max_chunk_s", "min_chunk_s")}, engine=traits["identity"],
+        render=render_settings(c), engine=traits["identity"],
     )
 
     def work() -> StageRecord:

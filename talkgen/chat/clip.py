@@ -22,7 +22,7 @@ def render_clip(turn_dir: Path, text: str, recipe: Recipe, tts, avatar, stop: Ca
     from talkgen.speech import SpeechTrack
     from talkgen.stages.assemble import assemble
     from talkgen.stages.plan import make_plan
-    from talkgen.stages.render import chunk_name, render_chunks
+    from talkgen.stages.render import chunk_name, render_chunks, render_settings
     from talkgen.stages.speak import speak
     from talkgen.subtitles import write_srt
 
@@ -34,7 +34,7 @@ def render_clip(turn_dir: Path, text: str, recipe: Recipe, tts, avatar, stop: Ca
     plan = make_plan(track, c.fps, min(c.max_chunk_s, traits["max_chunk_s"]), c.min_chunk_s, traits["frames_per_clip"],
                      traits["lead_frames"])
     write_json_atomic(turn_dir / "plan.json", plan)
-    key = cache_key(speech=sha256_file(wav), plan=plan, render=c.__dict__, engine=traits["identity"])
+    key = cache_key(speech=sha256_file(wav), plan=plan, render=render_settings(c), engine=avatar.identity())
     (turn_dir / "chunks").mkdir(exist_ok=True)
     render_chunks(Job(turn_dir), key, plan, avatar, track, c.crf, c.preset, on_frames=lambda n: stop())
     write_srt(turn_dir / "clip.srt", track.sentences, track.sample_rate)

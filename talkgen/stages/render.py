@@ -22,6 +22,18 @@ from talkgen.speech import SpeechTrack
 CHUNKS = "chunks"
 
 
+# Render settings that say how and where to run, not what the frames are: changing one
+# (raising a timeout after a silent rank, moving to other cards) must resume the render, not
+# discard its finished chunks. Chunk lengths are in the plan, the portrait's content and the
+# back end's own settings in the key elsewhere.
+HOW_TO_RUN = ("launcher", "gpus", "collective_timeout_s", "max_chunk_s", "min_chunk_s", "portrait", "liveavatar")
+
+
+def render_settings(config) -> dict:
+    """The render settings that belong in a render cache key."""
+    return {k: v for k, v in config.__dict__.items() if k not in HOW_TO_RUN}
+
+
 def chunk_name(index: int) -> str:
     return f"{CHUNKS}/{index:05d}.mp4"
 
