@@ -267,3 +267,13 @@ def test_a_cloned_voice_speaks_the_chat(tmp_path):
     assert (session / "turns" / "0001" / "clip.mp4").is_file()
     loads = [e["model"] for e in jsonl(session / "events.jsonl") if e["event"] == "load"]
     assert loads.count("tts") == 1
+
+
+def test_a_resumed_chat_leaves_out_the_turns_its_last_prompt_left_out():
+    """So the first prompt after --resume begins as the next one of the live chat would have."""
+    from talkgen.chat.session import dropped
+
+    turn = lambda n, d: {"type": "turn", "turn": n, "question": "q", "reply": "r", "dropped_turns": d}  # noqa: E731
+    assert dropped([turn(1, 0), turn(2, 3), turn(3, 3)]) == 3
+    assert dropped([turn(1, 0), turn(2, 3), {"type": "reset"}]) == 0
+    assert dropped([{"type": "turn", "turn": 1, "question": "q", "reply": "r"}]) == 0  # a session from before the count

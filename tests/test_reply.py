@@ -134,3 +134,41 @@ def test_a_hub_id_maps_to_the_pulled_folder_and_never_downloads(tmp_path, monkey
     (folder / ".talkgen-sha256.json").write_text("{}")
     llm = load_llm(config, recipe="gpu-1x")
     assert llm.model.config.model_type == "llama" and llm.identity()["model"] == "meta-llama/Llama-3.2-3B-Instruct"
+
+
+def test_the_next_turn_reuses_the_last_prompts_cache_and_replies_as_a_cold_start_would(tmp_path, smol):
+    """The prompt cache is kept between turns, block by block at fixed positions, so a reply is
+    the same whether the engine had just answered the turns before it or had done nothing."""
+    from talkgen.stages.reply import answer
+
+    config, llm = smol
+    turns = ["Tell me about the sea.", "And the mountains?", "What about rivers?", "And forests?", "And deserts?",
+             "Which of those would you visit first?"]
+    out = reply(turns[:-1], llm, config, tmp_path / "r.json")
+    system, history = out["messages"][0], out["messages"][1:]
+    # The next turn; then a prompt that parts from the kept one inside it (the last turn left
+    # out, another question), so the kept cache must be cut back before it is used.
+    for hist, question in ((history, turns[-1]), (history[:-2], "Tell me a joke instead.")):
+        before = llm.prefilled_tokens
+        warm = answer(question, 5, system, hist, llm, config)
+        warm_prefilled = llm.prefilled_tokens - before
+        cold_llm = load_llm(config)
+        cold = answer(question, 5, system, hist, cold_llm, config)
+        prompt_tokens = cold_llm.count_tokens([system, *hist, {"role": "user", "content": question}])
+        assert prompt_tokens > 200 and cold_llm.prefilled_tokens == prompt_tokens  # cold: every token through the model
+        assert warm_prefilled <= prompt_tokens - 128  # warm: at least a block of the conversation came from the cache
+        assert warm["raw"] == cold["raw"] and warm["tokens"] == cold["tokens"]
+
+
+def test_a_full_window_leaves_out_enough_old_turns_to_keep_the_next_prompts_beginning_steady(tmp_path, smol):
+    config, llm = smol
+    small = load_recipe("cpu", ["llm.max_reply_words=25", "llm.context_tokens=420", "llm.max_new_tokens=60"]).llm
+    notes = []
+    turns = [f"Tell me one short fact about the number {n}." for n in range(1, 11)]
+    out = reply(turns, llm, small, tmp_path / "r.json", note=notes.append)
+    dropped = [t["dropped_turns"] for t in out["turns"]]
+    assert dropped == sorted(dropped) and dropped[-1] >= 2
+    # Each time the window fills, several turns go at once, so the count holds for the turns after.
+    grew = sum(1 for a, b in zip(dropped, dropped[1:]) if b > a)
+    assert grew < len([d for d in dropped if d])
+    assert sum("left out the" in n for n in notes) == grew + (dropped[0] > 0)

@@ -34,7 +34,7 @@ def run_command(chat: Chat, line: str) -> bool:
     elif name == "/history":
         show_history(chat)
     elif name == "/reset":
-        chat.history = []
+        chat.history, chat.dropped = [], 0
         chat.session.add({"type": "reset"})
         chat.session.log("reset")
         chat.screen.line("the conversation starts afresh (earlier turns stay in the session)")

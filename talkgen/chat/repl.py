@@ -116,7 +116,8 @@ def start(recipe: Recipe, video: bool, session: Session, persona: str | None) ->
         session.add({"type": "persona", "persona": persona})
     recipe.llm.persona = sessions.persona(session.records) or recipe.llm.persona
     models = Models(recipe, session.log, screen.status, session.root / "avatar-state", video)
-    chat = Chat(session, recipe, screen, models, video, history=sessions.messages(session.records))
+    chat = Chat(session, recipe, screen, models, video, history=sessions.messages(session.records),
+                dropped=sessions.dropped(session.records))
     session.log("start", recipe=recipe.name, video=video, interactive=interactive, resumed_turns=len(sessions.turns(session.records)))
     try:
         if video:

@@ -156,6 +156,17 @@ def messages(records: list[dict]) -> list[dict]:
     return out
 
 
+def dropped(records: list[dict]) -> int:
+    """How many of the oldest turns the last prompt since the last /reset left out (see fit_context)."""
+    out = 0
+    for r in records:
+        if r.get("type") == "reset":
+            out = 0
+        elif r.get("type") == "turn":
+            out = r.get("dropped_turns", 0)
+    return out
+
+
 def persona(records: list[dict]) -> str | None:
     """The persona the last /persona (or --persona) set, if any."""
     found = None

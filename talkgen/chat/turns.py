@@ -28,6 +28,7 @@ class Chat:
     models: Models
     video: bool
     history: list[dict] = field(default_factory=list)  # what the model remembers
+    dropped: int = 0  # the oldest question-and-answer pairs of history the last prompt left out
     renderer: Renderer | None = None
 
     # -- a turn ---------------------------------------------------------------------------
@@ -50,7 +51,7 @@ class Chat:
 
         self.screen.reply_start()
         try:
-            record = answer(question, n - 1, system, self.history, llm, c, on_text, note=self.screen.notice)
+            record = answer(question, n - 1, system, self.history, llm, c, on_text, note=self.screen.notice, dropped=self.dropped)
         except KeyboardInterrupt:
             self.screen.reply_end(stopped=True)
             self.session.log("reply_stopped", turn=n)
@@ -67,6 +68,7 @@ class Chat:
         self.session.add(record)
         self.session.log("reply", turn=n, tokens=record["tokens"], seconds=record["seconds"])
         self.history += [{"role": "user", "content": question}, {"role": "assistant", "content": record["reply"]}]
+        self.dropped = record["dropped_turns"]
         if self.renderer is not None:
             self.renderer.submit(ClipJob(n, record["reply"], asked_at))
 

@@ -148,6 +148,32 @@ def _causal_lm_class(folder: Path):
     return getattr(transformers, name)
 
 
+# Prompts are prefilled in blocks of this many tokens at fixed positions. A chat's next
+# prompt begins with its last one, so the KV cache of their shared blocks is kept and only
+# the rest is computed: a first token in a fraction of a second, not a re-read of the whole
+# conversation (3 s for 1,900 tokens on 2 cores). Fixed blocks make it exact: each block
+# is computed with the same shapes from the same cache whether or not one was kept, so a
+# reply does not depend on what was asked before in the same process.
+PREFILL_BLOCK = 128
+
+
+def _agreeing(a: list[int], b: list[int]) -> int:
+    """How many leading tokens two prompts share."""
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def _keep_first(cache, n: int) -> None:
+    # A negative crop removes tokens from the end in every transformers 5 release; a positive
+    # one means a length in some and is refused in others.
+    extra = cache.get_seq_length() - n
+    if extra > 0:
+        cache.crop(-extra)
+
+
 class TransformersLLM:
     def __init__(self, config, on_status: Callable[[str], None] | None = None, recipe: str = "cpu"):
         import time
@@ -190,6 +216,16 @@ class TransformersLLM:
         self.model = model_class.from_pretrained(str(folder), dtype=dtype, local_files_only=True).to(config.device)
         self.model.eval()
         self.load_s = time.perf_counter() - t
+        import inspect
+
+        forward = inspect.signature(self.model.forward).parameters
+        # transformers renamed generate's and forward's cache argument within release 5.
+        self._cache_arg = "cache" if "cache" in forward else "past_key_values"
+        self._logits_arg = {"logits_to_keep": 1} if "logits_to_keep" in forward else {}
+        # A model whose generation config picks its own cache kind (static, sliding) keeps it.
+        self._reuse = self.model.generation_config.cache_implementation is None
+        self._kept: tuple[list[int], object] | None = None  # the last prompt's prefilled tokens and their cache
+        self.prefilled_tokens = 0  # tokens run through the model to prefill prompts: the cost the cache saves
         if not self.tokenizer.chat_template:
             raise UsageError(f"the model in {folder} has no chat template: use an instruct/chat model")
 
@@ -202,6 +238,29 @@ class TransformersLLM:
 
     def count_tokens(self, messages: list[dict]) -> int:
         return int(self._ids(messages).shape[1])
+
+    def _prefill(self, ids) -> tuple[object, int]:
+        """A KV cache of the prompt's whole blocks before its last token, and their length;
+        the blocks it shares with the last prompt are taken from that prompt's cache."""
+        from transformers import DynamicCache
+
+        end = (ids.shape[1] - 1) // PREFILL_BLOCK * PREFILL_BLOCK
+        kept, self._kept = self._kept, None  # it is changed below: kept again only if this call ends well
+        cache, done = None, 0
+        if kept is not None:
+            done = _agreeing(kept[0], ids[0, :end].tolist()) // PREFILL_BLOCK * PREFILL_BLOCK
+            if done:
+                cache = kept[1]
+                try:
+                    _keep_first(cache, done)
+                except ValueError:  # a cache kind that cannot be cut back
+                    cache, done = None, 0
+        if cache is None:
+            cache = DynamicCache(config=self.model.config.get_text_config(decoder=True))
+        for start in range(done, end, PREFILL_BLOCK):
+            self.model(input_ids=ids[:, start:start + PREFILL_BLOCK], use_cache=True, **{self._cache_arg: cache}, **self._logits_arg)
+        self.prefilled_tokens += end - done
+        return cache, end
 
     def chat(
         self, messages: list[dict], seed: int, on_text: Callable[[str], None] | None = None, max_words: int | None = None
@@ -233,10 +292,13 @@ class TransformersLLM:
                     return len(text.split()) > max_words
 
             stops.append(_Words())
-        torch.manual_seed(seed)
         with torch.inference_mode():
+            cache, prefilled = self._prefill(ids) if self._reuse else (None, 0)
+            self.prefilled_tokens += ids.shape[1] - prefilled
+            torch.manual_seed(seed)
             out = self.model.generate(
                 ids,
+                **({self._cache_arg: cache} if cache is not None else {}),
                 attention_mask=torch.ones_like(ids),
                 max_new_tokens=c.max_new_tokens,
                 do_sample=c.temperature > 0,
@@ -247,5 +309,8 @@ class TransformersLLM:
                 stopping_criteria=stops or None,
                 pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id,
             )
+        if cache is not None:
+            _keep_first(cache, prefilled)  # the reply's own tokens are dropped: see PREFILL_BLOCK
+            self._kept = (ids[0, :prefilled].tolist(), cache)
         new = out[0, ids.shape[1]:]
         return self.tokenizer.decode(new, skip_special_tokens=True).strip(), int(new.shape[0])

@@ -38,24 +38,39 @@ def bound_words(text: str, max_words: int) -> str:
     return cut.rstrip(",;:") + "."
 
 
-def fit_context(system: dict, history: list[dict], question: dict, llm: LLMEngine, budget: int, note: Callable[[str], None]) -> list[dict]:
-    """Drop the oldest question-and-answer pairs until the prompt fits `budget` tokens."""
-    dropped = 0
-    while True:
-        messages = [system, *history[2 * dropped :], question]
-        if llm.count_tokens(messages) <= budget:
-            break
-        if 2 * dropped >= len(history):
-            # The question alone is too long: keep its beginning.
-            words = question["content"].split()
-            while len(words) > 1 and llm.count_tokens([system, {"role": "user", "content": " ".join(words)}]) > budget:
-                words = words[: int(len(words) * 0.8)]
-            note(f"the question is longer than the model's context window: kept its first {len(words)} words")
-            return [system, {"role": "user", "content": " ".join(words)}]
+# When the conversation outgrows the window, older turns are left out until the prompt is
+# back to this share of it, not just under it: the turns after then begin with the same
+# tokens for a while, so the LLM's kept cache serves them, instead of every turn shifting
+# the window by one and reading the whole conversation again.
+REFILL_SHARE = 0.75
+
+
+def fit_context(
+    system: dict, history: list[dict], question: dict, llm: LLMEngine, budget: int, note: Callable[[str], None], dropped: int = 0,
+) -> tuple[list[dict], int]:
+    """The prompt for `question`, and how many of the oldest question-and-answer pairs it leaves
+    out: `dropped` (the last turn's count) while that fits `budget` tokens, else enough more to
+    bring it down to REFILL_SHARE of the budget."""
+    dropped = min(dropped, len(history) // 2)
+
+    def prompt(d: int) -> list[dict]:
+        return [system, *history[2 * d :], question]
+
+    if llm.count_tokens(prompt(dropped)) <= budget:
+        return prompt(dropped), dropped
+    before = dropped
+    while 2 * dropped < len(history) and llm.count_tokens(prompt(dropped)) > budget * REFILL_SHARE:
         dropped += 1
-    if dropped:
-        note(f"the conversation is longer than the model's context window: left out the {dropped} oldest turn(s)")
-    return messages
+    if llm.count_tokens(prompt(dropped)) > budget:
+        # The question alone is too long: keep its beginning.
+        words = question["content"].split()
+        while len(words) > 1 and llm.count_tokens([system, {"role": "user", "content": " ".join(words)}]) > budget:
+            words = words[: int(len(words) * 0.8)]
+        note(f"the question is longer than the model's context window: kept its first {len(words)} words")
+        return [system, {"role": "user", "content": " ".join(words)}], len(history) // 2
+    note(f"the conversation is longer than the model's context window: left out the {dropped - before} oldest turn(s) "
+         f"({dropped} in all)")
+    return prompt(dropped), dropped
 
 
 def answer(
@@ -67,15 +82,17 @@ def answer(
     config,
     on_text: Callable[[str], None] | None = None,
     note: Callable[[str], None] = lambda msg: None,
+    dropped: int = 0,
 ) -> dict:
     """One turn: the reply to `question` given the conversation so far (history is not changed).
 
     The seed is llm.seed plus the turn's index, so a conversation replays the same way.
+    `dropped` is the last turn's "dropped_turns": the oldest turns it left out of the prompt.
     """
     import time
 
-    messages = fit_context(system, history, {"role": "user", "content": question}, llm,
-                           config.context_tokens - config.max_new_tokens, note)
+    messages, dropped = fit_context(system, history, {"role": "user", "content": question}, llm,
+                                    config.context_tokens - config.max_new_tokens, note, dropped)
     seed = config.seed + index
     t = time.perf_counter()
     text, tokens = llm.chat(messages, seed, on_text, config.max_reply_words)
@@ -92,7 +109,7 @@ def answer(
     return {
         "question": question, "reply": reply_text, "raw": text, "tokens": tokens, "seconds": round(seconds, 3),
         "tokens_per_s": round(tokens / seconds, 2) if seconds > 0 else 0.0, "seed": seed, "retried": retried,
-        "prompt_messages": len(messages),
+        "prompt_messages": len(messages), "dropped_turns": dropped,
     }
 
 
@@ -111,7 +128,7 @@ def reply(
     for i, question in enumerate(turns):
         if on_turn:
             on_turn(i, question)
-        record = answer(question, i, system, history, llm, config, on_text, note)
+        record = answer(question, i, system, history, llm, config, on_text, note, records[-1]["dropped_turns"] if records else 0)
         history += [{"role": "user", "content": question}, {"role": "assistant", "content": record["reply"]}]
         records.append(record)
     result = {"system": system["content"], "turns": records, "messages": [system, *history]}
