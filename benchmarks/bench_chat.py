@@ -71,7 +71,7 @@ def main() -> None:
         child.expect_exact("you> ")
         start_s = time.monotonic() - t
         warm = turn(child, "Hello! Who are you?")  # warm-up: the first clip also waits for the voice and the face to load
-        turns = [turn(child, q) for q in (QUESTIONS * 3)[: args.turns]]
+        turns = [turn(child, QUESTIONS[i % len(QUESTIONS)]) for i in range(args.turns)]
         child.sendline("/quit")
         child.expect(pexpect.EOF)
         events = [json.loads(line) for line in (session / "events.jsonl").read_text().splitlines()]
