@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from talkgen.engines.tts import Speech
 from talkgen.errors import TalkgenError, UsageError
+from talkgen.text.script import has_words
 
 if TYPE_CHECKING:
     import numpy as np
@@ -78,7 +79,7 @@ def read_reference(config) -> "np.ndarray":
 
 def reference(config, audio: "np.ndarray", text: str) -> Reference:
     path = voice_path(config)
-    if not any(c.isalnum() for c in text):
+    if not has_words(text):
         raise UsageError(f"the voice recording {path} has no transcript: pass --voice-text \"what it says\"")
     return Reference(audio=audio, text=text, path=path)
 

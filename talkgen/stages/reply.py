@@ -14,6 +14,7 @@ from typing import Callable
 from talkgen.engines.llm import LLMEngine
 from talkgen.errors import TalkgenError
 from talkgen.job import write_json_atomic
+from talkgen.text.script import has_words
 
 RETRY_SEED_OFFSET = 7919
 
@@ -98,12 +99,12 @@ def answer(
     text, tokens = llm.chat(messages, seed, on_text, config.max_reply_words)
     reply_text = bound_words(text, config.max_reply_words)
     retried = False
-    if not any(c.isalnum() for c in reply_text):
+    if not has_words(reply_text):
         note(f"the model gave an empty reply to turn {index + 1}: trying once more with another seed")
         retried, seed = True, seed + RETRY_SEED_OFFSET
         text, tokens = llm.chat(messages, seed, on_text, config.max_reply_words)
         reply_text = bound_words(text, config.max_reply_words)
-        if not any(c.isalnum() for c in reply_text):
+        if not has_words(reply_text):
             raise TalkgenError(f"the model gave an empty reply to turn {index + 1} twice: change llm.seed or the question")
     seconds = time.perf_counter() - t
     return {

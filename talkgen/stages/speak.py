@@ -9,7 +9,7 @@ from talkgen.engines.tts import TTSEngine
 from talkgen.job import atomic_path, write_json_atomic
 from talkgen.speech import SILENT_SYMBOLS, WavWriter
 from talkgen.text.normalize import normalize
-from talkgen.text.script import paragraphs, sentences
+from talkgen.text.script import has_words, paragraphs, sentences
 
 LEAD_IN_S = 0.2
 TAIL_S = 0.4
@@ -44,7 +44,7 @@ def speak(
                     spoken = normalize(sentence)
                     start = writer.samples
                     sentence_phonemes: list[list] = []
-                    if any(c.isalnum() for c in spoken):
+                    if has_words(spoken):
                         for part in tts.speak(spoken):
                             pos = writer.samples
                             for symbol, n in part.phonemes:

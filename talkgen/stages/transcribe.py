@@ -20,6 +20,7 @@ from talkgen.engines.silero_vad import WINDOW
 from talkgen.engines.stt import SAMPLE_RATE
 from talkgen.errors import UsageError
 from talkgen.job import write_json_atomic
+from talkgen.text.script import has_words
 
 if TYPE_CHECKING:
     import numpy as np
@@ -148,7 +149,7 @@ def transcribe(
     text = " ".join(texts).strip()
     # A recognizer can answer with only punctuation or a music sign; that is no words either, and
     # saying so here is clearer than the speak stage's later "nothing a voice can say".
-    if not any(c.isalnum() for c in text):
+    if not has_words(text):
         raise UsageError(f"no speech found in {audio_path.name}: the recognizer heard no words")
     result = {
         "text": text,

@@ -11,6 +11,12 @@ from talkgen.errors import UsageError
 ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "prof", "sr", "jr", "vs", "etc", "e.g", "i.e", "no", "approx", "inc", "ltd", "co", "mt", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"}
 
 
+def has_words(text: str) -> bool:
+    """Whether text has anything a voice can say: a letter or a digit in any script. One rule
+    for the transcript, the reply, the voice's reference text and each sentence spoken."""
+    return any(c.isalnum() for c in text)
+
+
 def read_script(path: Path) -> str:
     """Read a text script: UTF-8, then the locale's encoding, then cp1252; refuse binaries."""
     if not path.exists():
