@@ -260,18 +260,20 @@ def weights_verify() -> None:
 @app.command()
 @handles_errors
 def doctor(
+    overrides: Optional[List[str]] = typer.Argument(None, help="Recipe overrides such as render.python=/opt/envs/liveavatar/bin/python",
+                                                    show_default=False),
     recipe: str = typer.Option("cpu", "--recipe", help="The recipe to check this machine against (name or .yaml path)."),
     job_dir: Path = typer.Option(Path(".talkgen/jobs"), "--job-dir", help="Where jobs will be written (for the free-disk check)."),
     verify: bool = typer.Option(False, "--verify", help="Re-hash the recipe's weights against their sha256 (slow for large models)."),
     as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
 ) -> None:
-    """Check this machine against a recipe: Python, ffmpeg, weights, GPUs, driver, CUDA, disk, cost. Exit 1 on any fail."""
+    """Check this machine against a recipe: Python, ffmpeg, weights, the avatar's environment, GPUs, driver, CUDA, disk, cost. Exit 1 on any fail."""
     import json
 
     from talkgen.doctor import exit_code, run_doctor, to_dict
     from talkgen.recipe import load_recipe
 
-    rec = load_recipe(recipe)
+    rec = load_recipe(recipe, list(overrides or []))
     checks = run_doctor(rec, job_dir, verify_weights=verify)
     if as_json:
         print(json.dumps(to_dict(rec, checks), indent=2))

@@ -91,6 +91,8 @@ def run_doctor(recipe, job_dir: Path, verify_weights: bool = False, machine: Mac
     checks = [_python(), _packages(), _ffmpeg(), _weights(recipe, verify_weights)]
     if recipe.render.engine == "liveavatar":
         checks.append(_liveavatar_checkout(recipe))
+    if recipe.render.engine != "puppet":  # the puppet renders in talkgen's own process, with no torch
+        checks.append(_avatar_environment(recipe))
     checks += [_gpus(recipe, machine), _driver(machine, recipe), _fabric(machine, recipe), _cuda(recipe, machine),
                _precision(recipe, machine.smi.gpus), _fit(recipe, machine.smi.gpus), _disk(job_dir), _estimate(recipe)]
     return [c for c in checks if c is not None]
@@ -170,6 +172,35 @@ def _liveavatar_checkout(recipe) -> Check:
         return Check("liveavatar", FAIL, f"{root} is not a LiveAvatar checkout (no {PIPELINE})",
                      "point TALKGEN_LIVEAVATAR at a clone of github.com/Alibaba-Quark/LiveAvatar")
     return Check("liveavatar", OK, f"checkout {root}")
+
+
+def _avatar_environment(recipe) -> Check:
+    """The Python the avatar ranks run under (render.python, else talkgen's), asked from there."""
+    from talkgen.dist.interpreter import probe, problems, rank_python
+    from talkgen.errors import TalkgenError
+
+    c = recipe.render
+    name = "avatar env"
+    try:
+        found = probe(c)
+    except TalkgenError as exc:
+        return Check(name, FAIL, str(exc).split(":")[0], str(exc), {"python": rank_python(c)})
+    errors, warnings = problems(c, found)
+    parts = [found.get("executable") or rank_python(c), f"Python {found['python']}"]
+    if found.get("torch", {}).get("ok"):
+        parts.append(f"torch {found['torch']['version']}")
+        cuda = found.get("cuda", {})
+        parts.append(f"CUDA {cuda['build']}, {len(cuda.get('devices', []))} GPU(s) seen" if cuda.get("build") else "a CPU build of torch")
+        if cuda.get("devices"):
+            caps = sorted({f"{d['capability'][0]}.{d['capability'][1]}" for d in cuda["devices"]})
+            parts.append(f"compute {', '.join(caps)}, bf16 {'yes' if cuda.get('bf16') else 'no'}, "
+                         f"FP8 matmul {'yes' if found.get('fp8_matmul') else 'no'}")
+    la = found.get("liveavatar")
+    if la is not None:
+        parts.append("LiveAvatar imports" if not la["import"] else f"LiveAvatar does not import ({la['import']['module']})")
+        parts.append(f"flash attention: {', '.join(la['flash_attn'])}" if la["flash_attn"] else "no flash attention")
+    status = FAIL if errors else WARNING if warnings else OK
+    return Check(name, status, "; ".join(parts), "; ".join(errors + warnings), data=found)
 
 
 def _gpus(recipe, m: Machine) -> Check:

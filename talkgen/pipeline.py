@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -162,6 +163,12 @@ def run(req: RenderRequest, progress: Progress | None = None) -> dict:
     from talkgen.memory import check_placement, describe
 
     gpu_plan = check_placement(recipe, _engines(recipe, kind, req.say))  # before any model loads
+    from talkgen.placement import runs_in_ranks
+
+    if recipe.render.python and runs_in_ranks(recipe.render):
+        from talkgen.dist.interpreter import check_rank_python
+
+        check_rank_python(recipe.render)  # the back end's own environment: before anything loads
     with Job(req.job_dir or default_job_dir(req.output)) as job:
         r = Run(job, recipe, stale, progress)
         portrait = _PortraitOnce(req.portrait, recipe.render.size)
@@ -367,6 +374,7 @@ def _plan(r: Run, track) -> tuple[dict, dict]:
 
 
 def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: dict, traits: dict, track) -> StageRecord:
+    from talkgen.placement import runs_in_ranks
     from talkgen.portrait import portrait_hash
     from talkgen.stages.render import render_settings
 
@@ -378,28 +386,29 @@ def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: d
 
     def work() -> StageRecord:
         from talkgen.dist.timing import rank_timings
-        from talkgen.stages.render import clear_stale_chunks, collect, next_chunk, render_chunks
+        from talkgen.chunks import clear_stale_chunks, next_chunk
+        from talkgen.stages.render import collect, render_chunks
 
         if "render" in r.stale:
             shutil.rmtree(r.job.path("chunks"), ignore_errors=True)  # redo on purpose: finished chunks too
         t = time.perf_counter()
         r.progress.stage("render", plan["total_frames"], "frames")
-        if c.nproc > 1 or c.launcher == "torchrun":
+        if runs_in_ranks(c):
+            from talkgen.dist.interpreter import rank_python
             from talkgen.dist.launch import launch
-
-            from talkgen.engines.avatar import check_avatar
+            from talkgen.engines.avatar import check_avatar, rank_recipe
+            from talkgen.portrait import hand_to_ranks
 
             check_avatar(c)  # missing files or GPUs fail here, in one line, not in every rank
-            portrait.get()  # and so does a portrait with no face
             clear_stale_chunks(r.job.root, key)
             _, _, reused = next_chunk(r.job.root, plan, key)
             r.progress.advance(sum(ch["end_frame"] - ch["start_frame"] for ch in plan["chunks"][:reused]))
             request = {
-                "recipe": r.recipe.to_dict(), "portrait": str(portrait_path.resolve()) if portrait_path else None,
+                "recipe": rank_recipe(r.recipe), "portrait": hand_to_ranks(portrait.get(), r.job.root),  # no face: fails here
                 "render_key": key, "backend": "nccl" if c.device == "cuda" else "gloo", "gpus": c.gpus,
             }
             launched = time.time()
-            launch(r.job.root, c.nproc, request, plan, skip=set(range(reused)),
+            launch(r.job.root, c.nproc, request, plan, skip=set(range(reused)), python=rank_python(c),
                    on_chunk=lambda ch: r.progress.advance(ch["end_frame"] - ch["start_frame"]))
             rec = collect(r.job, key, plan, reused)
             rec.extra.update(rank_timings(r.job.root, c.nproc, launched, rec.extra["encode_wait_s"]))
@@ -412,6 +421,7 @@ def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: d
             load_s = time.perf_counter() - loading
             rec = render_chunks(r.job, key, plan, engine, track, c.crf, c.preset, on_frames=r.progress.advance)
             rec.extra.update(startup_s=round(load_s, 3), load_s=round(load_s, 3))
+            rec.extra.update(python=sys.executable, torch=sys.modules["torch"].__version__ if "torch" in sys.modules else "")
         rendered = plan["total_frames"] - sum(
             ch["end_frame"] - ch["start_frame"] for ch in plan["chunks"][: rec.extra.get("reused_chunks", 0)]
         )
@@ -426,7 +436,7 @@ def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: d
 
 
 def _assemble(r: Run, plan: dict, render_rec: StageRecord, track, ffmpeg_version: str) -> dict:
-    from talkgen.stages.render import chunk_name
+    from talkgen.chunks import chunk_name
 
     rels = [chunk_name(ch["index"]) for ch in plan["chunks"]]
     key = cache_key(chunks=[render_rec.outputs[rel] for rel in rels], speech=r.job.stages["speak"].outputs,

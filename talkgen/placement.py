@@ -33,6 +33,12 @@ def avatar_gpus(device: str) -> str:
     return ",".join(str(i) for i in indices) if indices else ""
 
 
+def runs_in_ranks(render) -> bool:
+    """Whether the avatar renders in launched ranks rather than in talkgen's own process:
+    several ranks, the torchrun launcher asked for, or another Python (render.python)."""
+    return render.nproc > 1 or render.launcher == "torchrun" or bool(render.python)
+
+
 def rank_visible_devices(gpus: str) -> str | None:
     """CUDA_VISIBLE_DEVICES for the avatar ranks, or None to leave theirs as talkgen's own.
 

@@ -21,9 +21,32 @@ DEFAULT_PORTRAIT = EXAMPLES / "portrait.png"
 @dataclass
 class Portrait:
     image: "np.ndarray"  # RGB uint8, size x size
-    landmarks: "FaceLandmarks"
+    landmarks: "FaceLandmarks | None"  # None in the avatar ranks, whose back ends use the picture alone
     source: Path
     sha256: str
+
+
+RANK_IMAGE = "portrait.npy"
+
+
+def hand_to_ranks(portrait: Portrait, folder: Path) -> dict:
+    """Write the prepared portrait where the avatar ranks read it; what the rank request carries.
+
+    The ranks may run in a back end's own Python, without OpenCV or the face finder, so they
+    get the picture already found, cropped and scaled, as a numpy array.
+    """
+    import numpy as np
+
+    path = folder / RANK_IMAGE
+    np.save(path, portrait.image)
+    return {"image": str(path.resolve()), "source": str(portrait.source), "sha256": portrait.sha256}
+
+
+def from_launcher(data: dict) -> Portrait:
+    """The portrait in an avatar rank, from what hand_to_ranks wrote."""
+    import numpy as np
+
+    return Portrait(image=np.load(data["image"]), landmarks=None, source=Path(data["source"]), sha256=data["sha256"])
 
 
 def landmarks_path(path: Path) -> Path:

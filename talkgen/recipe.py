@@ -103,6 +103,9 @@ class RenderConfig:
     # auto: torchrun when nproc > 1, else in talkgen's own process; torchrun: always, even for
     # one rank (its own process group and backend, e.g. NCCL on a one-GPU machine)
     launcher: str = "auto"
+    # The interpreter the avatar ranks (and their launcher) run under: a back end's own
+    # environment, e.g. LiveAvatar's Python 3.10 + torch 2.8; blank: talkgen's own
+    python: str = ""
     gpus: str = _placed("avatar", "")  # CUDA_VISIBLE_DEVICES for the avatar ranks; blank: all
     device: str = _placed("avatar")  # cpu or cuda (each rank takes the GPU of its local rank)
     dtype: str = "float32"
@@ -221,6 +224,9 @@ def place(recipe: Recipe) -> Recipe:
     recipe.render.gpus = avatar_gpus(p.avatar)
     if recipe.render.launcher not in ("auto", "torchrun"):  # how the avatar ranks start: checked with where they run
         raise UsageError(f"render.launcher '{recipe.render.launcher}' must be auto or torchrun")
+    if recipe.render.python and recipe.render.engine == "puppet":
+        raise UsageError("render.python runs the avatar ranks of tp-test and liveavatar; the puppet renders in talkgen's "
+                         "own process: leave render.python blank")
     return recipe
 
 

@@ -103,7 +103,9 @@ def test_healthy_h100_fits_the_one_gpu_recipe(tmp_path):
     proc = doctor("--recipe", "gpu-1x", "--json", env=machine("h100-1x", tmp_path))
     found = checks(proc)
     assert proc.returncode == 1  # the weights and the LiveAvatar checkout are not on this machine
-    assert {n for n, c in found.items() if c["status"] == "fail"} == {"weights", "liveavatar"}
+    # Nor is the GPU the replay shows visible to torch in the avatar's environment, asked for real.
+    assert {n for n, c in found.items() if c["status"] == "fail"} == {"weights", "liveavatar", "avatar env"}
+    assert "sees 0 GPU(s), the placement needs 1" in found["avatar env"]["fix"]
     assert found["cuda"]["status"] == "ok" and "1 device(s), torch 2.9.1+cu128, CUDA 12.8" in found["cuda"]["detail"]
     assert found["driver"]["status"] == "ok" and "550.90.07 (branch 550, a -server driver)" in found["driver"]["detail"]
     assert "fabric" not in found  # one PCIe-attached card: no NVSwitch, no Fabric Manager

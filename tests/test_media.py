@@ -119,7 +119,8 @@ def test_a_queued_encoder_whose_ffmpeg_dies_fails_in_one_line_and_leaves_nothing
 
 
 def test_chunks_finish_in_order_behind_the_back_end_and_a_short_one_is_refused(tmp_path):
-    from talkgen.stages.render import ChunkFinisher, chunk_name, finished_chunk, sidecar_path
+    from talkgen.chunk_writer import ChunkFinisher
+    from talkgen.chunks import chunk_name, finished_chunk, sidecar_path
 
     (tmp_path / "chunks").mkdir()
     chunks = [{"index": i, "start_frame": 10 * i, "end_frame": 10 * i + 10} for i in range(3)]

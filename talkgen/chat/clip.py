@@ -22,7 +22,8 @@ def render_clip(turn_dir: Path, text: str, recipe: Recipe, tts, avatar, stop: Ca
     from talkgen.speech import SpeechTrack
     from talkgen.stages.assemble import assemble
     from talkgen.stages.plan import make_plan
-    from talkgen.stages.render import chunk_name, render_chunks, render_settings
+    from talkgen.chunks import chunk_name
+    from talkgen.stages.render import render_chunks, render_settings
     from talkgen.stages.speak import speak
     from talkgen.subtitles import write_srt
 
@@ -56,7 +57,7 @@ def join_clips(turn_dirs: list[Path], out: Path, work: Path) -> dict:
     """
     from talkgen.speech import Sentence, SpeechTrack, WavWriter
     from talkgen.stages.assemble import assemble
-    from talkgen.stages.render import chunk_name
+    from talkgen.chunks import chunk_name
     from talkgen.subtitles import write_srt
 
     plans = [json.loads((d / "plan.json").read_text(encoding="utf-8")) for d in turn_dirs]

@@ -1,17 +1,19 @@
-"""Launch the avatar ranks with PyTorch's own launcher (torch.distributed.run), in process.
+"""Start the avatar ranks for a job and wait for them, from talkgen's side.
 
-As torchtune's `tune run` does: torchrun's argument parser builds the launch, and
-`torch.distributed.run.run` starts the elastic agent here, which starts one process per
-rank and stops them all when one fails. No shell string is ever built.
+The launcher (talkgen.dist.agent, torchrun's elastic agent) runs as a child process under
+the ranks' own Python (render.python, else talkgen's), so it shares their torch; talkgen
+itself never imports torch.distributed here. Work crosses through the job directory: the
+request, plan, speech and portrait go in; chunks, sidecars, continuity state, the ranks'
+logs and the launcher's result come back. No shell string is ever built.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Callable
@@ -19,58 +21,86 @@ from typing import Callable
 from talkgen.errors import TalkgenError
 from talkgen.placement import rank_visible_devices
 
-LOGGERS = ("torch.distributed.elastic", "torch.distributed.run", "torch.distributed.launcher")
+STOP_GRACE_S = 10.0  # how long the launcher gets to stop its ranks before it is killed
 
 
 def launch(
-    job_root: Path, nproc: int, request: dict, plan: dict, on_chunk: Callable[[dict], None] | None = None, skip: set[int] | None = None
+    job_root: Path, nproc: int, request: dict, plan: dict, on_chunk: Callable[[dict], None] | None = None,
+    skip: set[int] | None = None, python: str | None = None,
 ) -> None:
-    """Run the rank workers over the job's plan; raise one TalkgenError line if any rank fails."""
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import get_args_parser, run
-
+    """Run the rank workers over the job's plan under `python`; raise one TalkgenError line if any rank fails."""
+    from talkgen.dist.agent import result_path
+    from talkgen.dist.interpreter import code_path, far_env
     from talkgen.dist.worker import request_path
 
+    python = python or sys.executable
+    job_root = job_root.resolve()
     dist_dir = job_root / "dist"
     shutil.rmtree(dist_dir, ignore_errors=True)
     (dist_dir / "logs").mkdir(parents=True)
     request_path(job_root).write_text(json.dumps(request) + "\n", encoding="utf-8")
-    args = get_args_parser().parse_args([
-        "--standalone", f"--nproc-per-node={nproc}", "--max-restarts=0", "--monitor-interval=0.2",
-        f"--log-dir={dist_dir / 'logs'}", "--redirects=3",  # ranks' own output goes to the logs, not the terminal
-        "-m", "talkgen.dist.worker", str(job_root.resolve()),
-    ])
-    # One thread per rank on a CPU launch unless the user says otherwise (torchrun would warn and do the same).
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    devices = rank_visible_devices(request.get("gpus", ""))
-    outer = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if devices is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = devices  # the ranks inherit it; local rank i takes the i-th
-    quiet = _silence(LOGGERS)
     watcher = _ChunkWatcher(job_root, plan, request["render_key"], on_chunk, skip or set()) if on_chunk else None
+    log = (dist_dir / "logs" / "agent.log").open("wb")
     try:
-        run(args)
-    except ChildFailedError as exc:
-        raise TalkgenError(describe_failure(exc.failures, job_root, plan, request["render_key"])) from None
-    except SignalException:
-        # Ctrl-C (or a SIGTERM) reached the launcher, which has already stopped the ranks.
-        raise KeyboardInterrupt from None
+        # A session of its own: a Ctrl-C at the terminal reaches talkgen, which stops the
+        # launcher in order (it stops the ranks); the launcher and ranks die with their parent.
+        proc = subprocess.Popen([python, "-m", "talkgen.dist.agent", str(job_root), str(nproc)],
+                                env=far_env(rank_visible_devices(request.get("gpus", ""))), cwd=code_path(),
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            code = proc.wait()
+        except BaseException:
+            stop(proc)
+            raise
     finally:
         if watcher:
             watcher.stop()
-        quiet()
-        if devices is not None:  # talkgen's own numbering stays as the user set it
-            if outer is None:
-                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-            else:
-                os.environ["CUDA_VISIBLE_DEVICES"] = outer
+        log.close()
+    if code != 0:
+        raise TalkgenError(_launch_failure(job_root, plan, request["render_key"], code, python, result_path(job_root)))
 
 
-def describe_failure(failures: dict, job_root: Path, plan: dict, key: str) -> str:
-    """One line: which rank failed first, in which chunk, and why."""
+def stop(proc: subprocess.Popen) -> None:
+    """Stop the launcher and, through it, every rank: SIGTERM, then SIGKILL after STOP_GRACE_S.
+    A second interrupt while waiting kills at once."""
+    if proc.poll() is not None:
+        return
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    except BaseException:  # a second Ctrl-C or SIGTERM while waiting: no more waiting
+        proc.kill()
+        proc.wait()
+        raise
+
+
+def _launch_failure(job_root: Path, plan: dict, key: str, code: int, python: str, result: Path) -> str:
+    try:
+        found = json.loads(result.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        found = {}
+    if "failures" in found:
+        return describe_failure({int(r): f["exitcode"] for r, f in found["failures"].items()}, job_root, plan, key)
+    if code < 0 or "signal" in found:
+        number = -code if code < 0 else found["signal"]
+        name = signal.Signals(number).name if number in signal.valid_signals() else f"signal {number}"
+        return f"the avatar ranks' launcher was stopped ({name}): finished chunks are kept; run again to resume"
+    log = job_root / "dist" / "logs" / "agent.log"
+    try:
+        lines = [ln for ln in log.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        lines = []
+    said = lines[-1].strip()[:300] if lines else f"exit {code}"
+    return f"the avatar ranks' launcher under {python} failed ({said}): see {log}"
+
+
+def describe_failure(failures: dict[int, int | None], job_root: Path, plan: dict, key: str) -> str:
+    """One line, from each failed rank's exit code: which rank failed first, in which chunk, and why."""
     from talkgen.dist.worker import error_path
-    from talkgen.stages.render import next_chunk
+    from talkgen.chunks import next_chunk
 
     chunk, _, _ = next_chunk(job_root, plan, key)
     where = f"chunk {chunk['index']}" if chunk else "the last chunk"
@@ -81,32 +111,17 @@ def describe_failure(failures: dict, job_root: Path, plan: dict, key: str) -> st
         except (OSError, ValueError):
             pass
     # A rank killed from outside (SIGKILL; the launcher itself stops the others with SIGTERM) is the cause.
-    for rank, f in sorted(failures.items()):
-        if f.exitcode is not None and f.exitcode < 0 and -f.exitcode != signal.SIGTERM and rank not in reports:
-            name = signal.Signals(-f.exitcode).name if -f.exitcode in signal.valid_signals() else f"signal {-f.exitcode}"
+    for rank, code in sorted(failures.items()):
+        if code is not None and code < 0 and -code != signal.SIGTERM and rank not in reports:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
             return f"rank {rank} was killed ({name}) while rendering {where}: finished chunks are kept; run again to resume"
     if reports:
         rank, rep = min(reports.items(), key=lambda item: item[1].get("time", 0))
         if rep.get("chunk") is not None:
             where = f"chunk {rep['chunk']}"
         return f"rank {rank} failed in {where}: {rep['error']} (finished chunks are kept; run again to resume)"
-    rank, f = min(failures.items())
-    return f"rank {rank} exited with code {f.exitcode} in {where}: see {job_root / 'dist' / 'logs'}"
-
-
-def _silence(names: tuple[str, ...]) -> Callable[[], None]:
-    """The elastic agent logs multi-line reports to stderr; talkgen prints its own one line."""
-    saved = []
-    for name in names:
-        logger = logging.getLogger(name)
-        saved.append((logger, logger.level))
-        logger.setLevel(logging.CRITICAL + 1)
-
-    def restore() -> None:
-        for logger, level in saved:
-            logger.setLevel(level)
-
-    return restore
+    rank, code = min(failures.items())
+    return f"rank {rank} exited with code {code} in {where}: see {job_root / 'dist' / 'logs'}"
 
 
 class _ChunkWatcher:
@@ -118,7 +133,7 @@ class _ChunkWatcher:
         self._thread.start()
 
     def _loop(self, job_root: Path, plan: dict, key: str, on_chunk: Callable[[dict], None], skip: set[int]) -> None:
-        from talkgen.stages.render import finished_chunk, sidecar_path
+        from talkgen.chunks import finished_chunk, sidecar_path
 
         seen = set(skip)
         while not self._stop.wait(0.3):

@@ -11,7 +11,8 @@ def rank_timings(job_root: Path, nproc: int, launched: float, encode_wait_s: flo
 
     startup_s: from the launch until every rank was ready to render (spawning, importing
     torch, the rendezvous, loading the back end); load_s: the back end's load within it;
-    encode_wait_s: the chunks' own waits plus the output rank's waits for its finisher.
+    encode_wait_s: the chunks' own waits plus the output rank's waits for its finisher;
+    python and torch: the interpreter the ranks ran under and its torch version.
     """
     from talkgen.dist.worker import timing_path
 
@@ -25,4 +26,6 @@ def rank_timings(job_root: Path, nproc: int, launched: float, encode_wait_s: flo
         "startup_s": round(max(t["ready"] for t in ranks) - launched, 3),
         "load_s": round(max(t["ready"] - t["joined"] for t in ranks), 3),
         "encode_wait_s": round(encode_wait_s + sum(t.get("wait_s", 0.0) for t in ranks), 3),
+        "python": ranks[0].get("python", ""),
+        "torch": ranks[0].get("torch", ""),
     }

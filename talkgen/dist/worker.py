@@ -1,4 +1,8 @@
-"""The rank worker: `python -m talkgen.dist.worker JOB_DIR`, started by torchrun, one per rank.
+"""The rank worker: `python -m talkgen.dist.worker JOB_DIR`, started by talkgen.dist.agent, one per rank.
+
+It runs under the ranks' own Python (render.python), so it imports only the standard
+library, numpy, torch, the back end's packages and talkgen's far-side modules (the chunk
+store and writer, media, speech, recipes, the engines), never the rest of talkgen.
 
 Every rank loads the back end once for the whole job. Rank 0 reads the plan, skips the
 chunks already on disk, and broadcasts each remaining chunk (with the continuity state
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -38,13 +43,14 @@ def run_rank(job_root: Path, rank: int, world_size: int, local_rank: int, starte
     import torch
     import torch.distributed as dist
 
+    from talkgen.chunk_writer import ChunkFinisher, render_one
+    from talkgen.chunks import next_chunk
     from talkgen.engines.avatar import load_avatar
-    from talkgen.portrait import load_portrait
+    from talkgen.portrait import from_launcher
     from talkgen.recipe import recipe_from_dict
     from talkgen.speech import SpeechTrack
-    from talkgen.stages.render import ChunkFinisher, next_chunk, render_one
 
-    times = {"started": started, "imported": time.time()}
+    times = {"started": started, "imported": time.time(), "python": sys.executable, "torch": torch.__version__}
     req = json.loads(request_path(job_root).read_text(encoding="utf-8"))
     recipe = recipe_from_dict(req["recipe"])
     c = recipe.render
@@ -56,7 +62,7 @@ def run_rank(job_root: Path, rank: int, world_size: int, local_rank: int, starte
     finisher = None
     try:
         times["joined"] = time.time()
-        portrait = load_portrait(Path(req["portrait"]) if req["portrait"] else None, c.size)
+        portrait = from_launcher(req["portrait"])
         engine = load_avatar(c, portrait, rank=rank, world_size=world_size, device=device, state_dir=job_root / "chunks")
         track = SpeechTrack.load(job_root / "speech.wav", job_root / "alignment.json")
         plan = json.loads((job_root / "plan.json").read_text(encoding="utf-8"))
@@ -83,6 +89,8 @@ def run_rank(job_root: Path, rank: int, world_size: int, local_rank: int, starte
             finisher.join()
             times["wait_s"] = finisher.wait_s
         times["done"] = time.time()
+        # What of talkgen this rank needed: the far side's whole import set, checked by the tests.
+        times["talkgen_modules"] = sorted(m for m in sys.modules if m == "talkgen" or m.startswith("talkgen."))
         timing_path(job_root, rank).write_text(json.dumps(times) + "\n", encoding="utf-8")
     finally:
         if finisher:
@@ -92,6 +100,10 @@ def run_rank(job_root: Path, rank: int, world_size: int, local_rank: int, starte
 
 def main() -> None:
     started = time.time()
+    from talkgen.dist.agent import die_with_parent
+
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # started by the launcher (not called in a test's own process)
+        die_with_parent(signal.SIGKILL)  # a launcher killed outright leaves no rank behind
     job_root = Path(sys.argv[1])
     rank = int(os.environ["RANK"])
     try:

@@ -39,7 +39,7 @@ class AvatarEngine(Protocol):
         Must be JSON-serialisable: it is stored beside each chunk so a resumed render
         starts the next chunk exactly as an uninterrupted one would. State too large for
         that goes in a file named by its absolute path under the key "state_file"; the
-        render stage deletes it once it can no longer be needed (stages/render.py).
+        chunk store deletes it once it can no longer be needed (talkgen/chunks.py).
         """
         ...
 
@@ -84,6 +84,18 @@ def check_avatar(config) -> None:
         from talkgen.engines.liveavatar import check
 
         check(config)
+
+
+def rank_recipe(recipe) -> dict:
+    """The recipe as the avatar ranks get it (Recipe.to_dict()), with every path a back end
+    would look up in talkgen's own files (the weights manifest) already resolved: the ranks
+    may run in another Python, which has the rank code but not the rest of talkgen."""
+    data = recipe.to_dict()
+    if recipe.render.engine == "liveavatar":
+        from talkgen.engines.liveavatar import resolved_paths
+
+        data["render"]["liveavatar"].update(resolved_paths(recipe.render.liveavatar))
+    return data
 
 
 def load_avatar(config, portrait, rank: int = 0, world_size: int = 1, device: str = "cpu", state_dir=None) -> AvatarEngine:

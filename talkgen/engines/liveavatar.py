@@ -64,11 +64,24 @@ def checkout_dir(la) -> Path | None:
 
 
 def weight_dirs(la) -> tuple[Path, Path]:
-    from talkgen.weights import local_dir
+    """The folders named in the recipe, else the weights manifest's (read in talkgen's own
+    process only: the ranks get both resolved, see resolved_paths)."""
 
-    ckpt = Path(la.ckpt_dir) if la.ckpt_dir else local_dir("wan2.2-s2v-14b")
-    lora = Path(la.lora_dir) if la.lora_dir else local_dir("live-avatar")
-    return ckpt, lora
+    def folder(value: str, model: str) -> Path:
+        if value:
+            return Path(value)
+        from talkgen.weights import local_dir
+
+        return local_dir(model)
+
+    return folder(la.ckpt_dir, "wan2.2-s2v-14b"), folder(la.lora_dir, "live-avatar")
+
+
+def resolved_paths(la) -> dict:
+    """The checkout and weight folders as absolute paths, for ranks that cannot read the manifest."""
+    root = checkout_dir(la)
+    ckpt, lora = weight_dirs(la)
+    return {"checkout": str(root.resolve()) if root else "", "ckpt_dir": str(ckpt.resolve()), "lora_dir": str(lora.resolve())}
 
 
 def output_rank(config) -> int:
@@ -269,9 +282,9 @@ class LiveAvatarEngine:
         self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="talkgen-liveavatar-"))
         self._tmp = Path(tempfile.mkdtemp(prefix="talkgen-liveavatar-io-"))
         self._ref = self._tmp / "portrait.png"
-        import cv2
+        from talkgen.png import write_png
 
-        cv2.imwrite(str(self._ref), cv2.cvtColor(portrait.image, cv2.COLOR_RGB2BGR))
+        write_png(self._ref, portrait.image)
         self._last: Any = None
         self.pipe = self._load(checkout_dir(la), device)
         self.height, self.width = self._frame_size()
@@ -384,7 +397,7 @@ class LiveAvatarEngine:
         would leave the window's oldest frames as copies of one frame."""
         import numpy as np
 
-        from talkgen.stages.render import STATE_FILE
+        from talkgen.chunks import STATE_FILE
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         path = self.state_dir / f"motion-{end_frame:07d}.npy"
@@ -394,7 +407,7 @@ class LiveAvatarEngine:
         return {STATE_FILE: str(path.resolve()), "frame": end_frame}
 
     def _load_seed(self, continuity: Any):
-        from talkgen.stages.render import state_file
+        from talkgen.chunks import state_file
 
         path = state_file(continuity)
         if path is None:

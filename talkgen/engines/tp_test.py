@@ -99,7 +99,6 @@ class TPTestAvatar:
         return partial + self.b2
 
     def render_chunk(self, track: "SpeechTrack", start_frame: int, end_frame: int, continuity: Any = None) -> Iterator["np.ndarray"]:
-        import cv2
         import numpy as np
         import torch
 
@@ -109,9 +108,10 @@ class TPTestAvatar:
             x = torch.cat([torch.from_numpy(bands[i]).to(self.device), state]).to(self.dtype)
             out = self.forward(x).float()
             state = 0.8 * state + 0.2 * torch.tanh(out[-STATE:])
-            low = torch.tanh(out[: LOW * LOW * 3]).reshape(LOW, LOW, 3).cpu().numpy()
-            delta = cv2.resize(low, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
-            yield np.clip(self.base + 40.0 * delta, 0, 255).astype(np.uint8)
+            low = torch.tanh(out[: LOW * LOW * 3]).reshape(1, LOW, LOW, 3).permute(0, 3, 1, 2)
+            # In torch, not OpenCV: the ranks may run in a back end's own Python, without it.
+            delta = torch.nn.functional.interpolate(low, size=(self.height, self.width), mode="bilinear", align_corners=False)
+            yield np.clip(self.base + 40.0 * delta[0].permute(1, 2, 0).cpu().numpy(), 0, 255).astype(np.uint8)
         self._state = [float(v) for v in state.cpu()]
 
 
