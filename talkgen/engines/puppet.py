@@ -57,7 +57,10 @@ class PuppetAvatar:
         self._X, self._Y = xs, ys
         self._mx = np.empty((size, size), np.float32)
         self._my = np.empty((size, size), np.float32)
-        self._out = np.empty((size, size, 3), np.uint8)
+        # Outside the moving region (head, jaw, eyes) every frame is the portrait itself.
+        self._out = self._source.copy()
+        np.copyto(self._mx, xs)
+        np.copyto(self._my, ys)
         self._prepare_fields()
         from talkgen.rig.geometry import MouthGeometry
         from talkgen.rig.interior import MouthInterior
@@ -68,6 +71,10 @@ class PuppetAvatar:
         self._interior = MouthInterior(geo, self._source, self._warp)
         # The sway moves the face by up to about 1% of the frame; the opening is painted that much wider.
         self._sway_pad = int(math.ceil(0.012 * size)) + 2
+        # The only pixels a frame changes: the head (which holds the eyes) and the jaw's region.
+        (hr, hc), wr, wc = self._head, self._warp.rows, self._warp.cols
+        self._moving = (slice(min(hr.start, wr.start), max(hr.stop, wr.stop)),
+                        slice(min(hc.start, wc.start), max(hc.stop, wc.stop)))
 
     # -- identity and continuity ------------------------------------------------------
     def identity(self) -> dict:
@@ -205,8 +212,9 @@ class PuppetAvatar:
         c0, c1, c2 = ca, sa, px - ca * (px + tx) - sa * (py + ty)
         d0, d1, d2 = -sa, ca, py + sa * (px + tx) - ca * (py + ty)
         mx, my, X, Y = self._mx, self._my, self._X, self._Y
-        np.copyto(mx, X)
-        np.copyto(my, Y)
+        moving = self._moving
+        np.copyto(mx[moving], X[moving])
+        np.copyto(my[moving], Y[moving])
         head = self._head
         hx, hy, w = X[head], Y[head], self._head_weight
         mx[head] += w * ((c0 - 1) * hx + c1 * hy + c2)
@@ -222,8 +230,11 @@ class PuppetAvatar:
                 face = qx[band].copy(), qy[band].copy()
             warp.sample_map(pose, qx, qy)
         if blink > 1e-3 and self._eye_rows.stop > self._eye_rows.start:
-            my[self._eye_rows] -= blink * self._lid_field[self._eye_rows]
-        cv2.remap(self._source, mx, my, cv2.INTER_LINEAR, dst=self._out, borderMode=cv2.BORDER_REPLICATE)
+            eyes = self._eye_rows, self._moving[1]
+            my[eyes] -= blink * self._lid_field[eyes]
+        out = self._out[moving]
+        cv2.remap(self._source, mx[moving], my[moving], cv2.INTER_LINEAR, dst=out, borderMode=cv2.BORDER_REPLICATE)
+        self._out[moving] = out
         if band is not None:
             rows, cols = band
             self._interior.paint(self._out, pose, warp.rows.start + rows.start, warp.cols.start + cols.start, *face)
