@@ -65,7 +65,7 @@ class MouthInterior:
             teeth = np.asarray(_DEFAULT_TEETH, float) * light * (0.85 + 0.15 * tint)
         self.lip = lip.astype(np.float32)
         self.teeth = np.clip(teeth, 0, 255).astype(np.float32)
-        self.cavity = np.clip(lip * 0.3 + 4, 0, 255).astype(np.float32)
+        self.cavity = np.clip(lip * 0.38 + 4, 0, 255).astype(np.float32)
         self.tongue = np.clip(lip * np.array([0.72, 0.5, 0.52]), 0, 255).astype(np.float32)
 
     def paint(self, out: "np.ndarray", pose: "MouthPose", r0: int, c0: int, qx: "np.ndarray", qy: "np.ndarray") -> None:
