@@ -17,7 +17,7 @@ SIZE = 512
 
 def _hopper(tmp: Path) -> Path:
     """Grace Hopper from matplotlib's sample data: a closed-mouth portrait, with hand-placed landmarks."""
-    import matplotlib
+    matplotlib = pytest.importorskip("matplotlib")  # installed here, though not a talkgen dependency
 
     src = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
     dst = tmp / "hopper.jpg"
