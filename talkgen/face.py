@@ -47,7 +47,9 @@ class FaceLandmarks:
     """Face geometry in image pixels (x right, y down, integer coordinates at pixel centres).
 
     eyes holds (centre x, centre y, width, height) per eye found, left to right in the
-    picture; 0 to 2 of them.
+    picture; 0 to 2 of them. inner_top_y and inner_bottom_y are the inner edges of the
+    upper and lower lip down the middle: equal to lip_line_y when the mouth is closed,
+    apart when the portrait shows teeth or an open mouth (None: not measured, taken as closed).
     """
 
     face_box: tuple[int, int, int, int]
@@ -58,6 +60,15 @@ class FaceLandmarks:
     lower_lip_bottom: float
     chin_y: float
     eyes: tuple[tuple[float, float, float, float], ...] = ()
+    inner_top_y: float | None = None
+    inner_bottom_y: float | None = None
+
+    @property
+    def inner_lips(self) -> tuple[float, float]:
+        """(upper lip's inner edge, lower lip's inner edge) at the centre of the mouth."""
+        top = self.lip_line_y if self.inner_top_y is None else min(self.inner_top_y, self.lip_line_y)
+        bottom = self.lip_line_y if self.inner_bottom_y is None else max(self.inner_bottom_y, self.lip_line_y)
+        return top, bottom
 
     def to_json(self) -> dict:
         return {
@@ -69,6 +80,8 @@ class FaceLandmarks:
             "lower_lip_bottom": self.lower_lip_bottom,
             "chin_y": self.chin_y,
             "eyes": [list(e) for e in self.eyes],
+            **({} if self.inner_top_y is None else {"inner_top_y": self.inner_top_y}),
+            **({} if self.inner_bottom_y is None else {"inner_bottom_y": self.inner_bottom_y}),
         }
 
     @classmethod
@@ -82,6 +95,8 @@ class FaceLandmarks:
             lower_lip_bottom=float(d["lower_lip_bottom"]),
             chin_y=float(d["chin_y"]),
             eyes=tuple(tuple(float(v) for v in e) for e in d.get("eyes", ())),
+            inner_top_y=None if d.get("inner_top_y") is None else float(d["inner_top_y"]),
+            inner_bottom_y=None if d.get("inner_bottom_y") is None else float(d["inner_bottom_y"]),
         )
 
 
@@ -265,7 +280,7 @@ def _landmarks_in_box(rgb: np.ndarray, box: tuple[int, int, int, int], votes: in
         mouth = _mouth_by_dark_line(lab[:, :, 0], c)
     if mouth is None:
         return None
-    left, right, line_v, top_v, bottom_v = mouth
+    left, right, line_v, top_v, bottom_v, inner_top_v, inner_bottom_v = mouth
     if not _mouth_plausible(left, right, line_v, c):
         return None
     eyes = [e for e in _find_eyes(gray, c) if e[1] + e[3] / 2 < top_v]
@@ -305,6 +320,8 @@ def _landmarks_in_box(rgb: np.ndarray, box: tuple[int, int, int, int], votes: in
         lower_lip_bottom=ys(bottom_v),
         chin_y=ys(chin_v),
         eyes=tuple(sorted(image_eyes)),
+        inner_top_y=ys(inner_top_v),
+        inner_bottom_y=ys(inner_bottom_v),
     )
 
 
@@ -322,7 +339,9 @@ def _mouth_plausible(left: tuple[float, float], right: tuple[float, float], line
 
 # ---------------------------------------------------------------- mouth
 
-_Mouth = tuple[tuple[float, float], tuple[float, float], float, float, float]
+# (left corner, right corner, lip line, upper lip top, lower lip bottom, upper lip's inner
+# edge, lower lip's inner edge), rows in canonical pixels.
+_Mouth = tuple[tuple[float, float], tuple[float, float], float, float, float, float, float]
 
 
 def _roi(c: _Canon, fracs: tuple[float, float, float, float], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -362,13 +381,15 @@ def _mouth_by_colour(lab: np.ndarray, c: _Canon) -> _Mouth | None:
     found = _lips_at_centre(lips, lab[v0:v1, u0:u1], centre, half, (left[1] + right[1]) / 2, right[0] - left[0])
     if found is None:
         return None
-    line, top, bottom = found
+    line, top, bottom, inner_top, inner_bottom = found
     return (
         (left[0] + u0, left[1] + v0),
         (right[0] + u0, right[1] + v0),
         line + v0,
         top + v0,
         bottom + v0,
+        inner_top + v0,
+        inner_bottom + v0,
     )
 
 
@@ -462,8 +483,8 @@ def _trace(
 
 def _lips_at_centre(
     lips: np.ndarray, lab: np.ndarray, centre: int, half: int, corner_v: float, mouth_w: float
-) -> tuple[float, float, float] | None:
-    """(lip line, upper lip top, lower lip bottom) rows down the middle of the mouth.
+) -> tuple[float, float, float, float, float] | None:
+    """(lip line, upper lip top, lower lip bottom, inner edges of both lips) rows down the middle.
 
     A narrow band of lip mask down the middle shows runs of lip rows, and sometimes extra
     red runs (the philtrum or nose base, a shadow under the lower lip). Real lips run
@@ -488,7 +509,8 @@ def _lips_at_centre(
             best_gap, best_diff = i, diff
     if best_gap is not None:
         upper, lower = runs[best_gap], runs[best_gap + 1]
-        return (upper[1] + lower[0] - 1) / 2.0, upper[0] - 0.5, lower[1] - 0.5
+        line = (upper[1] + lower[0] - 1) / 2.0
+        return line, upper[0] - 0.5, lower[1] - 0.5, upper[1] - 0.5, lower[0] - 0.5
     # Closed: the lips are the run nearest the corners; they touch along a thin shadow,
     # darker than the lip just above and below it. A thin upper lip is such a dark band
     # too, so prefer creases where the lip line usually is: about 40% of the way down
@@ -498,11 +520,13 @@ def _lips_at_centre(
     d = 3
     rows = np.arange(max(start, d), min(stop, len(profile) - d))
     if rows.size == 0:
-        return (start + stop - 1) / 2.0, start - 0.5, stop - 0.5
+        line = (start + stop - 1) / 2.0
+        return line, start - 0.5, stop - 0.5, line, line
     crease = np.minimum(profile[rows - d], profile[rows + d]) - profile[rows]
     where = (rows - start) / max(1, stop - start)
     score = np.maximum(crease, 0) * np.exp(-0.5 * ((where - 0.42) / 0.2) ** 2)
-    return float(rows[int(np.argmax(score))]), start - 0.5, stop - 0.5
+    line = float(rows[int(np.argmax(score))])
+    return line, start - 0.5, stop - 0.5, line, line
 
 
 def _row_extent(row: np.ndarray, centre: int) -> int:
@@ -547,6 +571,8 @@ def _mouth_by_dark_line(lum: np.ndarray, c: _Canon) -> _Mouth | None:
         line + v0,
         line + v0 - 0.06 * c.box_h,
         line + v0 + 0.08 * c.box_h,
+        line + v0,
+        line + v0,
     )
 
 

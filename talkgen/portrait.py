@@ -140,5 +140,7 @@ def _transform(m: "FaceLandmarks", scale: float, dx: float, dy: float) -> "FaceL
         upper_lip_top=(m.upper_lip_top + dy) * scale,
         lower_lip_bottom=(m.lower_lip_bottom + dy) * scale,
         chin_y=(m.chin_y + dy) * scale,
+        inner_top_y=None if m.inner_top_y is None else (m.inner_top_y + dy) * scale,
+        inner_bottom_y=None if m.inner_bottom_y is None else (m.inner_bottom_y + dy) * scale,
         eyes=tuple(((ex + dx) * scale, (ey + dy) * scale, ew * scale, eh * scale) for ex, ey, ew, eh in m.eyes),
     )

@@ -35,6 +35,8 @@ class SpeechTrack:
     samples: int
     sentences: list[Sentence]
     phonemes: list[tuple[str, int, int]]
+    # False when the phoneme times are spread over the audio rather than measured (F5-TTS).
+    aligned: bool = True
 
     @property
     def duration_s(self) -> float:
@@ -47,7 +49,8 @@ class SpeechTrack:
             Sentence(s["text"], s["paragraph"], s["start"], s["end"], [tuple(w) for w in s["words"]])
             for s in data["sentences"]
         ]
-        return cls(wav, data["sample_rate"], data["samples"], sentences, [tuple(p) for p in data["phonemes"]])
+        return cls(wav, data["sample_rate"], data["samples"], sentences, [tuple(p) for p in data["phonemes"]],
+                   bool(data.get("aligned", True)))
 
     def read(self, start: int, end: int) -> "np.ndarray":
         """Samples [start, end) as float32, zero-padded outside the recording."""

@@ -1,7 +1,6 @@
 """The weight-free landmark finder, against mediapipe FaceMesh on the astronaut portrait."""
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +15,9 @@ REFERENCE_NAME = "astronaut_landmarks_mediapipe.json"
 
 
 def _reference_path() -> Path | None:
-    # A copy lives in tests/data so that a clean checkout never skips these tests.
-    candidates = [
-        Path(__file__).resolve().parent / "data" / REFERENCE_NAME,
-        Path(__file__).resolve().parents[2] / "shared" / "data" / REFERENCE_NAME,
-    ]
-    if os.environ.get("TALKGEN_SHARED"):
-        shared = Path(os.environ["TALKGEN_SHARED"])
-        candidates += [shared / "data" / REFERENCE_NAME, shared / REFERENCE_NAME]
-    return next((p for p in candidates if p.is_file()), None)
+    # mediapipe FaceMesh's landmarks on the astronaut, kept beside the tests.
+    path = Path(__file__).resolve().parent / "data" / REFERENCE_NAME
+    return path if path.is_file() else None
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +34,7 @@ def found(astronaut) -> FaceLandmarks:
 def ref() -> dict:
     path = _reference_path()
     if path is None:
-        pytest.skip(f"{REFERENCE_NAME} not found beside the repository (../shared/data) nor under $TALKGEN_SHARED")
+        pytest.skip(f"tests/data/{REFERENCE_NAME} is missing")
     raw = json.loads(path.read_text())
     pts = {k: np.asarray(v, dtype=float) for k, v in raw.items() if k.startswith(("lip_", "eye_", "jaw", "face_"))}
     upper, lower = pts["lip_outer_upper"], pts["lip_outer_lower"]
@@ -61,6 +54,10 @@ def ref() -> dict:
         # The astronaut smiles with her teeth showing: the lips "meet" midway between
         # the inner lip contours.
         "lip_line_y": (inner_up[mid, 1] + inner_low[mid, 1]) / 2,
+        "inner_top_y": inner_up[mid, 1],
+        "inner_bottom_y": inner_low[mid, 1],
+        "inner_upper": inner_up,
+        "inner_lower": inner_low,
         "upper_lip_top": upper[mid, 1],
         "lower_lip_bottom": lower[mid, 1],
         "chin_y": pts["jaw"][:, 1].max(),
@@ -254,3 +251,24 @@ def test_from_json_without_eyes():
     m = FaceLandmarks.from_json(d)
     assert m.eyes == () and m.mouth_left == (40.0, 95.0)
     assert FaceLandmarks.from_json(m.to_json()) == m
+
+
+def test_inner_lip_edges_match_mediapipe(found, ref):
+    """The astronaut shows her teeth: the finder measures the gap, and the rig's modelled inner
+    contours (through the corners and those two points) follow mediapipe's."""
+    from talkgen.rig.geometry import MouthGeometry
+
+    h = ref["mouth_width"]
+    assert abs(found.inner_top_y - ref["inner_top_y"]) < 0.05 * h
+    assert abs(found.inner_bottom_y - ref["inner_bottom_y"]) < 0.05 * h
+    geo = MouthGeometry.from_landmarks(found)
+    for name, curve in (("inner_upper", geo.inner_upper), ("inner_lower", geo.inner_lower)):
+        pts = ref[name][1:-1]  # the ends are the inner corners
+        err = np.abs(curve(pts[:, 0]) - pts[:, 1])
+        assert err.max() < 0.08 * h, (name, err.round(2))
+
+
+def test_closed_mouth_has_no_gap():
+    m = FaceLandmarks.from_json({"face_box": [0, 0, 10, 10], "mouth_left": [2, 7], "mouth_right": [8, 7],
+                                 "lip_line_y": 7, "upper_lip_top": 6, "lower_lip_bottom": 8, "chin_y": 9.5})
+    assert m.inner_lips == (7.0, 7.0)

@@ -238,7 +238,7 @@ class F5TTS:
         if self._ref_rms < TARGET_RMS:
             wave = wave * (self._ref_rms / TARGET_RMS)
         audio = wave.squeeze(0).cpu().numpy().astype("float32")
-        yield Speech(audio=audio, phonemes=char_timeline(text, len(audio)))
+        yield Speech(audio=audio, phonemes=char_timeline(text, len(audio)), aligned=False)
 
 
 def char_timeline(text: str, samples: int) -> list[tuple[str, int]]:

@@ -95,11 +95,12 @@ class PiperTTS:
         syn = SynthesisConfig(length_scale=self.config.length_scale, volume=0.9)
         for chunk in self._voice.synthesize(text, syn_config=syn, include_alignments=True):
             audio = chunk.audio_float_array
-            if chunk.phoneme_alignments:
+            aligned = bool(chunk.phoneme_alignments)
+            if aligned:
                 phonemes = [(a.phoneme, int(a.num_samples)) for a in chunk.phoneme_alignments]
             else:
                 # Without alignments, spread the phonemes evenly: still a usable timeline.
                 n = max(1, len(chunk.phonemes))
                 phonemes = [(p, len(audio) // n) for p in chunk.phonemes]
                 phonemes[-1] = (phonemes[-1][0], len(audio) - sum(s for _, s in phonemes[:-1]))
-            yield Speech(audio=audio, phonemes=phonemes)
+            yield Speech(audio=audio, phonemes=phonemes, aligned=aligned)

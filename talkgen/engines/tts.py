@@ -11,10 +11,15 @@ if TYPE_CHECKING:
 
 @dataclass
 class Speech:
-    """One sentence of speech: mono float32 audio and its phonemes as (symbol, samples)."""
+    """One sentence of speech: mono float32 audio and its phonemes as (symbol, samples).
+
+    aligned says whether those durations were measured by the engine (Piper's alignment) or
+    only spread over the audio (F5-TTS); the puppet reads mouth shapes only from the former.
+    """
 
     audio: "np.ndarray"
     phonemes: list[tuple[str, int]]
+    aligned: bool = True
 
 
 class TTSEngine(Protocol):

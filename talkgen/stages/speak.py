@@ -31,6 +31,7 @@ def speak(
     done = 0
     out_sentences: list[dict] = []
     phonemes: list[list] = []
+    aligned = True
     with atomic_path(wav_path) as tmp:
         writer = WavWriter(tmp, sr)
         try:
@@ -46,6 +47,7 @@ def speak(
                     sentence_phonemes: list[list] = []
                     if has_words(spoken):
                         for part in tts.speak(spoken):
+                            aligned = aligned and getattr(part, "aligned", True)
                             pos = writer.samples
                             for symbol, n in part.phonemes:
                                 sentence_phonemes.append([symbol, pos, int(n)])
@@ -73,7 +75,8 @@ def speak(
         from talkgen.errors import UsageError
 
         raise UsageError("the script has nothing a voice can say (no letters or digits)")
-    alignment = {"sample_rate": sr, "samples": writer.samples, "sentences": out_sentences, "phonemes": phonemes}
+    alignment = {"sample_rate": sr, "samples": writer.samples, "sentences": out_sentences, "phonemes": phonemes,
+                 "aligned": aligned}
     write_json_atomic(alignment_path, alignment)
     return alignment
 
