@@ -51,7 +51,7 @@ def handles_errors(fn):
 @app.command()
 @handles_errors
 def render(
-    script: Path = typer.Argument(..., help="A script (.txt; paragraphs are questions, or lines to say with --say) or a recorded question (.wav, .mp3, ...)."),
+    script: Path = typer.Argument(..., help="A script (.txt; paragraphs are questions, or lines to say with --say) or a recorded question (.wav, .mp3, or a video with sound such as .mp4)."),
     overrides: Optional[List[str]] = typer.Argument(None, help="Recipe overrides such as render.size=256", show_default=False),
     output: Path = typer.Option(..., "-o", "--output", help="The video to write (.mp4); .srt and .report.json go beside it."),
     say: bool = typer.Option(False, "--say", help="Speak the script (or the recording's transcript) as written: no LLM."),

@@ -225,6 +225,25 @@ def frame_hashes(path: Path) -> list[str]:
     return [line.rsplit(",", 1)[-1].strip() for line in proc.stdout.splitlines() if line and not line.startswith("#")]
 
 
+def stream_kinds(path: Path) -> tuple[set[str], set[str]] | None:
+    """(the kinds of stream in `path`: audio, video..., the names of its container format), or
+    None when ffprobe cannot read it. Cover art (an attached picture) is not a video stream.
+    Quick: reads the header only, not every packet as probe() does."""
+    proc = subprocess.run(
+        [ffprobe_bin(), "-v", "error", "-show_entries", "stream=codec_type:stream_disposition=attached_pic:format=format_name",
+         "-of", "json", str(path)],
+        capture_output=True, text=True, **DETACHED,
+    )
+    try:
+        info = json.loads(proc.stdout or "{}") if proc.returncode == 0 else {}
+    except ValueError:
+        return None
+    if "format" not in info:
+        return None
+    kinds = {s.get("codec_type", "") for s in info.get("streams", []) if not s.get("disposition", {}).get("attached_pic")}
+    return kinds, set(info["format"].get("format_name", "").split(","))
+
+
 def audio_duration(path: Path) -> float:
     """Seconds of the first audio stream; a UsageError when the file holds no readable audio."""
     from talkgen.errors import UsageError
@@ -367,3 +386,17 @@ def freeze_video(src: Path, out: Path, first: int, last: int) -> None:
               "-map", "[v]", "-map", "0:a:0", "-c:v", "libx264", "-preset", "veryfast",
               "-pix_fmt", "yuv420p", "-c:a", "copy", "-f", "mp4", str(tmp)],
              f"freezing frames of {src.name}")
+
+
+def still_video(image: Path, out: Path, seconds: float, audio: Path | None = None, size: int = 128) -> None:
+    """A video of one picture, `seconds` long, with `audio`'s sound (none when not given), in the
+    container out's suffix names: a phone's recording of a question, as talkgen sees it. For tests."""
+    args = [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-y", "-loop", "1", "-framerate", "25", "-i", str(image)]
+    maps = ["-map", "0:v:0"]
+    if audio is not None:
+        args += ["-i", str(audio)]
+        maps += ["-map", "1:a:0", "-c:a", "aac"]
+    with atomic_path(out) as tmp:
+        _run(args + maps + ["-vf", f"scale={size}:{size}", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+                            "-t", f"{seconds:.3f}", str(tmp)],
+             f"writing {out.name}")

@@ -229,14 +229,7 @@ def _engines(recipe: Recipe, kind: str, say: bool) -> set[str]:
 def _read_script(path: Path) -> str:
     from talkgen.text.script import read_script
 
-    try:
-        return read_script(path)
-    except UsageError as exc:
-        if "binary" in str(exc):
-            from talkgen.inputs import refuse_audio_as_script
-
-            refuse_audio_as_script(path)
-        raise
+    return read_script(path)  # input_kind has already taken any file with an audio stream as a recording
 
 
 class _PortraitOnce:
