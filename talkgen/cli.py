@@ -298,7 +298,8 @@ def check(
         print(json.dumps(result.to_dict(), indent=2))
     else:
         for f in result.findings:
-            print(f"{'ok' if f.ok else 'fail':6s}{f.name:15s}{f.detail}")
+            status = "fail" if not f.ok else "ok" if f.judged else "skip"  # skip: measured, but not claimed by the back end
+            print(f"{status:6s}{f.name:15s}{f.detail}")
         print(f"{video}: {'sound' if result.ok else 'NOT sound: ' + '; '.join(result.reasons)}")
     raise typer.Exit(0 if result.ok else 1)
 

@@ -413,6 +413,7 @@ def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: d
         # Everything but the back end's own frame making: start-up, broadcasts, encoder waits, teardown.
         rec.extra["overhead_ratio"] = round(max(0.0, wall - rec.extra["backend_compute_s"]) / wall, 4)
         rec.extra["ranks"] = c.nproc
+        rec.extra["check_expects"] = traits["check"]  # what talkgen check may expect of this back end's video
         return rec
 
     return r.stage("render", key, work, c.engine, traits["identity"].get("version", ""))
@@ -444,18 +445,19 @@ def _assemble(r: Run, plan: dict, render_rec: StageRecord, track, ffmpeg_version
 
 def _check(job: Job, video: Path, digest: str) -> dict:
     """talkgen check on the published video, kept in the job so a finished job re-run does not measure again."""
-    from talkgen.check import check_video
+    from talkgen.check import check_video, job_expects
 
     stored = job.path("check.json")
     code = _code_version(["check.py", "sync.py"])
+    expects = job_expects(job.root)  # a back end that changes what it claims is checked again
     try:
         old = json.loads(stored.read_text(encoding="utf-8"))
-        if old.get("video_sha256") == digest and old.get("code") == code:
+        if old.get("video_sha256") == digest and old.get("code") == code and old.get("expects") == expects:
             return old["result"]
     except (OSError, ValueError, AttributeError):
         pass
     result = check_video(video, job.root).to_dict()
-    write_json_atomic(stored, {"video_sha256": digest, "code": code, "result": result})
+    write_json_atomic(stored, {"video_sha256": digest, "code": code, "expects": expects, "result": result})
     return result
 
 
