@@ -65,6 +65,7 @@ def render(
     force: Optional[List[str]] = typer.Option(None, "--force", help="Redo this stage even if cached (repeatable)."),
     from_stage: Optional[str] = typer.Option(None, "--from", help="Redo this stage and every stage after it."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bars or summary table."),
+    as_json: bool = typer.Option(False, "--json", help="Print the render report (as in the .report.json) on stdout instead of the video's path."),
 ) -> None:
     """Render a talking-avatar video that answers SCRIPT (or says it, with --say)."""
     from talkgen.errors import UsageError
@@ -96,7 +97,12 @@ def render(
         from talkgen.report import print_table
 
         print_table(report, console)
-    print(report["artifacts"]["video"])
+    if as_json:
+        import json
+
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        print(report["artifacts"]["video"])
 
 
 def _set_voice(rec, voice: Optional[Path], voice_text: Optional[str]) -> None:
@@ -156,11 +162,17 @@ def chat(
 
 @app.command()
 @handles_errors
-def recipes() -> None:
+def recipes(as_json: bool = typer.Option(False, "--json", help="Print the recipes as JSON.")) -> None:
     """List the recipes in recipes/, one line each."""
     from talkgen.recipe import list_recipes
 
-    for name, description in list_recipes():
+    found = list_recipes()
+    if as_json:
+        import json
+
+        print(json.dumps([{"name": n, "description": d} for n, d in found], indent=2, ensure_ascii=False))
+        return
+    for name, description in found:
         print(f"{name:10s} {description}")
 
 
@@ -182,15 +194,12 @@ def weights_list(as_json: bool = typer.Option(False, "--json", help="Print the l
         print(json.dumps(rows, indent=2))
         return
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table()
-    for col in ("model", "kind", "source", "size", "licence", "present", "recipes"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(r["name"], r["kind"], r["source"], r["size"], r["license"], "yes" if r["present"] else "no",
-                      ", ".join(r["recipes"]))
-    Console().print(table)
+    from talkgen.tables import print_rows
+
+    print_rows(Console(), ["model", "kind", "source", "size", "licence", "present", "recipes"],
+               [[r["name"], r["kind"], r["source"], r["size"], r["license"], "yes" if r["present"] else "no", ", ".join(r["recipes"])]
+                for r in rows])
 
 
 @weights_app.command("pull")
