@@ -29,10 +29,17 @@ def handles_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from talkgen import stopping
         from talkgen.errors import TalkgenError
 
         try:
-            return fn(*args, **kwargs)
+            with stopping.handling():  # SIGTERM and SIGHUP raise stopping.Terminated here
+                return fn(*args, **kwargs)
+        except stopping.Terminated as exc:
+            stopping.kill_children()  # whatever the cleanup did not reach
+            stopping.remove_temporaries()
+            _stderr().print(exc.message(), highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
         except TalkgenError as exc:
             _stderr().print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
@@ -87,10 +94,18 @@ def render(
     _set_voice(rec, voice, voice_text)
     from talkgen.progress import RichProgress
 
+    from talkgen.stopping import Terminated
+
     console = _stderr()
     prog = RichProgress(console, enabled=not quiet)
+    request = RenderRequest(script, output, rec, portrait, job_dir, list(force or []), from_stage, say)
     try:
-        report = run(RenderRequest(script, output, rec, portrait, job_dir, list(force or []), from_stage, say), prog)
+        report = run(request, prog)
+    except Terminated as exc:
+        from talkgen.pipeline import default_job_dir, kept
+
+        exc.kept = kept(job_dir or default_job_dir(output))
+        raise
     finally:
         prog.close()
     if not quiet:

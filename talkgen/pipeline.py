@@ -78,6 +78,31 @@ def check_output(path: Path) -> None:
         raise UsageError(f"output folder {parent} is not writable: choose another -o") from None
 
 
+def kept(job_root: Path) -> str:
+    """What a stopped render leaves for the next run, in words: "kept the speech, the plan and 3 of 7 chunks in JOB"."""
+    from talkgen.stages.render import CHUNKS
+
+    try:
+        stages = json.loads((job_root / "manifest.json").read_text(encoding="utf-8"))["stages"]
+    except (OSError, ValueError, KeyError, TypeError):
+        stages = {}
+    words = {"transcribe": "the transcript", "reply": "the replies", "speak": "the speech", "plan": "the plan",
+             "render": "every chunk", "assemble": "the video"}
+    done = [words[name] for name in STAGES if isinstance(stages.get(name), dict) and stages[name].get("complete", True)]
+    if "render" not in stages:
+        try:
+            total = len(json.loads((job_root / "plan.json").read_text(encoding="utf-8"))["chunks"]) if "plan" in stages else 0
+        except (OSError, ValueError, KeyError, TypeError):
+            total = 0
+        finished = len(list((job_root / CHUNKS).glob("[0-9]*.mp4.json")))  # sidecars: written last, once a chunk is whole
+        if total and finished:
+            done.append(f"{min(finished, total)} of {total} chunks")
+    if not done:
+        return f"nothing was finished yet (job {job_root})"
+    listed = done[0] if len(done) == 1 else ", ".join(done[:-1]) + " and " + done[-1]
+    return f"kept {listed} in {job_root}"
+
+
 def stale_stages(force: list[str], from_stage: str | None) -> set[str]:
     for name in [*force, *([from_stage] if from_stage else [])]:
         if name not in STAGES:
