@@ -38,7 +38,10 @@ def handles_errors(fn):
         except stopping.Terminated as exc:
             stopping.kill_children()  # whatever the cleanup did not reach
             stopping.remove_temporaries()
-            _stderr().print(exc.message(), highlight=False, markup=False, soft_wrap=True)
+            try:
+                _stderr().print(exc.message(), highlight=False, markup=False, soft_wrap=True)
+            except OSError:  # SIGHUP: the terminal may be gone
+                pass
             raise typer.Exit(exc.exit_code) from None
         except TalkgenError as exc:
             _stderr().print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
