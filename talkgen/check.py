@@ -44,6 +44,19 @@ class Finding:
     ok: bool
     detail: str
     values: dict = field(default_factory=dict)
+    judged: bool = True  # False: measured, but the back end does not claim it, so it cannot fail
+
+
+def figure(value: float, bound: float, digits: int) -> str:
+    """`value` with `digits` decimals, or as many more as it takes to sit on the same side of
+    `bound` as it really does: a correlation of 0.3496 against a bound of 0.35 must not read 0.35."""
+    text = f"{value:.{digits}f}"
+    for d in range(digits, digits + 8):
+        text = f"{value:.{d}f}"
+        shown = float(text)
+        if (shown < bound) == (value < bound) and (shown > bound) == (value > bound):
+            break
+    return text
 
 
 @dataclass
@@ -61,8 +74,11 @@ class CheckResult:
         return {"video": self.video, "ok": self.ok, "job": self.job, "findings": [asdict(f) for f in self.findings]}
 
 
-def check_video(path: Path, job_dir: Path | None = None) -> CheckResult:
-    """Measure `path`; a UsageError when it is missing or not a video at all."""
+def check_video(path: Path, job_dir: Path | None = None, expects: dict | None = None) -> CheckResult:
+    """Measure `path`; a UsageError when it is missing or not a video at all.
+
+    `expects` is what the back end that made the video claims (engines/avatar.py, traits
+    "check"); left out, it is read from the job, and without a job every finding is judged."""
     from talkgen import media
     from talkgen.errors import TalkgenError
 
@@ -83,6 +99,9 @@ def check_video(path: Path, job_dir: Path | None = None) -> CheckResult:
         job_dir = find_job(path)
     elif not (job_dir / "speech.wav").is_file() or not (job_dir / "plan.json").is_file():
         raise UsageError(f"{job_dir} is not a talkgen job directory (no speech.wav and plan.json): pass the --job-dir the render used")
+
+    if expects is None:
+        expects = job_expects(job_dir)
 
     findings: list[Finding] = []
     fps = _rate(video.get("r_frame_rate") or video.get("avg_frame_rate") or "25/1")
@@ -122,7 +141,7 @@ def check_video(path: Path, job_dir: Path | None = None) -> CheckResult:
     findings.append(_start(video, audio))
     levels = frame_levels_db(samples, AUDIO_RATE, fps, frames.count)
     findings.append(_frozen(frames.still, levels, fps))
-    findings.append(_lip_sync(frames, levels, fps))
+    findings.append(_lip_sync(frames, levels, fps, expects))
     if job_dir is not None:
         findings.append(_seams(path, job_dir))
     return _result(path, findings, job_dir)
@@ -146,6 +165,17 @@ def _rate(text: str) -> float:
     except (ValueError, ZeroDivisionError):
         return 25.0
     return value if value > 0 else 25.0
+
+
+def job_expects(job_dir: Path | None) -> dict:
+    """What the job's avatar back end claims, as its render recorded it, with the engine's name."""
+    if job_dir is None:
+        return {}
+    try:
+        render = json.loads((job_dir / "manifest.json").read_text(encoding="utf-8"))["stages"]["render"]
+        return {"engine": render.get("engine", ""), **render.get("extra", {}).get("check_expects", {})}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 def find_job(video: Path) -> Path | None:
@@ -233,7 +263,7 @@ def _durations(video_s: float, audio_s: float, fps: float) -> Finding:
     if abs(gap) <= 1 / fps + 1e-3:
         return Finding("durations", True, f"video {video_s:.3f} s, audio {audio_s:.3f} s", values)
     return Finding("durations", False, f"audio lasts {audio_s:.3f} s but the video {video_s:.3f} s "
-                                       f"({abs(gap) * 1000:.0f} ms apart, more than one frame)", values)
+                                       f"({figure(abs(gap) * 1000, 1000 / fps + 1, 0)} ms apart, more than one frame)", values)
 
 
 def _start(video: dict, audio: dict) -> Finding:
@@ -267,18 +297,21 @@ def _frozen(still, levels, fps: float) -> Finding:
             run_start = None
     values = {"longest_frozen_s": round(worst / fps, 3), "at_s": round(worst_at / fps, 3), "bound_s": FROZEN_S}
     if worst / fps > FROZEN_S:
-        return Finding("frozen frames", False, f"the picture stands still for {worst / fps:.2f} s at {worst_at / fps:.2f} s "
+        return Finding("frozen frames", False, f"the picture stands still for {figure(worst / fps, FROZEN_S, 2)} s at {worst_at / fps:.2f} s "
                                                f"while there is speech (bound {FROZEN_S:g} s)", values)
     return Finding("frozen frames", True, f"no still picture longer than {FROZEN_S:g} s during speech", values)
 
 
-def _lip_sync(frames: _Frames, levels, fps: float) -> Finding:
+def _lip_sync(frames: _Frames, levels, fps: float, expects: dict | None = None) -> Finding:
     import numpy as np
 
     from talkgen.sync import mouth_lag
 
+    expects = expects or {}
+    min_peak = float(expects.get("lip_sync_min_peak", SYNC_MIN_PEAK))
+    max_lag = float(expects.get("lip_sync_max_lag_ms", SYNC_MAX_LAG_MS))
     speech_s = float(np.sum(levels > SPEECH_DB)) / fps
-    values = {"speech_s": round(speech_s, 2), "mouth_region": frames.mouth, "max_lag_ms": SYNC_MAX_LAG_MS, "min_peak": SYNC_MIN_PEAK}
+    values = {"speech_s": round(speech_s, 2), "mouth_region": frames.mouth, "max_lag_ms": max_lag, "min_peak": min_peak}
     if speech_s < SYNC_MIN_SPEECH_S or len(frames.motion) < 3 * fps:
         return Finding("lip sync", True, f"not measured: {speech_s:.1f} s of speech is too little to show a lag", values)
     # Motion in an unseen or tiny mouth does not separate sync from chance (calibration, README).
@@ -288,17 +321,30 @@ def _lip_sync(frames: _Frames, levels, fps: float) -> Finding:
         return Finding("lip sync", True, f"not measured: the mouth is {frames.mouth_px:.0f} px wide, under the "
                                          f"{SYNC_MIN_MOUTH_PX} px that lip sync can be measured at", values)
     if float(np.std(frames.motion)) < 1e-6:
-        return Finding("lip sync", False, "the mouth region never moves while the audio has speech", values)
-    lag = mouth_lag(frames.motion, levels, fps, SYNC_SEARCH_S)
-    values.update(lag_ms=round(lag.lag_ms, 1), peak=round(lag.peak, 3), at_zero=round(lag.at_zero, 3))
-    where = "after" if lag.lag_ms > 0 else "before"
-    if lag.peak < SYNC_MIN_PEAK:
-        return Finding("lip sync", False, f"the mouth does not move with the speech (best correlation {lag.peak:.2f}, "
-                                          f"needs {SYNC_MIN_PEAK:g}; region: {frames.mouth})", values)
-    if abs(lag.lag_ms) > SYNC_MAX_LAG_MS:
-        return Finding("lip sync", False, f"the mouth moves {abs(lag.lag_ms):.0f} ms {where} the sound "
-                                          f"(bound {SYNC_MAX_LAG_MS:g} ms; correlation {lag.peak:.2f})", values)
-    return Finding("lip sync", True, f"mouth and voice line up within {abs(lag.lag_ms):.0f} ms (correlation {lag.peak:.2f})", values)
+        finding = Finding("lip sync", False, "the mouth region never moves while the audio has speech", values)
+    else:
+        lag = mouth_lag(frames.motion, levels, fps, SYNC_SEARCH_S)
+        values.update(lag_ms=round(lag.lag_ms, 1), peak=round(lag.peak, 3), at_zero=round(lag.at_zero, 3))
+        finding = judge_sync(lag.lag_ms, lag.peak, min_peak, max_lag, frames.mouth, values)
+    if expects.get("lip_sync", True):
+        return finding
+    # Measured all the same, so a back end that starts to claim lip sync can be calibrated from its reports.
+    who = f"render.engine={expects['engine']}" if expects.get("engine") else "the back end that made it"
+    return Finding("lip sync", True, f"not judged: {who} does not claim lip sync (measured: {finding.detail})",
+                   {**values, "judged": False}, judged=False)
+
+
+def judge_sync(lag_ms: float, peak: float, min_peak: float, max_lag_ms: float, region: str, values: dict) -> Finding:
+    """The lip-sync verdict on a measured lag and correlation peak, against the back end's bounds."""
+    where = "after" if lag_ms > 0 else "before"
+    if peak < min_peak:
+        return Finding("lip sync", False, f"the mouth does not move with the speech (best correlation {figure(peak, min_peak, 2)}, "
+                                          f"needs {min_peak:g}; region: {region})", values)
+    if abs(lag_ms) > max_lag_ms:
+        return Finding("lip sync", False, f"the mouth moves {figure(abs(lag_ms), max_lag_ms, 0)} ms {where} the sound "
+                                          f"(bound {max_lag_ms:g} ms; correlation {peak:.2f})", values)
+    return Finding("lip sync", True, f"mouth and voice line up within {figure(abs(lag_ms), max_lag_ms, 0)} ms "
+                                     f"(correlation {figure(peak, min_peak, 2)})", values)
 
 
 def _seams(path: Path, job_dir: Path) -> Finding:
@@ -326,10 +372,10 @@ def _seams(path: Path, job_dir: Path) -> Finding:
     unlike = [f for f, _, sim in measured if sim < SEAM_MIN_SIMILARITY]
     if unlike:
         return Finding("seams", False, f"the audio around frame {unlike[0]} matches the job's speech.wav nowhere within "
-                                       f"100 ms (similarity {min(x for _, _, x in measured):.2f}): it is further off, "
+                                       f"100 ms (similarity {figure(min(x for _, _, x in measured), SEAM_MIN_SIMILARITY, 2)}): it is further off, "
                                        "or not this job's video", values)
     if abs(worst) > SEAM_MAX_MS:
-        return Finding("seams", False, f"the audio is {abs(worst):.0f} ms off the job's speech.wav at frame {frame} "
+        return Finding("seams", False, f"the audio is {figure(abs(worst), SEAM_MAX_MS, 0)} ms off the job's speech.wav at frame {frame} "
                                        f"(bound {SEAM_MAX_MS:g} ms)", values)
     what = f"{len(seams)} seams" if seams else "one chunk"
-    return Finding("seams", True, f"the audio matches the job's speech.wav within {abs(worst):.0f} ms ({what})", values)
+    return Finding("seams", True, f"the audio matches the job's speech.wav within {figure(abs(worst), SEAM_MAX_MS, 0)} ms ({what})", values)

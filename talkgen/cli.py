@@ -29,10 +29,20 @@ def handles_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from talkgen import stopping
         from talkgen.errors import TalkgenError
 
         try:
-            return fn(*args, **kwargs)
+            with stopping.handling():  # SIGTERM and SIGHUP raise stopping.Terminated here
+                return fn(*args, **kwargs)
+        except stopping.Terminated as exc:
+            stopping.kill_children()  # whatever the cleanup did not reach
+            stopping.remove_temporaries()
+            try:
+                _stderr().print(exc.message(), highlight=False, markup=False, soft_wrap=True)
+            except OSError:  # SIGHUP: the terminal may be gone
+                pass
+            raise typer.Exit(exc.exit_code) from None
         except TalkgenError as exc:
             _stderr().print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
@@ -51,7 +61,7 @@ def handles_errors(fn):
 @app.command()
 @handles_errors
 def render(
-    script: Path = typer.Argument(..., help="A script (.txt; paragraphs are questions, or lines to say with --say) or a recorded question (.wav, .mp3, ...)."),
+    script: Path = typer.Argument(..., help="A script (.txt; paragraphs are questions, or lines to say with --say) or a recorded question (.wav, .mp3, or a video with sound such as .mp4)."),
     overrides: Optional[List[str]] = typer.Argument(None, help="Recipe overrides such as render.size=256", show_default=False),
     output: Path = typer.Option(..., "-o", "--output", help="The video to write (.mp4); .srt and .report.json go beside it."),
     say: bool = typer.Option(False, "--say", help="Speak the script (or the recording's transcript) as written: no LLM."),
@@ -65,6 +75,7 @@ def render(
     force: Optional[List[str]] = typer.Option(None, "--force", help="Redo this stage even if cached (repeatable)."),
     from_stage: Optional[str] = typer.Option(None, "--from", help="Redo this stage and every stage after it."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bars or summary table."),
+    as_json: bool = typer.Option(False, "--json", help="Print the render report (as in the .report.json) on stdout instead of the video's path."),
 ) -> None:
     """Render a talking-avatar video that answers SCRIPT (or says it, with --say)."""
     from talkgen.errors import UsageError
@@ -86,17 +97,30 @@ def render(
     _set_voice(rec, voice, voice_text)
     from talkgen.progress import RichProgress
 
+    from talkgen.stopping import Terminated
+
     console = _stderr()
     prog = RichProgress(console, enabled=not quiet)
+    request = RenderRequest(script, output, rec, portrait, job_dir, list(force or []), from_stage, say)
     try:
-        report = run(RenderRequest(script, output, rec, portrait, job_dir, list(force or []), from_stage, say), prog)
+        report = run(request, prog)
+    except Terminated as exc:
+        from talkgen.pipeline import default_job_dir, kept
+
+        exc.kept = kept(job_dir or default_job_dir(output))
+        raise
     finally:
         prog.close()
     if not quiet:
         from talkgen.report import print_table
 
         print_table(report, console)
-    print(report["artifacts"]["video"])
+    if as_json:
+        import json
+
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        print(report["artifacts"]["video"])
 
 
 def _set_voice(rec, voice: Optional[Path], voice_text: Optional[str]) -> None:
@@ -156,11 +180,17 @@ def chat(
 
 @app.command()
 @handles_errors
-def recipes() -> None:
+def recipes(as_json: bool = typer.Option(False, "--json", help="Print the recipes as JSON.")) -> None:
     """List the recipes in recipes/, one line each."""
     from talkgen.recipe import list_recipes
 
-    for name, description in list_recipes():
+    found = list_recipes()
+    if as_json:
+        import json
+
+        print(json.dumps([{"name": n, "description": d} for n, d in found], indent=2, ensure_ascii=False))
+        return
+    for name, description in found:
         print(f"{name:10s} {description}")
 
 
@@ -182,15 +212,12 @@ def weights_list(as_json: bool = typer.Option(False, "--json", help="Print the l
         print(json.dumps(rows, indent=2))
         return
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table()
-    for col in ("model", "kind", "source", "size", "licence", "present", "recipes"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(r["name"], r["kind"], r["source"], r["size"], r["license"], "yes" if r["present"] else "no",
-                      ", ".join(r["recipes"]))
-    Console().print(table)
+    from talkgen.tables import print_rows
+
+    print_rows(Console(), ["model", "kind", "source", "size", "licence", "present", "recipes"],
+               [[r["name"], r["kind"], r["source"], r["size"], r["license"], "yes" if r["present"] else "no", ", ".join(r["recipes"])]
+                for r in rows])
 
 
 @weights_app.command("pull")
@@ -300,7 +327,8 @@ def check(
         print(json.dumps(result.to_dict(), indent=2))
     else:
         for f in result.findings:
-            print(f"{'ok' if f.ok else 'fail':6s}{f.name:15s}{f.detail}")
+            status = "fail" if not f.ok else "ok" if f.judged else "skip"  # skip: measured, but not claimed by the back end
+            print(f"{status:6s}{f.name:15s}{f.detail}")
         print(f"{video}: {'sound' if result.ok else 'NOT sound: ' + '; '.join(result.reasons)}")
     raise typer.Exit(0 if result.ok else 1)
 

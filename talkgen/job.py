@@ -42,14 +42,18 @@ def cache_key(**parts: Any) -> str:
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it into place only on success."""
+    from talkgen import stopping
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+    stopping.temporary(tmp, True)  # a stop that cannot wait for this block still removes it
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        stopping.temporary(tmp, False)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

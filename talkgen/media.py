@@ -32,7 +32,7 @@ def require_ffmpeg() -> str:
         if shutil.which(tool) is None:
             raise TalkgenError(f"{tool} not found: install ffmpeg (./install.sh does, or apt-get install ffmpeg)")
     try:
-        out = subprocess.run([ffmpeg_bin(), "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=30)
+        out = _capture([ffmpeg_bin(), "-hide_banner", "-encoders"], text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise TalkgenError(f"{ffmpeg_bin()} does not run ({exc}): reinstall ffmpeg") from None
     names = {line.split()[1] for line in out.stdout.splitlines() if len(line.split()) > 1 and line.startswith(" ")}
@@ -41,18 +41,42 @@ def require_ffmpeg() -> str:
         raise TalkgenError(
             f"{ffmpeg_bin()} lacks the {' and '.join(missing)} encoder: install a full ffmpeg build (Debian's ffmpeg package has both)"
         )
-    version = subprocess.run([ffmpeg_bin(), "-hide_banner", "-version"], capture_output=True, text=True).stdout
+    version = _capture([ffmpeg_bin(), "-hide_banner", "-version"], text=True).stdout
     return version.splitlines()[0] if version else "ffmpeg"
 
 
 # ffmpeg runs in its own session, out of reach of the terminal's Ctrl-C: in talkgen chat a
 # Ctrl-C that stops a reply must not kill the clip encoding behind it. talkgen still stops
-# its children itself when Python is interrupted (subprocess.run and the finally blocks kill them).
+# its children itself when Python is interrupted (_capture and the finally blocks kill them),
+# and every child is tracked so that a SIGTERM's hard stop can kill what is left (stopping.py).
 DETACHED = {"start_new_session": True}
 
 
+def _popen(args: list[str], **kwargs) -> subprocess.Popen:
+    from talkgen.stopping import deferred, track
+
+    kwargs.setdefault("stdin", subprocess.DEVNULL)  # never the terminal's or chat's own input
+    with deferred():  # a SIGTERM waits until the child is tracked
+        return track(subprocess.Popen(args, **DETACHED, **kwargs))
+
+
+def _capture(args: list[str], text: bool = False, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """subprocess.run(args, capture_output=True) with the child detached and tracked."""
+    proc = _popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=text)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:  # a timeout, Ctrl-C or a stop: the child must not outlive the call
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        for stream in (proc.stdout, proc.stderr):
+            stream.close()
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
 def _run(args: list[str], what: str) -> None:
-    proc = subprocess.run(args, capture_output=True, text=True, **DETACHED)
+    proc = _capture(args, text=True)
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
         raise TalkgenError(f"ffmpeg failed while {what}: {tail}")
@@ -83,7 +107,7 @@ class ChunkEncoder:
             "-bf", "0", "-g", str(fps * 2), "-r", str(fps), "-video_track_timescale", str(fps * 512),
             "-fflags", "+bitexact", "-flags:v", "+bitexact", "-f", "mp4", str(self._tmp),
         ]
-        self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE, **DETACHED)
+        self._proc = _popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         self._queue = None
         self._broken = False
         if queue_mb > 0:
@@ -191,9 +215,9 @@ def mux(video: Path, wav: Path, out: Path, duration_s: float, srt: Path | None =
 
 
 def probe(path: Path) -> dict:
-    proc = subprocess.run(
+    proc = _capture(
         [ffprobe_bin(), "-v", "error", "-show_streams", "-show_format", "-count_packets", "-of", "json", str(path)],
-        capture_output=True, text=True, **DETACHED,
+        text=True,
     )
     if proc.returncode != 0:
         raise TalkgenError(f"cannot read {path}: {proc.stderr.strip() or 'ffprobe failed'}")
@@ -204,10 +228,9 @@ def decode_audio(path: Path, sample_rate: int) -> "np.ndarray":
     """Decode the first audio stream of any file ffmpeg reads to mono float32."""
     import numpy as np
 
-    proc = subprocess.run(
+    proc = _capture(
         [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-i", str(path), "-vn", "-ac", "1",
          "-ar", str(sample_rate), "-f", "f32le", "pipe:1"],
-        capture_output=True,
     )
     if proc.returncode != 0:
         raise TalkgenError(f"cannot decode audio in {path}: {proc.stderr.decode(errors='replace').strip()}")
@@ -216,23 +239,42 @@ def decode_audio(path: Path, sample_rate: int) -> "np.ndarray":
 
 def frame_hashes(path: Path) -> list[str]:
     """Per-frame MD5 of the decoded video, to compare videos by content."""
-    proc = subprocess.run(
+    proc = _capture(
         [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", "0:v", "-f", "framemd5", "pipe:1"],
-        capture_output=True, text=True,
+        text=True,
     )
     if proc.returncode != 0:
         raise TalkgenError(f"cannot decode video in {path}: {proc.stderr.strip()}")
     return [line.rsplit(",", 1)[-1].strip() for line in proc.stdout.splitlines() if line and not line.startswith("#")]
 
 
+def stream_kinds(path: Path) -> tuple[set[str], set[str]] | None:
+    """(the kinds of stream in `path`: audio, video..., the names of its container format), or
+    None when ffprobe cannot read it. Cover art (an attached picture) is not a video stream.
+    Quick: reads the header only, not every packet as probe() does."""
+    proc = _capture(
+        [ffprobe_bin(), "-v", "error", "-show_entries", "stream=codec_type:stream_disposition=attached_pic:format=format_name",
+         "-of", "json", str(path)],
+        text=True,
+    )
+    try:
+        info = json.loads(proc.stdout or "{}") if proc.returncode == 0 else {}
+    except ValueError:
+        return None
+    if "format" not in info:
+        return None
+    kinds = {s.get("codec_type", "") for s in info.get("streams", []) if not s.get("disposition", {}).get("attached_pic")}
+    return kinds, set(info["format"].get("format_name", "").split(","))
+
+
 def audio_duration(path: Path) -> float:
     """Seconds of the first audio stream; a UsageError when the file holds no readable audio."""
     from talkgen.errors import UsageError
 
-    proc = subprocess.run(
+    proc = _capture(
         [ffprobe_bin(), "-v", "error", "-select_streams", "a:0", "-show_entries", "stream=duration:format=duration",
          "-of", "json", str(path)],
-        capture_output=True, text=True,
+        text=True,
     )
     info = json.loads(proc.stdout or "{}") if proc.returncode == 0 else {}
     if proc.returncode != 0 or not info.get("streams"):
@@ -247,7 +289,7 @@ def _read_stream(args: list[str], block_bytes: int, fail: "Callable[[str], Excep
 
     stderr is kept for the error (-loglevel error keeps it small, so it cannot fill its pipe).
     """
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **DETACHED)
+    proc = _popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         while True:
             data = proc.stdout.read(block_bytes)
@@ -319,10 +361,9 @@ def first_frame(path: Path, width: int, height: int) -> "np.ndarray":
     """The first video frame at full size, RGB uint8."""
     import numpy as np
 
-    proc = subprocess.run(
+    proc = _capture(
         [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(path), "-map", "0:v:0", "-frames:v", "1",
          "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
-        capture_output=True,
     )
     if proc.returncode != 0 or len(proc.stdout) != width * height * 3:
         raise TalkgenError(f"cannot decode the first frame of {path}: {proc.stderr.decode(errors='replace').strip() or 'no frame'}")
@@ -367,3 +408,17 @@ def freeze_video(src: Path, out: Path, first: int, last: int) -> None:
               "-map", "[v]", "-map", "0:a:0", "-c:v", "libx264", "-preset", "veryfast",
               "-pix_fmt", "yuv420p", "-c:a", "copy", "-f", "mp4", str(tmp)],
              f"freezing frames of {src.name}")
+
+
+def still_video(image: Path, out: Path, seconds: float, audio: Path | None = None, size: int = 128) -> None:
+    """A video of one picture, `seconds` long, with `audio`'s sound (none when not given), in the
+    container out's suffix names: a phone's recording of a question, as talkgen sees it. For tests."""
+    args = [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-y", "-loop", "1", "-framerate", "25", "-i", str(image)]
+    maps = ["-map", "0:v:0"]
+    if audio is not None:
+        args += ["-i", str(audio)]
+        maps += ["-map", "1:a:0", "-c:a", "aac"]
+    with atomic_path(out) as tmp:
+        _run(args + maps + ["-vf", f"scale={size}:{size}", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+                            "-t", f"{seconds:.3f}", str(tmp)],
+             f"writing {out.name}")

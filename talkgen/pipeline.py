@@ -79,6 +79,31 @@ def check_output(path: Path) -> None:
         raise UsageError(f"output folder {parent} is not writable: choose another -o") from None
 
 
+def kept(job_root: Path) -> str:
+    """What a stopped render leaves for the next run, in words: "kept the speech, the plan and 3 of 7 chunks in JOB"."""
+    from talkgen.stages.render import CHUNKS
+
+    try:
+        stages = json.loads((job_root / "manifest.json").read_text(encoding="utf-8"))["stages"]
+    except (OSError, ValueError, KeyError, TypeError):
+        stages = {}
+    words = {"transcribe": "the transcript", "reply": "the replies", "speak": "the speech", "plan": "the plan",
+             "render": "every chunk", "assemble": "the video"}
+    done = [words[name] for name in STAGES if isinstance(stages.get(name), dict) and stages[name].get("complete", True)]
+    if "render" not in stages:
+        try:
+            total = len(json.loads((job_root / "plan.json").read_text(encoding="utf-8"))["chunks"]) if "plan" in stages else 0
+        except (OSError, ValueError, KeyError, TypeError):
+            total = 0
+        finished = len(list((job_root / CHUNKS).glob("[0-9]*.mp4.json")))  # sidecars: written last, once a chunk is whole
+        if total and finished:
+            done.append(f"{min(finished, total)} of {total} chunks")
+    if not done:
+        return f"nothing was finished yet (job {job_root})"
+    listed = done[0] if len(done) == 1 else ", ".join(done[:-1]) + " and " + done[-1]
+    return f"kept {listed} in {job_root}"
+
+
 def stale_stages(force: list[str], from_stage: str | None) -> set[str]:
     for name in [*force, *([from_stage] if from_stage else [])]:
         if name not in STAGES:
@@ -236,14 +261,7 @@ def _engines(recipe: Recipe, kind: str, say: bool) -> set[str]:
 def _read_script(path: Path) -> str:
     from talkgen.text.script import read_script
 
-    try:
-        return read_script(path)
-    except UsageError as exc:
-        if "binary" in str(exc):
-            from talkgen.inputs import refuse_audio_as_script
-
-            refuse_audio_as_script(path)
-        raise
+    return read_script(path)  # input_kind has already taken any file with an audio stream as a recording
 
 
 class _PortraitOnce:
@@ -430,6 +448,7 @@ def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: d
         # Everything but the back end's own frame making: start-up, broadcasts, encoder waits, teardown.
         rec.extra["overhead_ratio"] = round(max(0.0, wall - rec.extra["backend_compute_s"]) / wall, 4)
         rec.extra["ranks"] = c.nproc
+        rec.extra["check_expects"] = traits["check"]  # what talkgen check may expect of this back end's video
         return rec
 
     return r.stage("render", key, work, c.engine, traits["identity"].get("version", ""))
@@ -461,18 +480,19 @@ def _assemble(r: Run, plan: dict, render_rec: StageRecord, track, ffmpeg_version
 
 def _check(job: Job, video: Path, digest: str) -> dict:
     """talkgen check on the published video, kept in the job so a finished job re-run does not measure again."""
-    from talkgen.check import check_video
+    from talkgen.check import check_video, job_expects
 
     stored = job.path("check.json")
     code = _code_version(["check.py", "sync.py"])
+    expects = job_expects(job.root)  # a back end that changes what it claims is checked again
     try:
         old = json.loads(stored.read_text(encoding="utf-8"))
-        if old.get("video_sha256") == digest and old.get("code") == code:
+        if old.get("video_sha256") == digest and old.get("code") == code and old.get("expects") == expects:
             return old["result"]
     except (OSError, ValueError, AttributeError):
         pass
     result = check_video(video, job.root).to_dict()
-    write_json_atomic(stored, {"video_sha256": digest, "code": code, "result": result})
+    write_json_atomic(stored, {"video_sha256": digest, "code": code, "expects": expects, "result": result})
     return result
 
 

@@ -62,20 +62,16 @@ def build(stages: list[StageReport], speech_s: float, total_s: float, artifacts:
 
 
 def print_table(report: dict, console) -> None:
-    from rich.table import Table
+    """The render summary: a table on a terminal, whole tab-separated rows when piped (tables.py)."""
+    from talkgen.tables import print_line, print_rows
 
-    table = Table(title=f"talkgen render ({report['video_s']:.1f} s of video)", title_justify="left")
-    for col in ("stage", "cache", "time", "x realtime", "engine", "device"):
-        table.add_column(col, justify="right" if col in ("time", "x realtime") else "left")
-    for s in report["stages"]:
-        table.add_row(s["name"], s["cache"], f"{s['wall_s']:.2f} s", f"{s['rtf']:.3f}", s["engine"], s["device"])
-    table.add_row("total", "", f"{report['total_wall_s']:.2f} s", f"{report['total_rtf']:.3f}", "", "", end_section=True)
-    console.print(table)
+    rows = [[s["name"], s["cache"], f"{s['wall_s']:.2f} s", f"{s['rtf']:.3f}", s["engine"], s["device"]] for s in report["stages"]]
+    total = [["total", "", f"{report['total_wall_s']:.2f} s", f"{report['total_rtf']:.3f}", "", ""]]
+    print_rows(console, ["stage", "cache", "time", "x realtime", "engine", "device"], rows,
+               title=f"talkgen render ({report['video_s']:.1f} s of video)", right=("time", "x realtime"), end_rows=total)
     c = report["cost"]
-    console.print(
-        f"peak memory {report['peak_rss']['talkgen_mb']:.0f} MiB; "
-        f"{c['device_seconds']:.1f} device-seconds, {c['gpu_hours']:.4f} GPU-hours, ${c['cost_usd']:.4f}"
-    )
+    print_line(console, f"peak memory {report['peak_rss']['talkgen_mb']:.0f} MiB; "
+                        f"{c['device_seconds']:.1f} device-seconds, {c['gpu_hours']:.4f} GPU-hours, ${c['cost_usd']:.4f}")
     if "check" in report:
         sync = next((f for f in report["check"]["findings"] if f["name"] == "lip sync"), None)
-        console.print(f"talkgen check: {'sound' if report['check']['ok'] else 'FAILED'}" + (f"; lip sync: {sync['detail']}" if sync else ""))
+        print_line(console, f"talkgen check: {'sound' if report['check']['ok'] else 'FAILED'}" + (f"; lip sync: {sync['detail']}" if sync else ""))

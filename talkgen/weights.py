@@ -158,7 +158,7 @@ def _repo_files(model: Model) -> list[str]:
     try:
         return sorted(HfApi().list_repo_files(model.repo, revision=model.revision))
     except Exception as exc:
-        raise TalkgenError(f"cannot list {model.repo}@{model.revision}: {_first_line(exc)}") from None
+        raise TalkgenError(f"cannot list {model.repo}@{model.revision}: {_scrub(_first_line(exc))}") from None
 
 
 def _fetch(model: Model, name: str, dest: Path, size: int | None, progress, url: str | None = None) -> None:
@@ -181,8 +181,9 @@ def _fetch(model: Model, name: str, dest: Path, size: int | None, progress, url:
     have = part.stat().st_size if part.exists() else 0
     if have:
         headers["Range"] = f"bytes={have}-"
+    opener = _opener()
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as resp:
+        with opener.open(urllib.request.Request(url, headers=headers), timeout=60) as resp:
             if have and resp.status != 206:
                 have = 0  # the server sent the whole file again
             total = have + int(resp.headers.get("Content-Length") or 0) or size or 0
@@ -197,11 +198,54 @@ def _fetch(model: Model, name: str, dest: Path, size: int | None, progress, url:
                     if progress:
                         progress(name, done, total)
     except (OSError, urllib.error.URLError) as exc:
-        raise TalkgenError(f"downloading {model.name}/{name} failed ({_first_line(exc)}): run the same pull again to resume") from None
+        raise TalkgenError(f"downloading {model.name}/{name} failed ({_scrub(_first_line(exc))}): run the same pull again to resume") from None
     got = part.stat().st_size
     if (size and got != size) or (total and got != total):
         raise TalkgenError(f"downloading {model.name}/{name} stopped at {got} of {size or total} bytes: run the same pull again to resume")
     os.replace(part, dest)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+
+
+def _opener():
+    """A urllib opener that follows redirects but sends the hub token only to the host it was meant for.
+
+    urllib copies every header of a request onto its redirect, Authorization included. The
+    hub sends file downloads to storage hosts of its own, and a mirror set by HF_ENDPOINT
+    may redirect anywhere: a redirect to another scheme, host or port loses the header (and
+    any cookie); one to the same host keeps it.
+    """
+    import urllib.request
+
+    class TokenStaysHome(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            new = super().redirect_request(req, fp, code, msg, headers, newurl)
+            if new is not None and _origin(new.full_url) != _origin(req.full_url):
+                for name in [k for k in new.headers if k.lower() in ("authorization", "cookie")]:
+                    del new.headers[name]
+            return new
+
+    return urllib.request.build_opener(TokenStaysHome)
+
+
+def _scrub(text: str) -> str:
+    """An error message with the hub token (if one is set) blanked out, whatever put it there."""
+    tokens = [os.environ.get(var, "") for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")]
+    try:
+        from huggingface_hub import get_token
+
+        tokens.append(get_token() or "")  # the env, or the file `hf auth login` wrote
+    except Exception:  # noqa: BLE001 - an error message must not fail over this
+        pass
+    for token in tokens:
+        if len(token) >= 4:
+            text = text.replace(token, "***")
+    return text
 
 
 def _first_line(exc: BaseException) -> str:

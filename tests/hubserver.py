@@ -3,6 +3,10 @@
 HEAD and GET /{repo}/resolve/{revision}/{filename}, with the headers huggingface_hub reads
 (X-Repo-Commit, ETag, Content-Length) and byte ranges for resumed downloads. `cut` maps a
 file to the byte counts its next GETs stop after, like dropped connections.
+
+`redirect` makes the server answer every /resolve/ request with a 302, as the hub does for
+file downloads: to another Hub's URL (a storage host elsewhere), or "self" (a path of its
+own, /blobs/...). `log` records each request's Authorization header too.
 """
 
 import hashlib
@@ -14,18 +18,32 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 class Hub:
-    def __init__(self, files: dict[tuple[str, str], bytes], cut: dict[str, list[int]] | None = None):
+    def __init__(self, files: dict[tuple[str, str], bytes], cut: dict[str, list[int]] | None = None,
+                 host: str = "127.0.0.1", redirect: str | None = None):
         self.files = files  # (repo, filename) -> bytes
         self.cut = {k: list(v) for k, v in (cut or {}).items()}
         self.log: list[tuple[str, str, str]] = []  # (method, path, Range header)
+        self.auth: list[tuple[str, str]] = []  # (path, Authorization header) of every request
+        self.redirect = redirect
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
                 pass
 
+            def _redirected(self) -> bool:
+                hub.auth.append((self.path, self.headers.get("Authorization", "")))
+                if hub.redirect is None or "/resolve/" not in self.path:
+                    return False
+                base = hub.url if hub.redirect == "self" else hub.redirect
+                self.send_response(302)
+                self.send_header("Location", base + self.path.replace("/resolve/", "/blobs/", 1))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return True
+
             def _find(self):
-                m = re.match(r"^/(.+?/.+?)/resolve/([^/]+)/(.+)$", self.path)
+                m = re.match(r"^/(.+?/.+?)/(?:resolve|blobs)/([^/]+)/(.+)$", self.path)
                 if not m:
                     return None
                 return hub.files.get((m.group(1), m.group(3))), m.group(3)
@@ -41,6 +59,8 @@ class Hub:
                 self.end_headers()
 
             def do_HEAD(self):
+                if self._redirected():
+                    return
                 hub.log.append(("HEAD", self.path, self.headers.get("Range", "")))
                 found = self._find()
                 if not found or found[0] is None:
@@ -49,6 +69,8 @@ class Hub:
                 self._headers(found[0])
 
             def do_GET(self):
+                if self._redirected():
+                    return
                 hub.log.append(("GET", self.path, self.headers.get("Range", "")))
                 found = self._find()
                 if not found or found[0] is None:
@@ -69,8 +91,8 @@ class Hub:
                     return
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self):

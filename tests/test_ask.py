@@ -77,11 +77,16 @@ def _cli(args, cwd):
         ("q.wav", b"What is the tallest mountain?\n", "holds text, not audio: rename it to .txt"),
         ("q.wav", b"", "is not audio that ffmpeg can read"),
         ("q.wav", bytes(range(256)) * 40, "is not audio that ffmpeg can read"),
-        ("q.txt", None, "holds audio, not text"),
+        ("q.mp4", b"What is the tallest mountain?\n", "holds text, not audio: rename it to .txt"),
+        ("silent.mov", "video", "silent.mov is a video with no audio stream"),
+        ("silent.mp4", "video", "silent.mp4 is a video with no audio stream"),
     ],
 )
 def test_wrong_kind_of_input(tmp_path, name, content, fragment):
-    (tmp_path / name).write_bytes(content if content is not None else QUESTION.read_bytes())
+    if content == "video":
+        media.still_video(ROOT / "examples" / "portrait.png", tmp_path / name, 2.0)
+    else:
+        (tmp_path / name).write_bytes(content)
     proc = _cli(["render", name, "-o", "o.mp4"], tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert fragment in " ".join(proc.stderr.split())
@@ -99,3 +104,32 @@ def test_a_silent_recording_says_no_speech(tmp_path):
     assert proc.returncode == 2
     assert "no speech found in quiet.wav" in proc.stderr
     assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.parametrize("name", ["question.mov", "question.mkv", "recorded.txt"])
+def test_a_file_with_an_audio_stream_is_a_recording_whatever_its_name(tmp_path, name):
+    from talkgen.inputs import input_kind
+
+    path = tmp_path / name
+    if name.endswith(".txt"):
+        path.write_bytes(QUESTION.read_bytes())  # a WAV under a text name
+    else:
+        media.still_video(ROOT / "examples" / "portrait.png", path, 6.6, audio=QUESTION)
+    assert input_kind(path) == "audio"
+
+
+def test_a_picture_given_as_a_script_is_not_called_a_video(tmp_path):
+    png = tmp_path / "face.png"
+    png.write_bytes((ROOT / "examples" / "portrait.png").read_bytes())
+    proc = _cli(["render", "face.png", "--say", "-o", "o.mp4"], tmp_path)
+    assert proc.returncode == 2 and "looks like a binary file, not text" in proc.stderr, proc.stderr
+
+
+def test_a_question_recorded_as_a_phone_video_is_heard(tmp_path):
+    """Video with a spoken question, as a phone records it: its audio track is the question."""
+    media.still_video(ROOT / "examples" / "portrait.png", tmp_path / "question.mp4", 6.6, audio=QUESTION)
+    proc = _cli(["render", "question.mp4", "--say", "-o", "o.mp4", "--size", "96", "--job-dir", "job", "-q"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    transcript = json.loads((tmp_path / "job" / "transcript.json").read_text())
+    assert "tallest mountain" in transcript["text"].lower()
+    assert {s["codec_type"] for s in media.probe(tmp_path / "o.mp4")["streams"]} >= {"video", "audio"}

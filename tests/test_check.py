@@ -67,6 +67,7 @@ def test_shifted_audio_fails(good, shift):
     assert "seams" not in found  # a copy under another name has no report naming its job
     with_job = findings(talkgen("check", bad.name, "--job-dir", "job", "--json", cwd=good))
     assert not with_job["seams"]["ok"]
+    assert not with_job["lip sync"]["ok"] and with_job["lip sync"]["judged"]  # the puppet claims lip sync: judged
 
 
 def test_frozen_picture_during_speech_fails(good):
@@ -126,3 +127,45 @@ def test_render_refuses_success_when_its_check_fails(good, monkeypatch):
     assert report["check"]["ok"] is False
     assert all(s["cache"] == "hit" for s in report["stages"])
     (good / "job" / "check.json").unlink()  # leave the job as the other tests expect it
+
+
+def test_a_figure_and_its_bound_never_read_the_same_when_one_fails_the_other():
+    from talkgen.check import figure, judge_sync
+
+    low = judge_sync(40.0, 0.3496, 0.35, 120.0, "the face's mouth and jaw", {})
+    assert not low.ok and "best correlation 0.3496, needs 0.35" in low.detail, low.detail
+    late = judge_sync(120.4, 0.5, 0.35, 120.0, "r", {})
+    assert not late.ok and "moves 120.4 ms after the sound (bound 120 ms" in late.detail, late.detail
+    inside = judge_sync(-119.6, 0.351, 0.35, 120.0, "r", {})
+    assert inside.ok and "within 119.6 ms (correlation 0.351)" in inside.detail, inside.detail
+    assert figure(0.52, 0.35, 2) == "0.52" and figure(0.35, 0.35, 2) == "0.35" and figure(1.04, 1.0, 2) == "1.04"
+
+
+def test_a_back_ends_own_bound_is_used_and_printed_apart(good):
+    from talkgen.check import check_video
+
+    peak = next(f for f in check_video(good / "out.mp4").findings if f.name == "lip sync").values["peak"]
+    bound = peak + 0.0006  # just above what this render measures (its peak is rounded to 3 decimals)
+    found = {f.name: f for f in check_video(good / "out.mp4", expects={"lip_sync": True, "lip_sync_min_peak": bound}).findings}
+    sync = found["lip sync"]
+    assert not sync.ok and sync.values["min_peak"] == bound
+    shown, needs = sync.detail.split("best correlation ")[1].split(", needs ")
+    assert float(shown) < float(needs.split(";")[0]), sync.detail
+
+
+def test_a_back_end_that_does_not_claim_lip_sync_is_not_judged(good):
+    """tp-test draws frames from random weights: its lip sync is measured and reported, never failed."""
+    proc = talkgen("render", "s.txt", "--say", "-o", "tp.mp4", "--size", "256", "--job-dir", "tpjob", "render.engine=tp-test",
+                   "render.max_chunk_s=4", "-q", cwd=good)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((good / "tp.report.json").read_text())
+    sync = next(f for f in report["check"]["findings"] if f["name"] == "lip sync")
+    assert sync["ok"] and not sync["judged"] and sync["detail"].startswith("not judged: render.engine=tp-test does not claim lip sync")
+    # A copy with its audio 1 s late, checked against the tp-test job: the seams fail, lip sync is still not judged.
+    media.shift_audio(good / "tp.mp4", good / "tp-late.mp4", 1.0)
+    proc = talkgen("check", "tp-late.mp4", "--job-dir", "tpjob", cwd=good)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    lines = {line[6:21].strip(): line for line in proc.stdout.splitlines()[:-1]}
+    assert lines["lip sync"].startswith("skip  ") and "not judged" in lines["lip sync"], proc.stdout
+    assert lines["seams"].startswith("fail  ")
+    assert proc.stdout.splitlines()[-1].startswith("tp-late.mp4: NOT sound: seams:"), proc.stdout

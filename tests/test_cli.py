@@ -120,6 +120,52 @@ def test_recipes_lists_one_line_each(tmp_path):
     assert all(len(line.split(None, 1)) == 2 for line in lines)
 
 
+NARROW = {"COLUMNS": "60", "FORCE_COLOR": "1"}  # what rich would fold a table to, and its colour forced on
+
+
+def test_weights_list_piped_is_one_whole_row_per_model(tmp_path):
+    from talkgen.weights import manifest
+
+    proc = run(["weights", "list"], tmp_path, env=NARROW)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split("\t") == ["model", "kind", "source", "size", "licence", "present", "recipes"]
+    assert all(len(line.split("\t")) == 7 for line in lines) and "\x1b" not in proc.stdout
+    for name, model in manifest().items():  # `grep NAME` finds the model's whole row
+        (row,) = [line for line in lines if name in line.split("\t")[0]]
+        assert row.split("\t")[:3] == [name, model.kind, model.source]
+
+
+def test_recipes_json_and_piped_lines(tmp_path):
+    from talkgen.recipe import list_recipes
+
+    listed = json.loads(run(["recipes", "--json"], tmp_path).stdout)
+    assert listed == [{"name": n, "description": d} for n, d in list_recipes()]
+    lines = run(["recipes"], tmp_path, env=NARROW).stdout.splitlines()
+    assert [line.split(None, 1) for line in lines] == [[r["name"], r["description"]] for r in listed]
+
+
+def test_doctor_piped_keeps_each_check_on_one_line(tmp_path):
+    checks = json.loads(run(["doctor", "--json"], tmp_path).stdout)["checks"]
+    lines = run(["doctor"], tmp_path, env=NARROW).stdout.splitlines()
+    assert len(lines) == len(checks)
+    for line, c in zip(lines, checks):
+        assert line.split()[:2] == [c["status"], c["name"].split()[0]] and c["detail"] in line
+
+
+def test_render_summary_piped_is_whole_rows_and_json_is_the_report(work):
+    proc = run(["render", "s.txt", "--say", "-o", "o.mp4", "--size", "64", "--json"], work, env=NARROW)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == json.loads((work / "o.report.json").read_text())
+    lines = proc.stderr.splitlines()
+    head = lines.index("stage\tcache\ttime\tx realtime\tengine\tdevice")
+    assert lines[head - 1].startswith("talkgen render (")
+    rows = [line.split("\t") for line in lines[head + 1 : head + 6]]
+    assert [r[0] for r in rows] == ["speak", "plan", "render", "assemble", "total"]
+    assert all(len(r) == 6 for r in rows) and rows[2][4] == "puppet"
+    assert any(line.startswith("talkgen check: sound") for line in lines)
+
+
 def test_help_is_light(tmp_path):
     code = "import sys, talkgen.cli; print(sorted(m for m in ('torch', 'numpy', 'cv2', 'onnxruntime', 'piper') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -1,5 +1,11 @@
-"""talkgen weights list / pull / verify, against a local server in the hub's URL layout."""
+"""talkgen weights list / pull / verify, against a local server in the hub's URL layout.
 
+Each pull test runs three ways: the server sends the files itself; it redirects to a path of
+its own (same host: the token goes along); it redirects to a storage server on another
+loopback address (another host: the token must not).
+"""
+
+import contextlib
 import hashlib
 import json
 import os
@@ -35,18 +41,40 @@ def _manifest(tmp_path, big_sha=None):
     return path
 
 
-def _talkgen(args, tmp_path, hub, manifest):
+TOKEN = "hf_talkgenTestToken0123456789"
+
+
+def _talkgen(args, tmp_path, hub, manifest, token=""):
     env = {**os.environ, "TALKGEN_MANIFEST": str(manifest), "TALKGEN_WEIGHTS": str(tmp_path / "weights"), "HF_ENDPOINT": hub.url,
            "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HOME": str(tmp_path / "hf")}
+    env.pop("HF_TOKEN", None)
+    if token:
+        env["HF_TOKEN"] = token
     return subprocess.run([sys.executable, "-m", "talkgen", "weights", *args], cwd=tmp_path, capture_output=True, text=True, env=env)
 
 
 FILES = {("test-org/tiny", "model.bin"): BIG, ("test-org/tiny", "config.json"): SMALL}
+MODES = ["direct", "same host", "other host"]
 
 
-def test_pull_list_and_verify(tmp_path):
+@contextlib.contextmanager
+def serving(mode, cut=None, files=FILES):
+    """(the endpoint talkgen is given, the server that sends the bytes)."""
+    if mode == "direct":
+        with Hub(files, cut) as hub:
+            yield hub, hub
+    elif mode == "same host":
+        with Hub(files, cut, redirect="self") as hub:
+            yield hub, hub
+    else:
+        with Hub(files, cut, host="127.0.0.2") as storage, Hub({}, redirect=storage.url) as front:
+            yield front, storage
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_pull_list_and_verify(tmp_path, mode):
     manifest = _manifest(tmp_path)
-    with Hub(FILES) as hub:
+    with serving(mode) as (hub, _):
         proc = _talkgen(["pull", "--model", "tiny-test"], tmp_path, hub, manifest)
         assert proc.returncode == 0, proc.stderr
         assert (tmp_path / "weights" / "tiny" / "model.bin").read_bytes() == BIG
@@ -61,9 +89,10 @@ def test_pull_list_and_verify(tmp_path):
         assert proc.returncode == 1 and "tiny-test: config.json does not match its sha256" in proc.stderr
 
 
-def test_an_interrupted_download_resumes(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_an_interrupted_download_resumes(tmp_path, mode):
     manifest = _manifest(tmp_path)
-    with Hub(FILES, cut={"model.bin": [150_000]}) as hub:
+    with serving(mode, cut={"model.bin": [150_000]}) as (hub, storage):
         proc = _talkgen(["pull", "--model", "tiny-test"], tmp_path, hub, manifest)
         assert proc.returncode == 1
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
@@ -71,18 +100,46 @@ def test_an_interrupted_download_resumes(tmp_path):
         assert (tmp_path / "weights" / "tiny" / "model.bin.part").stat().st_size == 150_000  # kept for the resume
         proc = _talkgen(["pull", "--model", "tiny-test"], tmp_path, hub, manifest)
         assert proc.returncode == 0, proc.stderr
-        ranges = [r for method, path, r in hub.log if method == "GET" and path.endswith("model.bin")]
+        ranges = [r for method, path, r in storage.log if method == "GET" and path.endswith("model.bin")]
         assert ranges == ["", "bytes=150000-"]  # the second pull asked only for the missing bytes
     assert (tmp_path / "weights" / "tiny" / "model.bin").read_bytes() == BIG
 
 
-def test_a_corrupted_file_is_named_and_removed(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_a_corrupted_file_is_named_and_removed(tmp_path, mode):
     manifest = _manifest(tmp_path, big_sha="0" * 64)
-    with Hub(FILES) as hub:
+    with serving(mode) as (hub, _):
         proc = _talkgen(["pull", "--model", "tiny-test"], tmp_path, hub, manifest)
     assert proc.returncode == 1
     assert "tiny-test: model.bin has sha256" in proc.stderr and "the manifest says 000000000000" in proc.stderr
     assert not (tmp_path / "weights" / "tiny" / "model.bin").exists()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_token_goes_only_to_the_endpoints_host(tmp_path, mode):
+    manifest = _manifest(tmp_path)
+    with serving(mode, cut={"model.bin": [150_000]}) as (hub, storage):
+        cut = _talkgen(["pull", "--model", "tiny-test"], tmp_path, hub, manifest, token=TOKEN)  # fails, to resume
+        done = _talkgen(["pull", "--model", "tiny-test"], tmp_path, hub, manifest, token=TOKEN)
+        listed = _talkgen(["list"], tmp_path, hub, manifest, token=TOKEN)
+    assert cut.returncode == 1 and done.returncode == 0 and listed.returncode == 0, done.stderr
+    assert (tmp_path / "weights" / "tiny" / "model.bin").read_bytes() == BIG
+    sent = {hdr for _, hdr in hub.auth}
+    assert sent == {f"Bearer {TOKEN}"}  # every request to the endpoint's own host carries it
+    if storage is not hub:
+        assert storage.auth and {hdr for _, hdr in storage.auth} == {""}  # none to the other host
+    for proc in (cut, done, listed):
+        assert TOKEN not in proc.stdout + proc.stderr
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and not p.name.endswith((".bin", ".part")) and TOKEN in p.read_text(errors="replace")]
+
+
+def test_a_download_error_from_the_other_host_does_not_show_the_token(tmp_path):
+    manifest = _manifest(tmp_path)
+    with serving("other host", files={}) as (hub, storage):
+        proc = _talkgen(["pull", "--model", "tiny-test"], tmp_path, hub, manifest, token=TOKEN)
+    assert proc.returncode == 1 and "HTTP Error 404" in proc.stderr and "Traceback" not in proc.stderr
+    assert TOKEN not in proc.stdout + proc.stderr
+    assert {hdr for _, hdr in storage.auth} == {""}
 
 
 def test_a_missing_model_names_the_pull_command(tmp_path, monkeypatch):

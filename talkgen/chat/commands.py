@@ -64,7 +64,7 @@ def show_history(chat: Chat) -> None:
             chat.screen.line(f"   clip: {shown(clip)} ({t['clip']['duration_s']:.1f} s)")
 
 def ask_audio(chat: Chat, arg: str) -> None:
-    from talkgen import media
+    from talkgen.inputs import require_recording
     from talkgen.stages.transcribe import transcribe
 
     if not arg:
@@ -73,7 +73,7 @@ def ask_audio(chat: Chat, arg: str) -> None:
     if not path.is_file():
         raise UsageError(f"no file {path}: give the path of a recording, e.g. /audio question.wav")
     asked_at = time.monotonic()
-    media.audio_duration(path)  # not audio: one line now, before any model loads
+    require_recording(path)  # not a recording: one line now, before any model loads
     c = chat.recipe.stt
     n = sessions.next_turn(chat.session.records)
     chat.screen.status("listening...")

@@ -19,6 +19,7 @@ from talkgen.chat.session import Session
 from talkgen.chat.turns import Chat, shown
 from talkgen.errors import TalkgenError, UsageError
 from talkgen.recipe import Recipe
+from talkgen.stopping import Terminated
 
 
 def run(chat: Chat) -> None:
@@ -129,6 +130,28 @@ def start(recipe: Recipe, video: bool, session: Session, persona: str | None) ->
         screen.status("loading the models...")
         models.llm()
         run(chat)
+    except Terminated as exc:
+        exc.kept, exc.resume = _stop(chat, exc)
+        raise
     finally:
         session.log("end")
         session.close()
+
+
+def _stop(chat: Chat, exc: Terminated) -> tuple[str, str]:
+    """Told to stop (SIGTERM, SIGHUP): stop the clip being rendered so that no encoder is left
+    writing, keep it unrendered so that --resume renders it, and say what the session keeps."""
+    chat.session.log("terminated", signal=exc.name)
+    if chat.renderer is not None:
+        chat.terminating = True
+        chat.renderer.stop_all()
+        chat.renderer.wait()  # between two frames: well within the stop's grace period
+        chat.renderer.close()
+    records = chat.session.records
+    turns = sessions.turns(records)
+    clips = sum(1 for t in turns if "clip" in t)
+    again = [t["turn"] for t in sessions.unrendered(records)] if chat.video else []
+    what = f"session {shown(chat.session.root)} keeps {len(turns)} turn(s) and {clips} clip(s)"
+    if again:
+        what += f"; the clip of turn {', '.join(map(str, again))} renders again on resume"
+    return what, f"continue it with talkgen chat --resume {shown(chat.session.root)}"

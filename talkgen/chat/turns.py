@@ -30,6 +30,7 @@ class Chat:
     history: list[dict] = field(default_factory=list)  # what the model remembers
     dropped: int = 0  # the oldest question-and-answer pairs of history the last prompt left out
     renderer: Renderer | None = None
+    terminating: bool = False  # told to stop (SIGTERM): a clip stopped now is rendered again on resume
 
     # -- a turn ---------------------------------------------------------------------------
     def ask(self, question: str, source: str = "typed", asked_at: float | None = None) -> None:
@@ -88,6 +89,9 @@ class Chat:
         self.screen.notice(f"clip {job.turn} ready: {path} ({clip['duration_s']:.1f} s, rendered in {render_s:.1f} s)", "green")
 
     def stopped(self, job: ClipJob) -> None:
+        if self.terminating:  # not the person's choice: no clip_stopped record, so --resume renders it
+            self.session.log("render_stopped", turn=job.turn, reason="terminated")
+            return
         self.session.add({"type": "clip_stopped", "turn": job.turn})  # so --resume does not render it again
         self.session.log("render_stopped", turn=job.turn)
         self.screen.notice(f"clip {job.turn} stopped", "yellow")

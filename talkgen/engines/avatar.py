@@ -56,7 +56,11 @@ def _check(config) -> None:
 
 def avatar_traits(config) -> dict:
     """What planning and cache keys need, known without loading the engine:
-    max_chunk_s, frames_per_clip, lead_frames, world_size and an identity dict."""
+    max_chunk_s, frames_per_clip, lead_frames, world_size and an identity dict; and
+    "check", what `talkgen check` may expect of its videos: {"lip_sync": False} for a back
+    end that does not claim lip sync, or its own calibrated bounds as "lip_sync_min_peak"
+    and "lip_sync_max_lag_ms". A back end that says nothing claims lip sync within the
+    bounds calibrated on the puppet (check.py)."""
     _check(config)
     if config.engine == "tp-test":
         from talkgen.engines import tp_test
@@ -71,6 +75,7 @@ def avatar_traits(config) -> dict:
 
         traits = puppet.traits(config)
     traits.setdefault("lead_frames", 0)
+    traits.setdefault("check", {"lip_sync": True})
     if config.nproc != traits["world_size"]:
         from talkgen.errors import UsageError
 

@@ -111,6 +111,7 @@ def traits(config) -> dict:
         "lead_frames": DROPPED,
         "world_size": config.nproc,
         "identity": ident,
+        "check": {"lip_sync": True},  # it claims lip sync; until calibrated, check's puppet bounds apply
     }
 
 

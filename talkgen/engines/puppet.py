@@ -33,6 +33,7 @@ def traits(config) -> dict:
         "frames_per_clip": PuppetAvatar.frames_per_clip,
         "world_size": PuppetAvatar.world_size,
         "identity": {"engine": "puppet", "version": metadata.version("talkgen"), "code": _code_hash()},
+        "check": {"lip_sync": True},  # check.py's lip-sync bounds were calibrated on the puppet
     }
 
 

@@ -1,0 +1,177 @@
+"""Being told to stop: SIGTERM and SIGHUP become an exception in the main thread.
+
+A scheduler (Slurm at its time limit, Kubernetes, `timeout`, systemd) stops a job with
+SIGTERM, and a closed terminal sends SIGHUP. Python's default for both is to die on the
+spot: no message, half-written files, ffmpeg children (in sessions of their own, out of
+reach of the signal) left to finish writing files nobody will rename. Here the signal
+raises `Terminated` in the main thread instead, so the cleanup that already runs for
+Ctrl-C runs for it too: every `finally`, every `except BaseException` that aborts an
+encoder and removes its temporary file. The CLI then prints one line and exits 128 + the
+signal's number (143 for SIGTERM).
+
+A second SIGTERM, SIGHUP or SIGINT while stopping ends the process at once, and so does a
+stop that takes longer than GRACE_S: both kill every child talkgen started and remove every
+temporary file it was writing, then exit without further cleanup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Iterator, TypeVar
+
+GRACE_S = 20.0  # under the 30 s that Kubernetes and Slurm give before their SIGKILL
+SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+# Strong references on purpose: an encoder dropped mid-write (its Popen garbage) still has a
+# running ffmpeg that would go on to write its file; finished children are pruned in track().
+_children: set = set()  # subprocess.Popen objects
+_temporaries: set[Path] = set()  # files being written under a temporary name (job.atomic_path)
+_lock = threading.Lock()
+_stopping: int = 0  # the signal being handled, 0 when none
+_watchdog: threading.Timer | None = None
+_defer = 0  # depth of deferred() blocks in the main thread
+_pending = 0  # a signal that came during one, raised at its end
+P = TypeVar("P")
+
+
+class Terminated(BaseException):
+    """talkgen was told to stop. A BaseException, as KeyboardInterrupt is, so `except Exception`
+    lets it through; not a KeyboardInterrupt, so chat's "Ctrl-C stops this reply" does not catch it.
+    Whoever knows what was kept sets `kept` (e.g. "job X keeps the speech and 3 of 7 chunks")."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+        self.kept = ""
+        self.resume = "run the same command again to resume"
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    def message(self) -> str:
+        return f"stopped by {self.name}: {self.kept or 'finished work is kept'}; {self.resume}"
+
+
+def track(proc: P) -> P:
+    """Remember a child process (a subprocess.Popen) so that a stop can end it; returns it."""
+    with _lock:
+        for done in [p for p in _children if p.returncode is not None]:
+            _children.discard(done)
+        _children.add(proc)
+    return proc
+
+
+def temporary(path: Path, writing: bool) -> None:
+    """Note that `path` is being written under a temporary name (writing=False: it is gone or renamed)."""
+    with _lock:
+        (_temporaries.add if writing else _temporaries.discard)(path)
+
+
+def kill_children() -> None:
+    """SIGKILL every tracked child still running, with its process group when it leads one
+    (ffmpeg runs in a session of its own; a launcher's ranks share its group)."""
+    with _lock:
+        procs = list(_children)
+    for proc in procs:
+        try:
+            if proc.poll() is not None:
+                continue
+            if os.getpgid(proc.pid) == proc.pid:
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
+            proc.wait(timeout=5)
+        except Exception:  # noqa: BLE001 - gone already, or not ours to wait on
+            pass
+
+
+def remove_temporaries() -> None:
+    """Delete every file still being written under a temporary name (call after kill_children)."""
+    with _lock:
+        paths = list(_temporaries)
+        _temporaries.clear()
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def stopping() -> int:
+    """The signal talkgen is stopping for, or 0."""
+    return _stopping
+
+
+def _now(signum: int, frame=None) -> None:
+    """Stop at once: a second signal, or a stop past its grace period."""
+    kill_children()
+    remove_temporaries()
+    os._exit(128 + signum)
+
+
+def _first(signum: int, frame) -> None:
+    global _stopping, _watchdog, _pending
+    if _stopping:
+        _now(signum)
+    _stopping = signum
+    for sig in (*SIGNALS, signal.SIGINT):
+        signal.signal(sig, _now)
+    _watchdog = threading.Timer(GRACE_S, _now, args=(signum,))
+    _watchdog.daemon = True
+    _watchdog.start()
+    if _defer:
+        _pending = signum
+        return
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """A block a stop must not cut in two, such as starting a child and tracking it (cut in
+    between, the child would run on untracked, and write its file after talkgen has gone).
+    A stop that comes meanwhile is raised when the block ends. Main thread only: signals are
+    handled there; in other threads this does nothing."""
+    global _defer, _pending
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _defer += 1
+    try:
+        yield
+    finally:
+        _defer -= 1
+        if not _defer and _pending:
+            signum, _pending = _pending, 0
+            raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def handling() -> Iterator[None]:
+    """While the block runs (in the main thread), SIGTERM and SIGHUP raise Terminated there.
+
+    Child processes that inherit this (a fork) should install their own handling: the
+    exception only reaches the thread and process that run the block.
+    """
+    global _stopping, _watchdog, _pending
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.getsignal(sig) for sig in (*SIGNALS, signal.SIGINT)}
+    for sig in SIGNALS:
+        signal.signal(sig, _first)
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        if _watchdog is not None:  # the stop finished in time
+            _watchdog.cancel()
+            _watchdog = None
+        _stopping = _pending = 0

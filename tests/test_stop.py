@@ -1,0 +1,176 @@
+"""Told to stop: SIGTERM and SIGHUP on a real render and a real chat, and the mechanism itself.
+
+A scheduler stops a job with SIGTERM. talkgen must stop within seconds, say in one line what
+it kept and how to resume, exit 128 + the signal, and leave no temporary file and no child.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+SCRIPT = " ".join(f"Sentence {i} is spoken here, and then a short pause follows." for i in range(12))
+RENDER = ["render", "s.txt", "--say", "-o", "o.mp4", "--size", "128", "--job-dir", "job",
+          "render.max_chunk_s=1.0", "render.min_chunk_s=0.5", "-q"]
+
+
+def talkgen(args, cwd, **kw):
+    return subprocess.Popen([sys.executable, "-m", "talkgen", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **kw)
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is pid (ffmpeg sits in a session of its own, but is still a child)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def alive(pids: list[int]) -> list[int]:
+    def running(pid):
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    return [p for p in pids if running(p)]
+
+
+def wait_for(condition, proc, timeout=180):
+    deadline = time.time() + timeout
+    while not condition():
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.time() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+def temporaries(root: Path) -> list[str]:
+    return [str(p) for p in root.rglob(".*.tmp-*")]
+
+
+def sidecars(job: Path) -> int:
+    return len(list((job / "chunks").glob("[0-9]*.mp4.json"))) if (job / "chunks").is_dir() else 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_render_told_to_stop_says_what_it_kept_and_resumes(tmp_path, sig):
+    (tmp_path / "s.txt").write_text(SCRIPT)
+    proc = talkgen(RENDER, tmp_path)
+    wait_for(lambda: sidecars(tmp_path / "job") >= 3, proc)
+    kids = children(proc.pid)
+    assert kids, "the render should be encoding (ffmpeg) when the signal comes"
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    took = time.monotonic() - sent
+    assert proc.returncode == 128 + sig, err
+    assert took < 5, f"took {took:.1f} s to stop"
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    name = signal.Signals(sig).name
+    match = re.fullmatch(rf"stopped by {name}: kept the speech, the plan and (\d+) of (\d+) chunks in job; "
+                         r"run the same command again to resume", lines[0])
+    assert match, lines[0]
+    assert temporaries(tmp_path) == [], "temporary files were left behind"
+    assert alive(kids) == [], "a child outlived the render"
+    assert not (tmp_path / "o.mp4").exists()
+    if sig != signal.SIGTERM:
+        return
+    kept = int(match.group(1))
+    assert kept == sidecars(tmp_path / "job")
+    done = subprocess.run([sys.executable, "-m", "talkgen", *RENDER], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    render = next(s for s in json.loads((tmp_path / "o.report.json").read_text())["stages"] if s["name"] == "render")
+    assert render["detail"]["reused_chunks"] == kept  # exactly what the line said was kept
+
+
+# The mechanism alone, in a process of its own: a write in progress, a child, and a cleanup that hangs.
+HANGING = textwrap.dedent("""
+    import subprocess, sys, time
+    from pathlib import Path
+    from talkgen import stopping
+    from talkgen.job import atomic_path
+
+    stopping.GRACE_S = float(sys.argv[2])
+    with stopping.handling():
+        with atomic_path(Path(sys.argv[1]) / "out.txt") as tmp:
+            tmp.write_text("half of it")
+            child = stopping.track(subprocess.Popen(["sleep", "300"], start_new_session=True))
+            print(child.pid, flush=True)
+            try:
+                time.sleep(300)
+            except stopping.Terminated:
+                print("stopping", flush=True)
+                time.sleep(300)  # a cleanup that never ends
+""")
+
+
+@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT, None])
+def test_a_second_signal_or_the_grace_period_ends_a_stop_at_once(tmp_path, second):
+    proc = subprocess.Popen([sys.executable, "-c", HANGING, str(tmp_path), "2" if second is None else "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = int(proc.stdout.readline())
+    assert list(tmp_path.glob(".out.txt.tmp-*"))
+    proc.send_signal(signal.SIGTERM)
+    assert proc.stdout.readline().strip() == "stopping"
+    sent = time.monotonic()
+    if second is not None:
+        proc.send_signal(second)
+    proc.wait(timeout=10)
+    took = time.monotonic() - sent
+    assert proc.returncode == 128 + (second or signal.SIGTERM)
+    assert took < (1 if second is not None else 4), took
+    assert alive([child]) == [] and not list(tmp_path.iterdir())
+    proc.stdout.close()
+    proc.stderr.close()
+
+
+def test_a_chat_told_to_stop_keeps_the_turn_and_renders_its_clip_on_resume(tmp_path):
+    # 768 px through x264's slow preset keeps the clip rendering for a while after the reply.
+    args = ["chat", "--session-dir", "s", "render.size=768", "render.preset=slow", "llm.max_reply_words=60"]
+    proc = subprocess.Popen([sys.executable, "-m", "talkgen", *args], cwd=tmp_path, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdin.write("Tell me about the sea.\n")
+    proc.stdin.flush()
+    events = tmp_path / "s" / "events.jsonl"
+
+    def rendering():
+        if not events.is_file():
+            return False
+        names = [json.loads(line)["event"] for line in events.read_text().splitlines() if line.strip()]
+        return "render_start" in names and len(list((tmp_path / "s").rglob("chunks/.*.tmp-*"))) > 0
+
+    wait_for(rendering, proc)
+    kids = children(proc.pid)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    took = time.monotonic() - sent
+    assert proc.returncode == 143, err
+    assert took < 5, took
+    last = err.strip().splitlines()[-1]
+    assert last == ("stopped by SIGTERM: session s keeps 1 turn(s) and 0 clip(s); the clip of turn 1 renders again on resume; "
+                    "continue it with talkgen chat --resume s"), err
+    assert "Traceback" not in err
+    assert temporaries(tmp_path) == []
+    assert alive(kids) == []
+    history = [json.loads(line) for line in (tmp_path / "s" / "history.jsonl").read_text().splitlines()]
+    assert [r["type"] for r in history] == ["turn"]  # no clip_stopped: the resume renders it
+
+    from talkgen.chat.session import unrendered
+
+    assert [t["turn"] for t in unrendered(history)] == [1]
