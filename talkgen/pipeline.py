@@ -81,7 +81,7 @@ def check_output(path: Path) -> None:
 
 def kept(job_root: Path) -> str:
     """What a stopped render leaves for the next run, in words: "kept the speech, the plan and 3 of 7 chunks in JOB"."""
-    from talkgen.stages.render import CHUNKS
+    from talkgen.chunks import CHUNKS
 
     try:
         stages = json.loads((job_root / "manifest.json").read_text(encoding="utf-8"))["stages"]

@@ -174,3 +174,44 @@ def test_a_chat_told_to_stop_keeps_the_turn_and_renders_its_clip_on_resume(tmp_p
     from talkgen.chat.session import unrendered
 
     assert [t["turn"] for t in unrendered(history)] == [1]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process under pid: the ranks' launcher, the ranks, each rank's ffmpeg."""
+    out, todo = [], [pid]
+    while todo:
+        kids = children(todo.pop())
+        out += kids
+        todo += kids
+    return out
+
+
+def test_a_two_rank_render_told_to_stop_stops_its_ranks_and_resumes(tmp_path):
+    """tp-test on 2 ranks under torchrun: the launcher passes the SIGTERM on, each rank aborts its
+    encoder and removes its temporary chunk file, and the rerun starts from the chunks the line names."""
+    (tmp_path / "s.txt").write_text(SCRIPT)
+    args = [*RENDER, "render.engine=tp-test", "render.nproc=2", "--size", "96"]
+    proc = talkgen(args, tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    wait_for(lambda: sidecars(tmp_path / "job") >= 3, proc)
+    family = descendants(proc.pid)
+    assert len([p for p in family if b"talkgen.dist.worker" in Path(f"/proc/{p}/cmdline").read_bytes()]) == 2
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    took = time.monotonic() - sent
+    assert proc.returncode == 143, err
+    assert took < 15, f"took {took:.1f} s to stop"
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    match = re.fullmatch(r"stopped by SIGTERM: kept the speech, the plan and (\d+) of (\d+) chunks in job; "
+                         r"run the same command again to resume", lines[0])
+    assert match, lines[0]
+    assert temporaries(tmp_path) == [], "temporary files were left behind"
+    assert alive(family) == [], "a launcher, rank or ffmpeg outlived the render"
+    kept = int(match.group(1))
+    assert kept == sidecars(tmp_path / "job")
+    done = subprocess.run([sys.executable, "-m", "talkgen", *args], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    render = next(s for s in json.loads((tmp_path / "o.report.json").read_text())["stages"] if s["name"] == "render")
+    assert render["detail"]["reused_chunks"] == kept

@@ -29,6 +29,7 @@ def launch(
     skip: set[int] | None = None, python: str | None = None,
 ) -> None:
     """Run the rank workers over the job's plan under `python`; raise one TalkgenError line if any rank fails."""
+    from talkgen import stopping
     from talkgen.dist.agent import result_path
     from talkgen.dist.interpreter import code_path, far_env
     from talkgen.dist.worker import request_path
@@ -44,12 +45,14 @@ def launch(
     try:
         # A session of its own: a Ctrl-C at the terminal reaches talkgen, which stops the
         # launcher in order (it stops the ranks); the launcher and ranks die with their parent.
-        proc = subprocess.Popen([python, "-m", "talkgen.dist.agent", str(job_root), str(nproc)],
-                                env=far_env(rank_visible_devices(request.get("gpus", ""))), cwd=code_path(),
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with stopping.deferred():  # a SIGTERM cannot land between the start and the tracking
+            proc = stopping.track(subprocess.Popen(
+                [python, "-m", "talkgen.dist.agent", str(job_root), str(nproc)],
+                env=far_env(rank_visible_devices(request.get("gpus", ""))), cwd=code_path(),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         try:
             code = proc.wait()
-        except BaseException:
+        except BaseException:  # Ctrl-C, or stopping.Terminated (SIGTERM, SIGHUP): stop the ranks in order
             stop(proc)
             raise
     finally:
@@ -62,7 +65,9 @@ def launch(
 
 def stop(proc: subprocess.Popen) -> None:
     """Stop the launcher and, through it, every rank: SIGTERM, then SIGKILL after STOP_GRACE_S.
-    A second interrupt while waiting kills at once."""
+    The launcher passes the SIGTERM to the ranks, whose own stop handling aborts their
+    encoders and removes their temporary files; a launcher killed outright takes the ranks
+    with it (PR_SET_PDEATHSIG), without that cleanup. A second interrupt kills at once."""
     if proc.poll() is not None:
         return
     try:

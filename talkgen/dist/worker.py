@@ -106,8 +106,13 @@ def main() -> None:
         die_with_parent(signal.SIGKILL)  # a launcher killed outright leaves no rank behind
     job_root = Path(sys.argv[1])
     rank = int(os.environ["RANK"])
+    from talkgen import stopping
+
     try:
-        run_rank(job_root, rank, int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")), started)
+        with stopping.handling():  # the launcher's SIGTERM aborts this rank's encoder and removes its temporaries
+            run_rank(job_root, rank, int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")), started)
+    except stopping.Terminated as exc:  # stopped, not failed: no error report to blame this rank
+        raise SystemExit(exc.exit_code) from None
     except BaseException as exc:  # the launcher turns this into the user's one line
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         error_path(job_root, rank).write_text(json.dumps({
