@@ -7,7 +7,10 @@ It builds the tests' tiny random-weight models in their real formats and runs th
 talkgen's real engines on the device: F5-TTS + Vocos, Whisper in the large-v3 layout, a
 Llama; it compares the planner's estimate for each with what torch allocated; it renders
 with the tp-test back end in bf16 in process, through torchrun with NCCL as one rank
-(render.launcher=torchrun), and as two ranks when there are two GPUs or more. Prints a table and writes $OUT/gpu_check.json (or ./gpu_check.json).
+(render.launcher=torchrun), and as two ranks when there are two GPUs or more; it renders once
+under render.python (this interpreter named explicitly: the probe and the far-side launcher),
+and runs `talkgen doctor --json`, keeping nvidia-smi's own output beside it. Prints a table
+and writes $OUT/gpu_check.json (or ./gpu_check.json), doctor.json and nvidia-smi.{out,rc,txt}.
 """
 
 from __future__ import annotations
@@ -62,7 +65,13 @@ def main() -> int:
     check(f"tp-test render, 1 rank by torchrun ({backend})", lambda: _render(work, cpu, 1, "torchrun"))
     if cpu or torch.cuda.device_count() >= 2:
         check(f"tp-test render, 2 ranks ({backend})", lambda: _render(work, cpu, 2))
-    out = Path(os.environ.get("OUT", ".")) / "gpu_check.json"
+    # The ranks under render.python: this same interpreter named explicitly, so the probe, the
+    # far-side launcher and the link folder run on the card (a second torch would not fit in what
+    # can be carried to the GPU machine).
+    check(f"tp-test render, render.python, 1 rank ({backend})", lambda: _render(work, cpu, 1, python=sys.executable))
+    outdir = Path(os.environ.get("OUT", "."))
+    check("doctor --json (gpu-1x, render.python)", lambda: _doctor(work, outdir))
+    out = outdir / "gpu_check.json"
     out.write_text(json.dumps({"info": info, "rows": rows}, indent=2))
     print(json.dumps(info))
     for r in rows:
@@ -139,20 +148,41 @@ def _llama(work: Path, device: str) -> dict:
     return {"dtype": str(llm.model.dtype), "tokens": tokens, "deterministic": text == again, "planned_mib": _planned(recipe, "llm")}
 
 
-def _render(work: Path, cpu: bool, ranks: int, launcher: str = "auto") -> dict:
-    out = work / f"tp{ranks}-{launcher}.mp4"
+def _render(work: Path, cpu: bool, ranks: int, launcher: str = "auto", python: str = "") -> dict:
+    out = work / f"tp{ranks}-{launcher}{'-python' if python else ''}.mp4"
     avatar = "cpu" if cpu else ("cuda:0" if ranks == 1 else "cuda:" + ",".join(str(i) for i in range(ranks)))
     proc = subprocess.run(
         [sys.executable, "-m", "talkgen", "render", str(ROOT / "examples" / "script.txt"), "--say", "-q", "-o", str(out),
          "render.engine=tp-test", f"render.nproc={ranks}", f"render.launcher={launcher}", f"placement.avatar={avatar}", "render.size=256",
-         f"render.dtype={'float32' if cpu else 'bfloat16'}"],
+         f"render.dtype={'float32' if cpu else 'bfloat16'}", *([f"render.python={python}"] if python else [])],
         capture_output=True, text=True, cwd=work,
     )
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}")
     report = json.loads(out.with_name(out.stem + ".report.json").read_text())
     render = next(s for s in report["stages"] if s["name"] == "render")
-    return {"video_s": report["video_s"], "render_s": render["wall_s"], "overhead": render["detail"].get("overhead_ratio")}
+    return {"video_s": report["video_s"], "render_s": render["wall_s"], "overhead": render["detail"].get("overhead_ratio"),
+            "ranks_python": render["detail"].get("python"), "ranks_torch": render["detail"].get("torch")}
+
+
+def _doctor(work: Path, outdir: Path) -> dict:
+    """doctor on this machine, and what nvidia-smi prints for the query talkgen.gpus makes, kept
+    beside gpu_check.json: the doctor fixtures in tests/data/doctor/ were written by hand."""
+    from talkgen.gpus import QUERY
+
+    import shutil
+
+    if shutil.which("nvidia-smi"):
+        smi = subprocess.run(["nvidia-smi", f"--query-gpu={QUERY}", "--format=csv,noheader,nounits"], capture_output=True, text=True)
+        (outdir / "nvidia-smi.out").write_text(smi.stdout)
+        (outdir / "nvidia-smi.rc").write_text(f"{smi.returncode}\n")
+        full = subprocess.run(["nvidia-smi"], capture_output=True, text=True)
+        (outdir / "nvidia-smi.txt").write_text(full.stdout + full.stderr)
+    proc = subprocess.run([sys.executable, "-m", "talkgen", "doctor", "--json", "--recipe", "gpu-1x", f"render.python={sys.executable}"],
+                          capture_output=True, text=True, cwd=work)
+    (outdir / "doctor.json").write_text(proc.stdout)
+    checks = {c["name"]: c["status"] for c in json.loads(proc.stdout)["checks"]}
+    return {"doctor_exit": proc.returncode, "checks": checks}
 
 
 if __name__ == "__main__":
