@@ -54,7 +54,8 @@ def tp_renders(far, tmp_path_factory):
 def test_the_second_environment_holds_a_stack_that_conflicts_with_talkgens(far):
     code = ("import importlib.util as u, numpy, torch, transformers; "
             "print(torch.__version__, numpy.__version__, transformers.__version__, u.find_spec('talkgen'), u.find_spec('typer'))")
-    out = subprocess.run([str(far), "-c", code], capture_output=True, text=True, timeout=120, cwd="/")
+    plain = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the environment itself, not a path a developer set
+    out = subprocess.run([str(far), "-c", code], capture_output=True, text=True, timeout=120, cwd="/", env=plain)
     assert out.returncode == 0, out.stderr
     torch_v, numpy_v, transformers_v, talkgen_spec, typer_spec = out.stdout.split()
     assert torch_v.startswith("2.13.0") and numpy_v.startswith("1.") and transformers_v == "4.51.3"

@@ -110,8 +110,8 @@ HANGING = textwrap.dedent("""
         with atomic_path(Path(sys.argv[1]) / "out.txt") as tmp:
             tmp.write_text("half of it")
             child = stopping.track(subprocess.Popen(["sleep", "300"], start_new_session=True))
-            print(child.pid, flush=True)
-            try:
+            try:  # the pid is printed inside the try: the test's SIGTERM may come the moment it is read
+                print(child.pid, flush=True)
                 time.sleep(300)
             except stopping.Terminated:
                 print("stopping", flush=True)
