@@ -112,6 +112,7 @@ def main() -> None:
         with stopping.handling():  # the launcher's SIGTERM aborts this rank's encoder and removes its temporaries
             run_rank(job_root, rank, int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")), started)
     except stopping.Terminated as exc:  # stopped, not failed: no error report to blame this rank
+        _sweep()
         raise SystemExit(exc.exit_code) from None
     except BaseException as exc:  # the launcher turns this into the user's one line
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -119,7 +120,17 @@ def main() -> None:
             "rank": rank, "chunk": getattr(exc, "chunk", CURRENT_CHUNK), "error": f"{type(exc).__name__}: {message}",
             "time": time.time(),
         }) + "\n", encoding="utf-8")
+        _sweep()
         raise SystemExit(1) from None
+
+
+def _sweep() -> None:
+    """What the cleanup did not reach, as the CLI does after a stop: a signal can land inside a
+    chunk encoder's start, after its temporary file exists and before anything can abort it."""
+    from talkgen import stopping
+
+    stopping.kill_children()
+    stopping.remove_temporaries()
 
 
 if __name__ == "__main__":
