@@ -134,9 +134,8 @@ def batch(
             print(f"{j['name']}\t{j['mode']}\t~{j['video_s']:.0f} s\t{'finished' if j['finished'] else 'to render'}\t{j['input']}")
         return
     batches.check_out(output)
-    planned = batches.plan(specs, output, n)
-    err.print(batches.describe(planned["cost"]), highlight=False, soft_wrap=True)
-    report = batches.run_batch(specs, output, n, ray_address=ray, console=err, live=not quiet)
+    cost = batches.describe(batches.plan(specs, output, n)["cost"])
+    report = batches.run_batch(specs, output, n, ray_address=ray, console=err, live=not quiet, announce=cost)
     for line in batches.summary_lines(report):
         err.print(line, highlight=False, soft_wrap=True, markup=False)
     if as_json:

@@ -94,8 +94,11 @@ class Engines:
         return self._get("llm", _key(_settings(config, _LLM_PER_CALL)), config.model,
                          lambda: load_llm(config, on_status=lambda m: self.on_status(m), recipe=recipe), reuse)
 
-    def tts(self, config, stt_config=None, recipe: str = "cpu"):
-        """The voice; F5-TTS's reference voice (transcribed with stt_config when it has no text) is part of it."""
+    def tts(self, config, stt_config=None, recipe: str = "cpu", fresh: bool = False):
+        """The voice; F5-TTS's reference voice (transcribed with stt_config when it has no text) is part of it.
+
+        fresh: a voice already loaded starts its noise and seeds again (engine.fresh()), so that
+        a job speaks as it would in a render of its own; chat's turns go on from each other."""
         from talkgen.engines.tts import load_tts, tts_identity
 
         def load():
@@ -106,8 +109,12 @@ class Engines:
                 reference = reference_voice(config, stt_config, recipe, lambda m: self.on_status(m))
             return load_tts(config, reference, recipe)
 
+        def reuse(engine) -> None:
+            if fresh and hasattr(engine, "fresh"):
+                engine.fresh()
+
         model = config.model if config.engine == "f5-tts" else config.voice
-        return self._get("tts", _key(tts_identity(config)), model, load)
+        return self._get("tts", _key(tts_identity(config)), model, load, reuse)
 
     def avatar(self, config, portrait, state_dir: Path | None = None):
         """The avatar in this process (back ends with a world size of 1)."""

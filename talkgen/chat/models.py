@@ -47,10 +47,19 @@ class Models:
     def tts(self):
         return self.engines.tts(self.recipe.tts, self.recipe.stt, self.recipe.name)
 
-    def avatar(self):
+    def portrait(self):
         from talkgen.portrait import load_portrait
 
         c = self.recipe.render
         if self._portrait is None:
             self._portrait = load_portrait(Path(c.portrait) if c.portrait else None, c.size)
-        return self.engines.avatar(c, self._portrait, state_dir=self._state_dir)
+        return self._portrait
+
+    def avatar(self):
+        """The avatar in this process, or (for a multi-rank back end) its rank group, launched once."""
+        from talkgen.placement import runs_in_ranks
+
+        c = self.recipe.render
+        if runs_in_ranks(c):
+            return self.engines.ranks(c, self._state_dir.with_name("avatar-ranks"))
+        return self.engines.avatar(c, self.portrait(), state_dir=self._state_dir)
