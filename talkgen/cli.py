@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -135,16 +136,27 @@ def batch(
         return
     batches.check_out(output)
     cost = batches.describe(batches.plan(specs, output, n)["cost"])
-    report = batches.run_batch(specs, output, n, ray_address=ray, console=err, live=not quiet, announce=cost)
+    with _results_only_on_stdout() as results:
+        report = batches.run_batch(specs, output, n, ray_address=ray, console=err, live=not quiet, announce=cost)
     for line in batches.summary_lines(report):
         err.print(line, highlight=False, soft_wrap=True, markup=False)
     if as_json:
-        print(json.dumps(report, indent=2))
+        results.write(json.dumps(report, indent=2) + "\n")
     else:
-        for j in report["jobs"]:
-            if j["status"] == "done":
-                print(j["output"])
+        results.write("".join(j["output"] + "\n" for j in report["jobs"] if j["status"] == "done"))
+    results.flush()
     raise typer.Exit(batches.exit_code(report))
+
+
+@contextlib.contextmanager
+def _results_only_on_stdout():
+    """From here to the end of the process, whatever else writes to stdout (Ray's driver prints
+    a node's death there, and may again as it shuts down) goes to stderr, so a script reading
+    --json gets the report alone; yields the real stdout, for the results."""
+    sys.stdout.flush()
+    results = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    yield results
 
 
 @app.command()

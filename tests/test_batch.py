@@ -151,6 +151,7 @@ def test_bad_command_lines_are_refused_before_any_job(tmp_path):
         (["in", "-o", "out", "--from", "paint"], "unknown stage 'paint'"),
         (["nothing-here", "-o", "out"], "nothing-here does not exist"),
         (["in", "-o", "out.mp4"], "looks like a video"),
+        (["in", "-o", "out", "--ray", "127.0.0.1:1"], "no Ray cluster at --ray 127.0.0.1:1"),
     ]:
         proc = talkgen(["batch", *args], tmp_path)
         assert proc.returncode == 2 and expect in one_error_line(proc), (args, proc.stderr)

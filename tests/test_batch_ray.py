@@ -2,14 +2,20 @@
 with a node removed while its worker renders: its job goes back and the other worker resumes it."""
 
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-import ray  # the talkgen[ray] extra, which install.sh installs
-from ray.cluster_utils import Cluster
+
+# Loopback only: Ray otherwise swaps 127.0.0.1 for the machine's own address when it connects.
+# Ray's constant for single-machine clusters, read when ray is imported (here, by the batch's
+# process and by every node's processes, which inherit it).
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+import ray  # noqa: E402  (the talkgen[ray] extra, which install.sh installs)
+from ray.cluster_utils import Cluster  # noqa: E402
 
 LOOPBACK = {"node_ip_address": "127.0.0.1", "include_dashboard": False}
 

@@ -36,12 +36,28 @@ def connect(address: str) -> None:
     ray = _ray()
     if ray.is_initialized():
         return
+    if address != "auto":
+        _reachable(address)
     try:
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, logging_level="ERROR",
                  configure_logging=True)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"no Ray cluster at --ray {address} ({first[:200]}): start one with `ray start --head`, "
+                         "or give the head's HOST:PORT") from None
+
+
+def _reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A head that is not there is one line now, not minutes of Ray's own retries."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UsageError(f"--ray {address}: give auto or the head's HOST:PORT (e.g. 10.0.0.5:6379)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UsageError(f"no Ray cluster at --ray {address} ({exc.strerror or exc}): start one with `ray start --head`, "
                          "or give the head's HOST:PORT") from None
 
 
