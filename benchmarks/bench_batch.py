@@ -74,6 +74,8 @@ def main() -> None:
         again = talkgen("batch", str(qs), "-o", str(d / "local"), "-q", cwd=d)
         rows.append(("finished batch re-run", f"{again:.2f} s", "", "< 3 s"))
 
+        # Loopback only, as in tests/test_batch_ray.py (Ray reads this when it is imported).
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
         from ray.cluster_utils import Cluster
 
         loop = {"node_ip_address": "127.0.0.1", "include_dashboard": False}

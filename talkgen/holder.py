@@ -149,13 +149,11 @@ class Engines:
 
     # -- between stages and at the end ----------------------------------------------------
     def settle(self, role: str) -> None:
-        """After a stage: let go of its engine unless it is kept, and give its memory back."""
-        from talkgen.placement import release
-
+        """After a stage: let go of its engine unless it is kept (the pipeline then gives its
+        memory back with placement.release)."""
         if role not in self.keep:
             with self._locks[role]:
                 self._drop(role)
-        release()
 
     def close(self) -> None:
         """Let go of everything; the rank group's ranks finish and leave."""

@@ -2,9 +2,9 @@
 
 Stages read and write artifacts in the job directory; each is skipped when its cache
 key (a hash of its inputs' content, its parameters and its engine's identity) still
-matches and its outputs verify. A finished job re-run loads no model. Engines come from an engine holder
-(talkgen.holder): a batch worker hands its own to job after job, so each model is loaded
-once; `talkgen render` is one job on a holder of its own.
+matches and its outputs verify. A finished job re-run loads no model. Engines come from
+an engine holder (talkgen.holder): a batch worker hands its own to job after job, so each
+model is loaded once; `talkgen render` is one job on a holder of its own.
 
     question.wav -> transcribe -> reply -> speak -> plan -> render -> assemble
     script.txt   ->               reply -> speak -> ...       (--say skips reply)

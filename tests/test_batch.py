@@ -287,3 +287,26 @@ def test_the_python_api_returns_the_reports(tmp_path, monkeypatch):
     assert media.frame_hashes(tmp_path / "one.mp4") == media.frame_hashes(tmp_path / "out" / "q0.mp4")
     with pytest.raises(UsageError, match="does not exist"):
         talkgen.batch(["nowhere"], "out")
+
+
+def test_workers_default_to_one_per_share_of_the_machines_gpus(monkeypatch, tmp_path):
+    """gpu-1x on an 8-GPU machine: 8 workers of one GPU each; h100-8x: one; cpu: one. (nvidia-smi's
+    output for an 8-GPU H100 machine, as in tests/test_memory.py.)"""
+    from talkgen.batching.local_pool import default_workers, shares
+    from talkgen.errors import UsageError
+    from talkgen.recipe import load_recipe
+
+    h100 = "\n".join(f"{i}, NVIDIA H100 80GB HBM3, 81559, 9.0, 570.124.06, 00000000:{i + 0x18:02X}:00.0" for i in range(8))
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(f"#!/bin/sh\ncat <<'EOF'\n{h100}\nEOF\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("TALKGEN_NVIDIA_SMI", str(smi))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    one, eight, cpu = load_recipe("gpu-1x"), load_recipe("h100-8x"), load_recipe("cpu")
+    assert (default_workers(one), default_workers(eight), default_workers(cpu)) == (8, 1, 1)
+    assert shares(one, 8) == [str(i) for i in range(8)] and shares(eight, 1) == ["0,1,2,3,4,5,6,7"]
+    assert shares(cpu, 3) == [None, None, None]
+    with pytest.raises(UsageError, match=r"--workers 9 needs 9 GPUs .* use --workers 8"):
+        shares(one, 9)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")  # a scheduler's pick: shared out, never widened
+    assert default_workers(one) == 4 and shares(one, 4) == ["4", "5", "6", "7"]

@@ -14,8 +14,7 @@ import pytest
 # Ray's constant for single-machine clusters, read when ray is imported (here, by the batch's
 # process and by every node's processes, which inherit it).
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-import ray  # noqa: E402  (the talkgen[ray] extra, which install.sh installs)
-from ray.cluster_utils import Cluster  # noqa: E402
+from ray.cluster_utils import Cluster  # noqa: E402  (the talkgen[ray] extra, which install.sh installs)
 
 LOOPBACK = {"node_ip_address": "127.0.0.1", "include_dashboard": False}
 

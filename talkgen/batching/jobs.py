@@ -21,7 +21,7 @@ from talkgen.errors import UsageError
 from talkgen.inputs import AUDIO_SUFFIXES
 from talkgen.recipe import Recipe
 
-SCRIPT_SUFFIXES = {".txt", ".md"}
+SCRIPT_SUFFIXES = {".txt"}
 JOB_KEYS = ("input", "name", "portrait", "voice", "voice_text", "persona", "say", "overrides")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
