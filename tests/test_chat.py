@@ -290,7 +290,7 @@ def test_a_multi_rank_avatar_chats_on_one_rank_group(tmp_path):
     assert [c["turn"] for c in clips] == [1, 2]
     for c in clips:
         frames, kinds = video_frames(session / "turns" / f"{c['turn']:04d}" / "clip.mp4")
-        assert frames == c["frames"] > 0 and kinds == {"video", "audio"}
+        assert frames == c["frames"] > 0 and {"video", "audio"} <= kinds
     loads = [e["model"] for e in jsonl(session / "events.jsonl") if e["event"] == "load"]
     assert loads.count("ranks") == 1  # launched once for both clips
     assert len(list((session / "avatar-ranks" / "dist" / "inbox").glob("[0-9]*.json"))) == 2
