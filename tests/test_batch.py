@@ -310,3 +310,19 @@ def test_workers_default_to_one_per_share_of_the_machines_gpus(monkeypatch, tmp_
         shares(one, 9)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")  # a scheduler's pick: shared out, never widened
     assert default_workers(one) == 4 and shares(one, 4) == ["4", "5", "6", "7"]
+
+
+def test_the_live_view_shows_each_workers_job_on_a_terminal_and_results_stay_off_it(tmp_path):
+    import pexpect
+
+    scripts(tmp_path / "in", 2, words=20)
+    child = pexpect.spawn(sys.executable, ["-m", "talkgen", "batch", "in", "-o", "out", *SAY], cwd=str(tmp_path),
+                          env=dict(os.environ), encoding="utf-8", timeout=300, dimensions=(40, 200))
+    child.expect(r"2 job\(s\), about [\d.]+ video minutes")  # the cost, before the first job
+    child.expect(r"\d+ done, 1 running, 0 failed, \d+ waiting of 2")
+    child.expect(r"w0 .* q\d .* render .* \d+/\d+ .* \d+/\d+ frames")  # the worker's job, stage, chunk and frames
+    child.expect(r"done q0 \([\d.]+ s of video")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert report(tmp_path / "out")["totals"]["done"] == 2

@@ -37,12 +37,13 @@ class LiveView:
         head = (f"{done} done, {running} running, {failed} failed, {max(0, pending)} waiting of {self.total}; "
                 f"{time.monotonic() - self.started:.0f} s so far" + (f", about {left_s:.0f} s left" if left_s is not None else ""))
         table = Table(title=head, title_justify="left", show_edge=False)
-        for col in ("worker", "node", "job", "stage", "progress"):
+        for col in ("worker", "node", "job", "stage", "chunk", "progress"):
             table.add_column(col, overflow="fold")
         for w in workers:
             total = w.get("total")
             prog = f"{w.get('done', 0):.0f}/{total:.0f} {w.get('unit', '')}" if total else ""
-            table.add_row(w.get("worker", "?"), str(w.get("node", ""))[:16], w.get("job") or "(idle)", w.get("stage") or "", prog)
+            table.add_row(w.get("worker", "?"), str(w.get("node", ""))[:16], w.get("job") or "(idle)", w.get("stage") or "",
+                          w.get("chunk", ""), prog)
         self._live.update(table)
 
     def close(self) -> None:

@@ -144,6 +144,7 @@ def _drive(pool, queue: q.Queue, todo: deque, results: dict, view, out: Path) ->
     losses: dict[str, int] = {}
     busy: dict[str, str] = {}  # worker id -> job name
     walls: list[float] = []
+    plans: dict[str, list[int]] = {}  # each running job's chunk end frames, for the live view
     remaining = len(todo)
     starts_left = 2 * len(pool.workers) + len(todo)  # workers that die at start must not be replaced forever
     while remaining:
@@ -192,13 +193,32 @@ def _drive(pool, queue: q.Queue, todo: deque, results: dict, view, out: Path) ->
                 view.event(f"done {name} ({result['video_s']:.1f} s of video in {result['wall_s']:.1f} s, worker {result['worker']})")
             else:
                 view.event(f"failed {name}: {result['error']}", "red")
-        statuses = [{**read_status(out, w.id), "worker": w.id, "node": w.node, **({} if w.id in busy else {"job": None})}
-                    for w in pool.workers]
+        statuses = [_with_chunk({**read_status(out, w.id), "worker": w.id, "node": w.node,
+                                 **({} if w.id in busy else {"job": None})}, out, plans) for w in pool.workers]
         active = max(1, len(pool.workers))
         left = (sum(walls) / len(walls)) * remaining / active if walls else None
         done = sum(1 for r in results.values() if r["status"] == "done")
         view.update(done, len(results) - done, statuses, left)
     return pool.close()
+
+
+def _with_chunk(status: dict, out: Path, plans: dict[str, list[int]]) -> dict:
+    """A worker's status with the chunk it is rendering ("3/12"), from the job's plan."""
+    job = status.get("job")
+    if not job or status.get("stage") != "render":
+        return status
+    if job not in plans:
+        import json
+
+        try:
+            plan = json.loads((q.job_dir(out, job) / "plan.json").read_text(encoding="utf-8"))
+            plans[job] = [c["end_frame"] for c in plan["chunks"]]
+        except (OSError, ValueError, KeyError):
+            return status
+    ends = plans[job]
+    done = status.get("done", 0)
+    status["chunk"] = f"{min(len(ends), 1 + sum(1 for e in ends if e <= done))}/{len(ends)}"
+    return status
 
 
 def _failed(name: str, out: Path, error: str) -> dict:

@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -133,20 +132,6 @@ def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data) + "\n", encoding="utf-8")
     os.replace(tmp, path)
-
-
-def launch(
-    job_root: Path, nproc: int, request: dict, plan: dict, on_chunk: Callable[[dict], None] | None = None,
-    skip: set[int] | None = None, python: str | None = None,
-) -> None:
-    """One job on a group of its own (started for it and closed after it): raise one TalkgenError line if any rank fails."""
-    settings = GroupSettings(nproc, python or sys.executable, request.get("gpus", ""), request["backend"],
-                             request["recipe"]["render"]["collective_timeout_s"])
-    group = RankGroup(job_root, settings)
-    try:
-        group.render(job_root, request, plan, on_chunk, skip)
-    finally:
-        group.close()
 
 
 def stop(proc: subprocess.Popen) -> None:
