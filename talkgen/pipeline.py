@@ -323,13 +323,17 @@ def _reply(r: Run, turns: list[str], portrait: _PortraitOnce) -> dict:
         from talkgen.stages.reply import reply
 
         portrait.get()
+        loads = sum(r.engines.loads.values())
         llm = r.engines.llm(c, r.recipe.name)
+        loaded = sum(r.engines.loads.values()) > loads  # else a worker's LLM, loaded for an earlier job
         result = reply(turns, llm, c, r.job.path("reply.json"), on_text=r.progress.text, note=r.progress.note,
                        on_turn=r.progress.turn)
         tokens = sum(t["tokens"] for t in result["turns"])
         gen_s = sum(t["seconds"] for t in result["turns"])
         return StageRecord(key="", device=c.device, outputs=r.job.output_hashes(["reply.json"]), extra={
-            "turns": len(turns), "import_s": round(llm.import_s, 3), "convert_s": round(llm.convert_s, 3), "load_s": round(llm.load_s, 3),
+            "turns": len(turns), "import_s": round(llm.import_s if loaded else 0.0, 3),
+            "convert_s": round(llm.convert_s if loaded else 0.0, 3), "load_s": round(llm.load_s if loaded else 0.0, 3),
+            "loaded": loaded,
             "tokens": tokens, "tokens_per_s": round(tokens / gen_s, 2) if gen_s else 0.0,
         })
 
