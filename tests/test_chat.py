@@ -233,7 +233,7 @@ def test_piped_lines_are_turns_in_plain_text_and_the_session_resumes(tmp_path):
 
 @pytest.mark.parametrize("args, code, fragment", [
     (["--resume", "2020-01-01-0000"], 2, "no chat session '2020-01-01-0000'"),
-    (["--recipe", "h100-8x"], 2, "chat renders in its own process only"),
+    (["--recipe", "h100-8x"], 1, "LiveAvatar cannot run: no LiveAvatar checkout"),
     (["--recipe", "gpu-1x", "render.liveavatar.checkout=nowhere"], 1, "LiveAvatar cannot run: nowhere is not a LiveAvatar checkout"),
     (["--persona", " "], 2, "--persona is empty"),
     (["--resume", "x", "--session-dir", "y"], 2, "drop --session-dir"),
@@ -277,3 +277,20 @@ def test_a_resumed_chat_leaves_out_the_turns_its_last_prompt_left_out():
     assert dropped([turn(1, 0), turn(2, 3), turn(3, 3)]) == 3
     assert dropped([turn(1, 0), turn(2, 3), {"type": "reset"}]) == 0
     assert dropped([{"type": "turn", "turn": 1, "question": "q", "reply": "r"}]) == 0  # a session from before the count
+
+
+def test_a_multi_rank_avatar_chats_on_one_rank_group(tmp_path):
+    """tp-test on 2 ranks: every clip through the one group the chat launched (chat used to refuse it)."""
+    proc = subprocess.run([sys.executable, "-m", "talkgen", "chat", *SHORT, "render.engine=tp-test", "render.nproc=2",
+                           "render.size=96"], cwd=tmp_path, input="hello\nwhat can you do?\n", capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (session,) = (tmp_path / ".talkgen" / "chats").iterdir()
+    clips = [r for r in jsonl(session / "history.jsonl") if r["type"] == "clip"]
+    assert [c["turn"] for c in clips] == [1, 2]
+    for c in clips:
+        frames, kinds = video_frames(session / "turns" / f"{c['turn']:04d}" / "clip.mp4")
+        assert frames == c["frames"] > 0 and {"video", "audio"} <= kinds
+    loads = [e["model"] for e in jsonl(session / "events.jsonl") if e["event"] == "load"]
+    assert loads.count("ranks") == 1  # launched once for both clips
+    assert len(list((session / "avatar-ranks" / "dist" / "inbox").glob("[0-9]*.json"))) == 2

@@ -16,8 +16,9 @@ from talkgen.job import Job, cache_key, sha256_file, write_json_atomic
 from talkgen.recipe import Recipe
 
 
-def render_clip(turn_dir: Path, text: str, recipe: Recipe, tts, avatar, stop: Callable[[], None]) -> dict:
-    """Speak `text` and animate it into turn_dir/clip.mp4 (with clip.srt); return what the clip holds."""
+def render_clip(turn_dir: Path, text: str, recipe: Recipe, tts, avatar, stop: Callable[[], None], portrait=None) -> dict:
+    """Speak `text` and animate it into turn_dir/clip.mp4 (with clip.srt); return what the clip holds.
+    With `portrait`, `avatar` is a multi-rank back end's rank group (talkgen.dist.launch.RankGroup)."""
     from talkgen.engines.avatar import avatar_traits
     from talkgen.speech import SpeechTrack
     from talkgen.stages.assemble import assemble
@@ -35,9 +36,21 @@ def render_clip(turn_dir: Path, text: str, recipe: Recipe, tts, avatar, stop: Ca
     plan = make_plan(track, c.fps, min(c.max_chunk_s, traits["max_chunk_s"]), c.min_chunk_s, traits["frames_per_clip"],
                      traits["lead_frames"])
     write_json_atomic(turn_dir / "plan.json", plan)
-    key = cache_key(speech=sha256_file(wav), plan=plan, render=render_settings(c), engine=avatar.identity())
     (turn_dir / "chunks").mkdir(exist_ok=True)
-    render_chunks(Job(turn_dir), key, plan, avatar, track, c.crf, c.preset, on_frames=lambda n: stop())
+    if portrait is not None:  # `avatar` is the rank group: the clip's chunks are rendered on the ranks
+        from talkgen.chunks import clear_stale_chunks, next_chunk
+        from talkgen.stages.render import rank_request
+
+        engine = {**traits["identity"], "portrait": portrait.sha256}
+        key = cache_key(speech=sha256_file(wav), plan=plan, render=render_settings(c), engine=engine)
+        clear_stale_chunks(turn_dir, key)
+        _, _, reused = next_chunk(turn_dir, plan, key)
+        # A clip on the ranks stops between clips, not between frames: the ranks render a job whole.
+        avatar.render(turn_dir, rank_request(recipe, portrait, turn_dir, key), plan, skip=set(range(reused)))
+        stop()
+    else:
+        key = cache_key(speech=sha256_file(wav), plan=plan, render=render_settings(c), engine=avatar.identity())
+        render_chunks(Job(turn_dir), key, plan, avatar, track, c.crf, c.preset, on_frames=lambda n: stop())
     write_srt(turn_dir / "clip.srt", track.sentences, track.sample_rate)
     chunks = [chunk_name(ch["index"]) for ch in plan["chunks"]]
     info = assemble([turn_dir / rel for rel in chunks], wav, turn_dir / "clip.srt", turn_dir / "joined.mp4",

@@ -96,10 +96,13 @@ def check_can_chat(recipe: Recipe, video: bool) -> None:
     c = recipe.render
     if c.size % 2 or not 64 <= c.size <= 4096:
         raise UsageError(f"render.size={c.size} must be an even number of pixels between 64 and 4096")
-    traits = avatar_traits(c)
-    if traits["world_size"] > 1:
-        raise UsageError(f"talkgen chat renders in its own process only, and render.engine={c.engine} needs "
-                         f"{traits['world_size']} processes: use --no-video, or talkgen render")
+    avatar_traits(c)  # render.nproc that does not suit the back end
+    from talkgen.placement import runs_in_ranks
+
+    if c.python and runs_in_ranks(c):
+        from talkgen.dist.interpreter import check_rank_python
+
+        check_rank_python(c)  # the back end's own environment: one line now, not a failed clip every turn
     check_avatar(c)  # missing checkout, weights or GPUs: one line now, not a failed clip every turn
     if c.portrait:
         from talkgen.portrait import read_image
@@ -134,6 +137,7 @@ def start(recipe: Recipe, video: bool, session: Session, persona: str | None) ->
         exc.kept, exc.resume = _stop(chat, exc)
         raise
     finally:
+        models.engines.close()  # a rank group's ranks finish and leave
         session.log("end")
         session.close()
 

@@ -78,7 +78,11 @@ class Chat:
         from talkgen.chat.clip import render_clip
 
         self.session.log("render_start", turn=job.turn)
-        return render_clip(self.session.turn_dir(job.turn), job.text, self.recipe, self.models.tts(), self.models.avatar(), stop)
+        from talkgen.placement import runs_in_ranks
+
+        portrait = self.models.portrait() if runs_in_ranks(self.recipe.render) else None
+        return render_clip(self.session.turn_dir(job.turn), job.text, self.recipe, self.models.tts(), self.models.avatar(), stop,
+                           portrait)
 
     def ready(self, job: ClipJob, clip: dict, render_s: float) -> None:
         since = time.monotonic() - job.asked_at

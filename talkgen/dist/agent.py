@@ -1,9 +1,10 @@
-"""The ranks' launcher: `python -m talkgen.dist.agent JOB_DIR NPROC`, run under render.python.
+"""The ranks' launcher: `python -m talkgen.dist.agent GROUP_DIR NPROC`, run under render.python.
 
 As torchtune's `tune run` does, it parses torchrun's own arguments and calls
 `torch.distributed.run.run` in process: the elastic agent starts one rank per process
-(`python -m talkgen.dist.worker JOB_DIR`) under this same interpreter, so the launcher and
-every rank share one torch, and stops them all when one fails. It runs on the far side of
+(`python -m talkgen.dist.worker GROUP_DIR`) under this same interpreter, so the launcher and
+every rank share one torch, and stops them all when one fails. The ranks serve job after
+job until talkgen closes the group (see talkgen.dist.worker). It runs on the far side of
 the environment boundary, so it needs the standard library and torch alone. What happened
 goes to dist/agent.json for talkgen's side, which prints the user's one line.
 """
@@ -21,8 +22,8 @@ LOGGERS = ("torch.distributed.elastic", "torch.distributed.run", "torch.distribu
 STOPPED = 128 + signal.SIGTERM  # the exit status of a launcher stopped by a signal, as a shell reports it
 
 
-def result_path(job_root: Path) -> Path:
-    return job_root / "dist" / "agent.json"
+def result_path(group_root: Path) -> Path:
+    return group_root / "dist" / "agent.json"
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> None:
@@ -44,16 +45,16 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
 
 def main() -> None:
     die_with_parent()
-    job_root, nproc = Path(sys.argv[1]), int(sys.argv[2])
-    out = result_path(job_root)
+    group_root, nproc = Path(sys.argv[1]), int(sys.argv[2])
+    out = result_path(group_root)
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
     args = get_args_parser().parse_args([
         "--standalone", f"--nproc-per-node={nproc}", "--max-restarts=0", "--monitor-interval=0.2",
-        f"--log-dir={job_root / 'dist' / 'logs'}", "--redirects=3",  # ranks' own output goes to the logs, not the terminal
-        "-m", "talkgen.dist.worker", str(job_root),
+        f"--log-dir={group_root / 'dist' / 'logs'}", "--redirects=3",  # ranks' own output goes to the logs, not the terminal
+        "-m", "talkgen.dist.worker", str(group_root),
     ])
     for name in LOGGERS:  # the elastic agent logs multi-line reports; talkgen prints its own one line
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)

@@ -1,4 +1,4 @@
-"""Start the avatar ranks for a job and wait for them, from talkgen's side.
+"""Start the avatar ranks, hand them jobs and wait for them, from talkgen's side.
 
 The launcher (talkgen.dist.agent, torchrun's elastic agent) runs as a child process under
 the ranks' own Python (render.python, else talkgen's), so it shares their torch; talkgen
@@ -10,11 +10,13 @@ logs and the launcher's result come back. No shell string is ever built.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -24,43 +26,115 @@ from talkgen.placement import rank_visible_devices
 STOP_GRACE_S = 10.0  # how long the launcher gets to stop its ranks before it is killed
 
 
-def launch(
-    job_root: Path, nproc: int, request: dict, plan: dict, on_chunk: Callable[[dict], None] | None = None,
-    skip: set[int] | None = None, python: str | None = None,
-) -> None:
-    """Run the rank workers over the job's plan under `python`; raise one TalkgenError line if any rank fails."""
-    from talkgen import stopping
-    from talkgen.dist.agent import result_path
-    from talkgen.dist.interpreter import code_path, far_env
-    from talkgen.dist.worker import request_path
+@dataclass(frozen=True)
+class GroupSettings:
+    """What a rank group is started with; a job that needs other settings needs another group."""
 
-    python = python or sys.executable
-    job_root = job_root.resolve()
-    dist_dir = job_root / "dist"
-    shutil.rmtree(dist_dir, ignore_errors=True)
-    (dist_dir / "logs").mkdir(parents=True)
-    request_path(job_root).write_text(json.dumps(request) + "\n", encoding="utf-8")
-    watcher = _ChunkWatcher(job_root, plan, request["render_key"], on_chunk, skip or set()) if on_chunk else None
-    log = (dist_dir / "logs" / "agent.log").open("wb")
-    try:
+    nproc: int
+    python: str
+    gpus: str
+    backend: str
+    collective_timeout_s: float
+
+
+class RankGroup:
+    """The avatar ranks of one worker, launched once and kept up across jobs.
+
+    `group_root/dist` holds the launcher's logs and result and the job inbox and outbox; each
+    job renders into its own directory. A rank that fails takes the group down: that job
+    fails with one line, and the next job needs a new group (RankGroup.alive is False).
+    """
+
+    def __init__(self, group_root: Path, settings: GroupSettings):
+        from talkgen import stopping
+        from talkgen.dist.interpreter import code_path, far_env
+        from talkgen.dist.worker import group_path, inbox, outbox
+
+        self.root, self.settings = group_root.resolve(), settings
+        self.jobs = 0
+        dist_dir = self.root / "dist"
+        for sub in ("logs", "inbox", "outbox"):
+            shutil.rmtree(dist_dir / sub, ignore_errors=True)
+        (dist_dir / "agent.json").unlink(missing_ok=True)
+        for sub in ("logs", "inbox", "outbox"):
+            (dist_dir / sub).mkdir(parents=True)
+        self._inbox, self._outbox = inbox(self.root), outbox(self.root)
+        group_path(self.root).write_text(json.dumps({"backend": settings.backend,
+                                                     "collective_timeout_s": settings.collective_timeout_s}) + "\n", encoding="utf-8")
+        self.started = time.time()
+        self._log = (dist_dir / "logs" / "agent.log").open("wb")
         # A session of its own: a Ctrl-C at the terminal reaches talkgen, which stops the
         # launcher in order (it stops the ranks); the launcher and ranks die with their parent.
         with stopping.deferred():  # a SIGTERM cannot land between the start and the tracking
-            proc = stopping.track(subprocess.Popen(
-                [python, "-m", "talkgen.dist.agent", str(job_root), str(nproc)],
-                env=far_env(rank_visible_devices(request.get("gpus", ""))), cwd=code_path(),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            self.proc = stopping.track(subprocess.Popen(
+                [settings.python, "-m", "talkgen.dist.agent", str(self.root), str(settings.nproc)],
+                env=far_env(rank_visible_devices(settings.gpus)), cwd=code_path(),
+                stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True))
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def render(self, job_root: Path, request: dict, plan: dict, on_chunk: Callable[[dict], None] | None = None,
+               skip: set[int] | None = None) -> float:
+        """Render one job's plan on the ranks; return when the job was handed over (the start of
+        its timings). Raises one TalkgenError line if a rank fails (the group is then down)."""
+        from talkgen.dist.worker import error_path, request_path, timing_path
+
+        job_root = job_root.resolve()
+        (job_root / "dist").mkdir(parents=True, exist_ok=True)
+        for rank in range(self.settings.nproc):
+            error_path(job_root, rank).unlink(missing_ok=True)
+            timing_path(job_root, rank).unlink(missing_ok=True)
+        request_path(job_root).write_text(json.dumps(request) + "\n", encoding="utf-8")  # what the job was, for a person reading it
+        handed = self.started if self.jobs == 0 else time.time()
+        seq = self.jobs
+        self.jobs += 1
+        _write_json(self._inbox / f"{seq:06d}.json", {"job_root": str(job_root), "request": request})
+        watcher = _ChunkWatcher(job_root, plan, request["render_key"], on_chunk, skip or set()) if on_chunk else None
+        done = self._outbox / f"{seq:06d}.json"
         try:
-            code = proc.wait()
+            while not done.exists():
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.02)
         except BaseException:  # Ctrl-C, or stopping.Terminated (SIGTERM, SIGHUP): stop the ranks in order
-            stop(proc)
+            self.stop()
             raise
-    finally:
-        if watcher:
-            watcher.stop()
-        log.close()
-    if code != 0:
-        raise TalkgenError(_launch_failure(job_root, plan, request["render_key"], code, python, result_path(job_root)))
+        finally:
+            if watcher:
+                watcher.stop()
+        if not done.exists():
+            self._close_log()
+            from talkgen.dist.agent import result_path
+
+            raise TalkgenError(_launch_failure(job_root, self.root, plan, request["render_key"], self.proc.returncode,
+                                               self.settings.python, result_path(self.root)))
+        return handed
+
+    def close(self, timeout_s: float = STOP_GRACE_S) -> None:
+        """Let the ranks finish and leave; stop them if they do not within timeout_s."""
+        if self.alive:
+            (self._inbox / "close").touch()
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                stop(self.proc)
+        self._close_log()
+
+    def stop(self) -> None:
+        stop(self.proc)
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if not self._log.closed:
+            self._log.close()
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -82,18 +156,18 @@ def stop(proc: subprocess.Popen) -> None:
         raise
 
 
-def _launch_failure(job_root: Path, plan: dict, key: str, code: int, python: str, result: Path) -> str:
+def _launch_failure(job_root: Path, group_root: Path, plan: dict, key: str, code: int, python: str, result: Path) -> str:
     try:
         found = json.loads(result.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         found = {}
     if "failures" in found:
-        return describe_failure({int(r): f["exitcode"] for r, f in found["failures"].items()}, job_root, plan, key)
+        return describe_failure({int(r): f["exitcode"] for r, f in found["failures"].items()}, job_root, plan, key, group_root)
     if code < 0 or "signal" in found:
         number = -code if code < 0 else found["signal"]
         name = signal.Signals(number).name if number in signal.valid_signals() else f"signal {number}"
         return f"the avatar ranks' launcher was stopped ({name}): finished chunks are kept; run again to resume"
-    log = job_root / "dist" / "logs" / "agent.log"
+    log = group_root / "dist" / "logs" / "agent.log"
     try:
         lines = [ln for ln in log.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
     except OSError:
@@ -102,19 +176,23 @@ def _launch_failure(job_root: Path, plan: dict, key: str, code: int, python: str
     return f"the avatar ranks' launcher under {python} failed ({said}): see {log}"
 
 
-def describe_failure(failures: dict[int, int | None], job_root: Path, plan: dict, key: str) -> str:
-    """One line, from each failed rank's exit code: which rank failed first, in which chunk, and why."""
+def describe_failure(failures: dict[int, int | None], job_root: Path, plan: dict, key: str, group_root: Path | None = None) -> str:
+    """One line, from each failed rank's exit code: which rank failed first, in which chunk, and why.
+    A rank that failed before it had a job wrote its report in the group's folder."""
     from talkgen.dist.worker import error_path
     from talkgen.chunks import next_chunk
 
     chunk, _, _ = next_chunk(job_root, plan, key)
     where = f"chunk {chunk['index']}" if chunk else "the last chunk"
+    group_root = group_root or job_root
     reports = {}
     for rank in failures:
-        try:
-            reports[rank] = json.loads(error_path(job_root, rank).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            pass
+        for root in (job_root, group_root):
+            try:
+                reports[rank] = json.loads(error_path(root, rank).read_text(encoding="utf-8"))
+                break
+            except (OSError, ValueError):
+                pass
     # A rank killed from outside (SIGKILL; the launcher itself stops the others with SIGTERM) is the cause.
     for rank, code in sorted(failures.items()):
         if code is not None and code < 0 and -code != signal.SIGTERM and rank not in reports:
@@ -126,7 +204,7 @@ def describe_failure(failures: dict[int, int | None], job_root: Path, plan: dict
             where = f"chunk {rep['chunk']}"
         return f"rank {rank} failed in {where}: {rep['error']} (finished chunks are kept; run again to resume)"
     rank, code = min(failures.items())
-    return f"rank {rank} exited with code {code} in {where}: see {job_root / 'dist' / 'logs'}"
+    return f"rank {rank} exited with code {code} in {where}: see {group_root / 'dist' / 'logs'}"
 
 
 class _ChunkWatcher:

@@ -1,15 +1,24 @@
-"""The rank worker: `python -m talkgen.dist.worker JOB_DIR`, started by talkgen.dist.agent, one per rank.
+"""The rank worker: `python -m talkgen.dist.worker GROUP_DIR`, started by talkgen.dist.agent, one per rank.
 
 It runs under the ranks' own Python (render.python), so it imports only the standard
 library, numpy, torch, the back end's packages and talkgen's far-side modules (the chunk
 store and writer, media, speech, recipes, the engines), never the rest of talkgen.
 
-Every rank loads the back end once for the whole job. Rank 0 reads the plan, skips the
-chunks already on disk, and broadcasts each remaining chunk (with the continuity state
-it starts from) to all ranks; all ranks render it together; the back end's output rank
-streams the frames into the chunk encoder and broadcasts the continuity that the next
-chunk starts from, which also closes the chunk on every rank. A rank that fails
-writes one line naming itself and the chunk to dist/rank<N>.error.json for the launcher.
+The ranks are a group that serves job after job: talkgen's side (talkgen.dist.launch)
+writes each job's request to GROUP_DIR/dist/inbox/, rank 0 picks it up and broadcasts it,
+and every rank renders it into that job's own directory through the chunk store, so a
+multi-rank back end is launched and loaded once per worker, not once per video. While no
+job waits, rank 0 broadcasts a heartbeat every second, so that idle ranks never hit the
+collective timeout. A `close` file in the inbox ends the group.
+
+Per job: rank 0 reads the plan, skips the chunks already on disk, and broadcasts each
+remaining chunk (with the continuity state it starts from) to all ranks; all ranks render
+it together; the back end's output rank streams the frames into the chunk encoder and
+broadcasts the continuity that the next chunk starts from, which also closes the chunk on
+every rank. Rank 0 then writes GROUP_DIR/dist/outbox/<seq>.json. A rank that fails writes
+one line naming itself and the chunk to <job>/dist/rank<N>.error.json and exits, which
+takes the whole group down (the launcher stops the other ranks): talkgen's side reports
+the job's failure and starts a new group for the next job.
 """
 
 from __future__ import annotations
@@ -22,6 +31,22 @@ import time
 from pathlib import Path
 
 CURRENT_CHUNK: int | None = None
+CURRENT_JOB: Path | None = None
+HEARTBEAT_S = 1.0  # an idle group's broadcast interval: far inside any collective timeout
+POLL_S = 0.02
+
+
+def group_path(group_root: Path) -> Path:
+    """The group's own settings (backend, collective timeout), written before the launch."""
+    return group_root / "dist" / "group.json"
+
+
+def inbox(group_root: Path) -> Path:
+    return group_root / "dist" / "inbox"
+
+
+def outbox(group_root: Path) -> Path:
+    return group_root / "dist" / "outbox"
 
 
 def request_path(job_root: Path) -> Path:
@@ -36,40 +61,114 @@ def timing_path(job_root: Path, rank: int) -> Path:
     return job_root / "dist" / f"rank{rank}.timing.json"
 
 
-def run_rank(job_root: Path, rank: int, world_size: int, local_rank: int, started: float) -> None:
-    global CURRENT_CHUNK
+def _write_json(path: Path, data: dict) -> None:
+    """Whole or not at all: the other side polls for these files."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _next_message(group_root: Path, done: set[int]) -> dict:
+    """Rank 0: the next job in the inbox, the close order, or a heartbeat after HEARTBEAT_S."""
+    box = inbox(group_root)
+    deadline = time.monotonic() + HEARTBEAT_S
+    while True:
+        if (box / "close").exists():
+            return {"close": True}
+        waiting = sorted(int(p.stem) for p in box.glob("[0-9]*.json") if int(p.stem) not in done)
+        if waiting:
+            seq = waiting[0]
+            job = json.loads((box / f"{seq:06d}.json").read_text(encoding="utf-8"))
+            return {"job": job, "seq": seq, "received": time.time()}
+        if time.monotonic() >= deadline:
+            return {"idle": True}
+        time.sleep(POLL_S)
+
+
+def _engine_key(recipe_dict: dict, portrait: dict) -> str:
+    """What the loaded back end depends on: its settings and the portrait. The chunk folder
+    (where large continuity state goes) is set per job without a reload."""
+    render = dict(recipe_dict["render"])
+    for k in ("gpus", "collective_timeout_s", "max_chunk_s", "min_chunk_s", "crf", "preset", "portrait", "python", "launcher"):
+        render.pop(k, None)
+    return json.dumps([render, portrait["sha256"]], sort_keys=True, default=str)
+
+
+def serve(group_root: Path, rank: int, world_size: int, local_rank: int, started: float) -> None:
+    global CURRENT_CHUNK, CURRENT_JOB
     from datetime import timedelta
 
     import torch
     import torch.distributed as dist
 
-    from talkgen.chunk_writer import ChunkFinisher, render_one
-    from talkgen.chunks import next_chunk
     from talkgen.engines.avatar import load_avatar
     from talkgen.portrait import from_launcher
     from talkgen.recipe import recipe_from_dict
-    from talkgen.speech import SpeechTrack
 
-    times = {"started": started, "imported": time.time(), "python": sys.executable, "torch": torch.__version__}
-    req = json.loads(request_path(job_root).read_text(encoding="utf-8"))
-    recipe = recipe_from_dict(req["recipe"])
-    c = recipe.render
+    imported = time.time()
+    settings = json.loads(group_path(group_root).read_text(encoding="utf-8"))
     device = "cpu"
-    if c.device == "cuda":
+    if settings["backend"] == "nccl":
         torch.cuda.set_device(local_rank)
         device = f"cuda:{local_rank}"
-    dist.init_process_group(req["backend"], timeout=timedelta(seconds=c.collective_timeout_s))
-    finisher = None
+    dist.init_process_group(settings["backend"], timeout=timedelta(seconds=settings["collective_timeout_s"]))
+    joined = time.time()
+    engine, engine_key, loads, jobs = None, None, 0, 0
+    done: set[int] = set()
     try:
-        times["joined"] = time.time()
-        portrait = from_launcher(req["portrait"])
-        engine = load_avatar(c, portrait, rank=rank, world_size=world_size, device=device, state_dir=job_root / "chunks")
-        track = SpeechTrack.load(job_root / "speech.wav", job_root / "alignment.json")
-        plan = json.loads((job_root / "plan.json").read_text(encoding="utf-8"))
-        key = req["render_key"]
-        times["ready"] = time.time()
-        if rank == engine.output_rank:
-            finisher = ChunkFinisher(job_root, key)
+        while True:
+            msg = [_next_message(group_root, done) if rank == 0 else None]
+            dist.broadcast_object_list(msg, src=0)
+            m = msg[0]
+            if m.get("close"):
+                break
+            if m.get("idle"):
+                continue
+            seq, job = m["seq"], m["job"]
+            done.add(seq)
+            CURRENT_JOB = Path(job["job_root"])
+            first = jobs == 0
+            times = {"started": started if first else m["received"], "imported": imported if first else m["received"],
+                     "joined": joined if first else m["received"], "python": sys.executable, "torch": torch.__version__,
+                     "seq": seq}
+            req = job["request"]
+            recipe = recipe_from_dict(req["recipe"])
+            key = _engine_key(req["recipe"], req["portrait"])
+            if key != engine_key:
+                engine = None  # the old one goes before the new one loads: they may not both fit
+                engine = load_avatar(recipe.render, from_launcher(req["portrait"]), rank=rank, world_size=world_size,
+                                     device=device, state_dir=CURRENT_JOB / "chunks")
+                engine_key, loads = key, loads + 1
+            elif hasattr(engine, "state_dir"):
+                engine.state_dir = CURRENT_JOB / "chunks"
+            render_job(CURRENT_JOB, rank, engine, recipe.render, req["render_key"], times)
+            jobs += 1
+            times.update(done=time.time(), loads=loads, jobs=jobs)
+            # What of talkgen this rank needed: the far side's whole import set, checked by the tests.
+            times["talkgen_modules"] = sorted(n for n in sys.modules if n == "talkgen" or n.startswith("talkgen."))
+            _write_json(timing_path(CURRENT_JOB, rank), times)
+            dist.barrier()  # every rank's timing is on disk before the job is reported done
+            if rank == 0:
+                _write_json(outbox(group_root) / f"{seq:06d}.json", {"ok": True, "time": time.time(), "loads": loads})
+            CURRENT_JOB = None
+    finally:
+        dist.destroy_process_group()
+
+
+def render_job(job_root: Path, rank: int, engine, c, key: str, times: dict) -> None:
+    """One job's remaining chunks, rendered by every rank together."""
+    global CURRENT_CHUNK
+    import torch.distributed as dist
+
+    from talkgen.chunk_writer import ChunkFinisher, render_one
+    from talkgen.chunks import next_chunk
+    from talkgen.speech import SpeechTrack
+
+    track = SpeechTrack.load(job_root / "speech.wav", job_root / "alignment.json")
+    plan = json.loads((job_root / "plan.json").read_text(encoding="utf-8"))
+    times["ready"] = time.time()
+    finisher = ChunkFinisher(job_root, key) if rank == engine.output_rank else None
+    try:
         chunk, continuity, pos = next_chunk(job_root, plan, key) if rank == 0 else (None, None, 0)
         while True:
             msg: list = [None if chunk is None else {"chunk": chunk, "continuity": continuity}]
@@ -88,14 +187,9 @@ def run_rank(job_root: Path, rank: int, world_size: int, local_rank: int, starte
         if finisher:
             finisher.join()
             times["wait_s"] = finisher.wait_s
-        times["done"] = time.time()
-        # What of talkgen this rank needed: the far side's whole import set, checked by the tests.
-        times["talkgen_modules"] = sorted(m for m in sys.modules if m == "talkgen" or m.startswith("talkgen."))
-        timing_path(job_root, rank).write_text(json.dumps(times) + "\n", encoding="utf-8")
     finally:
         if finisher:
             finisher.abort()
-        dist.destroy_process_group()
 
 
 def main() -> None:
@@ -104,22 +198,24 @@ def main() -> None:
 
     if "TORCHELASTIC_RUN_ID" in os.environ:  # started by the launcher (not called in a test's own process)
         die_with_parent(signal.SIGKILL)  # a launcher killed outright leaves no rank behind
-    job_root = Path(sys.argv[1])
+    group_root = Path(sys.argv[1])
     rank = int(os.environ["RANK"])
     from talkgen import stopping
 
     try:
         with stopping.handling():  # the launcher's SIGTERM aborts this rank's encoder and removes its temporaries
-            run_rank(job_root, rank, int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")), started)
+            serve(group_root, rank, int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")), started)
     except stopping.Terminated as exc:  # stopped, not failed: no error report to blame this rank
         _sweep()
         raise SystemExit(exc.exit_code) from None
     except BaseException as exc:  # the launcher turns this into the user's one line
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        error_path(job_root, rank).write_text(json.dumps({
+        where = CURRENT_JOB or group_root
+        (where / "dist").mkdir(parents=True, exist_ok=True)
+        _write_json(error_path(where, rank), {
             "rank": rank, "chunk": getattr(exc, "chunk", CURRENT_CHUNK), "error": f"{type(exc).__name__}: {message}",
             "time": time.time(),
-        }) + "\n", encoding="utf-8")
+        })
         _sweep()
         raise SystemExit(1) from None
 

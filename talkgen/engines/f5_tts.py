@@ -214,6 +214,11 @@ class F5TTS:
         self._ref_text = reference.text if reference.text.endswith(" ") else reference.text + " "
         self._calls = 0
 
+    def fresh(self) -> None:
+        """Seeds count from the recipe's again, as in a newly loaded engine: a job's speech in a
+        batch worker is what a render of its own makes."""
+        self._calls = 0
+
     def identity(self) -> dict:
         from talkgen.job import sha256_file
 

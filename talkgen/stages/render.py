@@ -29,6 +29,17 @@ def render_settings(config) -> dict:
     return {k: v for k, v in config.__dict__.items() if k not in HOW_TO_RUN}
 
 
+def rank_request(recipe, portrait, job_root, key: str) -> dict:
+    """What the avatar ranks get for one job: the recipe as they read it, the prepared
+    portrait (written into the job), the render key, the backend and the GPUs."""
+    from talkgen.engines.avatar import rank_recipe
+    from talkgen.portrait import hand_to_ranks
+
+    c = recipe.render
+    return {"recipe": rank_recipe(recipe), "portrait": hand_to_ranks(portrait, job_root), "render_key": key,
+            "backend": "nccl" if c.device == "cuda" else "gloo", "gpus": c.gpus}
+
+
 def collect(job: Job, key: str, plan: dict, reused: int) -> StageRecord:
     """The stage record once every chunk is on disk; an error naming the first missing one.
     A complete render needs no continuity state, so any state file left is deleted."""

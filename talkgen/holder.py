@@ -1,0 +1,165 @@
+"""The engine holder: each engine loaded on first use and kept for the jobs after it.
+
+`talkgen render`, every `talkgen batch` worker and `talkgen chat` get their engines here,
+so there is one copy of the model loading. An engine is loaded again only when a job needs
+it with settings it was not loaded with (another voice, another portrait); settings that
+an engine reads at each call (the LLM's sampling, the persona) are handed to the engine
+it already has. A multi-rank avatar is a rank group (talkgen.dist.launch.RankGroup),
+launched once and kept up across jobs the same way.
+
+Whether an engine stays loaded after its stage is the holder's `keep`: a render keeps
+only the recipe's placement.resident (engines that share a GPU in turn must let go of
+it), a batch worker or a chat keeps everything the memory plan lets it keep.
+
+`loads` counts each model's loads, which is how the batch report (and the tests) show
+that a worker loaded each model once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+ROLES = ("stt", "vad", "llm", "tts", "avatar", "ranks")
+
+
+def _key(*parts: Any) -> str:
+    return json.dumps(parts, sort_keys=True, default=str)
+
+
+def _settings(config, drop: tuple[str, ...] = ()) -> dict:
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in drop}
+
+
+# LLM settings its engine reads from its config at every call, not at load.
+_LLM_PER_CALL = ("persona", "max_reply_words", "max_new_tokens", "temperature", "top_p", "repetition_penalty", "seed",
+                 "context_tokens")
+
+
+class Engines:
+    """Loaded engines, keyed by what they were loaded with."""
+
+    def __init__(self, keep: set[str] | str = "all", on_load: Callable[[str, str, float], None] | None = None,
+                 on_status: Callable[[str], None] | None = None):
+        self.keep = set(ROLES) if keep == "all" else set(keep)
+        self._on_load = on_load or (lambda role, model, seconds: None)
+        self.on_status = on_status or (lambda message: None)
+        self._held: dict[str, tuple[str, Any]] = {}
+        # One lock per engine: chat loads the LLM (prompt thread) and the voice (render thread) side by side.
+        self._locks = {role: threading.Lock() for role in ROLES}
+        self.loads: dict[str, int] = {}
+        self.launches = 0
+
+    def _get(self, role: str, key: str, model: str, load: Callable[[], Any], reuse: Callable[[Any], None] | None = None) -> Any:
+        with self._locks[role]:
+            held = self._held.get(role)
+            if held is not None and held[0] == key:
+                if reuse:
+                    reuse(held[1])
+                return held[1]
+            self._drop(role)  # the old one goes before the new one loads: they may not both fit
+            t = time.perf_counter()
+            engine = load()
+            self._held[role] = (key, engine)
+            self.loads[model] = self.loads.get(model, 0) + 1
+            self._on_load(role, model, time.perf_counter() - t)
+            return engine
+
+    def _drop(self, role: str) -> None:
+        held = self._held.pop(role, None)
+        if held is not None and role == "ranks":
+            held[1].close()
+
+    # -- the engines --------------------------------------------------------------------
+    def stt(self, config, recipe: str = "cpu"):
+        from talkgen.engines.stt import load_stt
+
+        return self._get("stt", _key(_settings(config)), config.model, lambda: load_stt(config, recipe))
+
+    def vad(self):
+        from talkgen.engines.silero_vad import VAD
+
+        return self._get("vad", "silero", "silero-vad", VAD)
+
+    def llm(self, config, recipe: str = "cpu"):
+        from talkgen.engines.llm import load_llm
+
+        def reuse(engine) -> None:
+            engine.config = config  # sampling and length are read per call: the new job's own
+
+        return self._get("llm", _key(_settings(config, _LLM_PER_CALL)), config.model,
+                         lambda: load_llm(config, on_status=lambda m: self.on_status(m), recipe=recipe), reuse)
+
+    def tts(self, config, stt_config=None, recipe: str = "cpu", fresh: bool = False):
+        """The voice; F5-TTS's reference voice (transcribed with stt_config when it has no text) is part of it.
+
+        fresh: a voice already loaded starts its noise and seeds again (engine.fresh()), so that
+        a job speaks as it would in a render of its own; chat's turns go on from each other."""
+        from talkgen.engines.tts import load_tts, tts_identity
+
+        def load():
+            reference = None
+            if config.engine == "f5-tts":
+                from talkgen.stages.voice import reference_voice
+
+                reference = reference_voice(config, stt_config, recipe, lambda m: self.on_status(m))
+            return load_tts(config, reference, recipe)
+
+        def reuse(engine) -> None:
+            if fresh and hasattr(engine, "fresh"):
+                engine.fresh()
+
+        model = config.model if config.engine == "f5-tts" else config.voice
+        return self._get("tts", _key(tts_identity(config)), model, load, reuse)
+
+    def avatar(self, config, portrait, state_dir: Path | None = None):
+        """The avatar in this process (back ends with a world size of 1)."""
+        from talkgen.engines.avatar import load_avatar
+
+        def reuse(engine) -> None:
+            if hasattr(engine, "state_dir") and state_dir is not None:
+                engine.state_dir = state_dir  # large continuity state goes with the job being rendered
+
+        key = _key(_settings(config, ("gpus", "max_chunk_s", "min_chunk_s", "crf", "preset", "portrait", "python",
+                                      "launcher", "collective_timeout_s")), portrait.sha256)
+        return self._get("avatar", key, config.engine,
+                         lambda: load_avatar(config, portrait, device=config.device, state_dir=state_dir), reuse)
+
+    def ranks(self, config, group_root: Path):
+        """The avatar's rank group (launched once, kept up across jobs); launched again only
+        when a job needs other launch settings or the last group went down."""
+        from talkgen.dist.interpreter import rank_python
+        from talkgen.dist.launch import GroupSettings, RankGroup
+
+        settings = GroupSettings(config.nproc, rank_python(config), config.gpus, "nccl" if config.device == "cuda" else "gloo",
+                                 config.collective_timeout_s)
+        held = self._held.get("ranks")
+        if held is not None and not held[1].alive:
+            self._drop("ranks")
+
+        def launch():
+            self.launches += 1
+            return RankGroup(group_root, settings)
+
+        return self._get("ranks", _key(dataclasses.asdict(settings), str(group_root)), f"{config.engine} ranks", launch)
+
+    # -- between stages and at the end ----------------------------------------------------
+    def settle(self, role: str) -> None:
+        """After a stage: let go of its engine unless it is kept (the pipeline then gives its
+        memory back with placement.release)."""
+        if role not in self.keep:
+            with self._locks[role]:
+                self._drop(role)
+
+    def close(self) -> None:
+        """Let go of everything; the rank group's ranks finish and leave."""
+        from talkgen.placement import release
+
+        for role in list(self._held):
+            with self._locks[role]:
+                self._drop(role)
+        release()
