@@ -65,7 +65,7 @@ def render_clip(turn_dir: Path, text: str, recipe: Recipe, tts, avatar, stop: Ca
 def join_clips(turn_dirs: list[Path], out: Path, work: Path) -> dict:
     """Every turn's clip one after another in `out`, with subtitles in out.srt beside it.
 
-    The clips' own AAC tracks would slip by a priming frame at every join (DESIGN.md 4), so
+    The clips' own AAC tracks would slip by a priming frame (about 21 ms) at every join, so
     this joins their video-only chunks by stream copy and encodes all the speech once.
     """
     from talkgen.speech import Sentence, SpeechTrack, WavWriter
