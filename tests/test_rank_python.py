@@ -274,3 +274,19 @@ def test_doctor_reports_the_avatar_environment_as_seen_from_there(tmp_path, far)
     assert code == 1 and checks["avatar env"]["status"] == "fail" and "does not exist" in checks["avatar env"]["fix"]
     code, checks = doctor()  # the puppet: no ranks, no check
     assert "avatar env" not in checks
+
+
+def test_a_gpu_without_bf16_is_refused_with_what_suits_the_back_end(far):
+    """A probe's answer as a T4 gives it (compute 7.5, no bf16): the fix depends on the back end."""
+    from talkgen.dist.interpreter import problems
+    from talkgen.recipe import load_recipe
+
+    found = {"python": "3.10.14", "numpy": {"ok": True, "version": "1.26.4"}, "torch": {"ok": True, "version": "2.8.0+cu128"},
+             "talkgen": {}, "distributed": {"nccl": True, "gloo": True}, "fp8_matmul": True,
+             "cuda": {"build": "12.8", "available": True, "bf16": False,
+                      "devices": [{"name": "Tesla T4", "capability": [7, 5], "memory_gib": 14.6}]}}
+    tp = load_recipe("cpu", ["render.engine=tp-test", "render.dtype=bfloat16", "placement.avatar=cuda:0", f"render.python={far}"]).render
+    assert any("no bfloat16 on these GPUs: set render.dtype=float16" in e for e in problems(tp, found)[0])
+    found["liveavatar"] = {"checkout": "/opt/LiveAvatar", "import": {}, "flash_attn": ["flash_attn"]}
+    la = load_recipe("cpu", ["render.engine=liveavatar", "render.dtype=bfloat16", "placement.avatar=cuda:0", f"render.python={far}"]).render
+    assert any("LiveAvatar runs only in bfloat16: use GPUs of compute capability 8.0 or newer" in e for e in problems(la, found)[0])

@@ -145,7 +145,9 @@ def problems(config, found: dict) -> tuple[list[str], list[str]]:
             errors.append(f"{name}: its torch {torch_version} ({build}) sees {seen} GPU(s), the placement needs {config.nproc} "
                           f"(GPUs {config.gpus or 'all'}){why}: install a CUDA build of torch there that matches the driver")
         elif config.dtype == "bfloat16" and cuda.get("bf16") is False:
-            errors.append(f"{name}: its torch {torch_version} has no bfloat16 on these GPUs: set render.dtype=float16 or use newer GPUs")
+            fix = ("LiveAvatar runs only in bfloat16: use GPUs of compute capability 8.0 or newer" if config.engine == "liveavatar"
+                   else "set render.dtype=float16 or use GPUs of compute capability 8.0 or newer")
+            errors.append(f"{name}: its torch {torch_version} has no bfloat16 on these GPUs: {fix}")
         elif config.engine == "liveavatar" and config.liveavatar.fp8:
             old = [f"GPU {i} ({d['name']}, compute {d['capability'][0]}.{d['capability'][1]})"
                    for i, d in enumerate(cuda["devices"][: config.nproc]) if tuple(d["capability"]) < (8, 9)]
