@@ -174,10 +174,20 @@ def problems(config, found: dict) -> tuple[list[str], list[str]]:
     return errors, warnings
 
 
+# Environments that passed, by what was asked of them: a warm batch worker asks once, not per job.
+_PASSED: dict[str, dict] = {}
+
+
 def check_rank_python(config) -> dict:
     """Probe the ranks' Python and raise one line for the first thing that stops a render."""
+    import dataclasses
+
+    asked = json.dumps([rank_python(config), dataclasses.asdict(config)], sort_keys=True, default=str)
+    if asked in _PASSED:
+        return _PASSED[asked]
     found = probe(config)
     errors, _ = problems(config, found)
     if errors:
         raise TalkgenError(errors[0])
+    _PASSED[asked] = found
     return found
