@@ -155,9 +155,9 @@ def test_the_second_turn_loads_no_model(conversation):
 
 
 def test_ctrl_c_stops_a_reply_then_a_render_and_a_crash_loses_only_the_clip_in_flight(tmp_path):
-    # 1024 pixels through x264's slow preset: about 30 frames a second here, so the clip is still rendering
-    # when Ctrl-C comes (veryfast runs at about 75 now that x264 works beside the puppet: a short clip was done first).
-    args = ["--session-dir", "s", "render.size=1024", "render.preset=slow", "llm.max_reply_words=200", "llm.max_new_tokens=300"]
+    # 2048 pixels through x264's slow preset, so the clip is still rendering when Ctrl-C comes: at 1024 a
+    # short clip rendered at about 31 frames a second on a quiet machine and was sometimes done first.
+    args = ["--session-dir", "s", "render.size=2048", "render.preset=slow", "llm.max_reply_words=200", "llm.max_new_tokens=300"]
     child = spawn(args, tmp_path)
     child.sendline("Tell me a long story about a dragon and a knight.")
     child.expect_exact("avatar> ")
