@@ -69,10 +69,11 @@ class Engines:
             self._on_load(role, model, time.perf_counter() - t)
             return engine
 
-    def _drop(self, role: str) -> None:
+    def _drop(self, role: str) -> bool:
         held = self._held.pop(role, None)
         if held is not None and role == "ranks":
             held[1].close()
+        return held is not None
 
     # -- the engines --------------------------------------------------------------------
     def stt(self, config, recipe: str = "cpu"):
@@ -148,12 +149,13 @@ class Engines:
         return self._get("ranks", _key(dataclasses.asdict(settings), str(group_root)), f"{config.engine} ranks", launch)
 
     # -- between stages and at the end ----------------------------------------------------
-    def settle(self, role: str) -> None:
+    def settle(self, role: str) -> bool:
         """After a stage: let go of its engine unless it is kept (the pipeline then gives its
-        memory back with placement.release)."""
-        if role not in self.keep:
-            with self._locks[role]:
-                self._drop(role)
+        memory back with placement.release); whether one was let go."""
+        if role in self.keep:
+            return False
+        with self._locks[role]:
+            return self._drop(role)
 
     def close(self) -> None:
         """Let go of everything; the rank group's ranks finish and leave."""

@@ -153,9 +153,8 @@ class Run:
                 rec = work()
             finally:
                 # The stage's engines go unless the holder keeps them: their memory (and GPU) goes to the next one.
-                for role in roles:
-                    self.engines.settle(role)
-                release()
+                dropped = [self.engines.settle(role) for role in roles]
+                release(collect=any(dropped))
             rec.key, rec.wall_s, rec.complete = key, time.perf_counter() - t, True
             rec.engine = rec.engine or engine
             self.job.record(name, rec)
