@@ -104,6 +104,20 @@ def test_a_finished_batch_reruns_without_a_worker(mixed):
     assert {s["name"]: s["cache"] for s in second["stages"]}["speak"] == "hit"  # the encoder setting is the render stage's, not the voice's
 
 
+def test_a_warm_voice_says_each_job_as_a_render_of_its_own_does(tmp_path):
+    """Piper's seeded noise keeps its state between calls; the worker's voice starts it again per
+    job (a new session, the old one let go first), so the same text is the same speech."""
+    (tmp_path / "in").mkdir()
+    for name in ("a", "b"):
+        (tmp_path / "in" / f"{name}.txt").write_text("The same two sentences. Said twice by one voice.\n")
+    assert talkgen(["batch", "in", "-o", "out", *SAY], tmp_path).returncode == 0
+    alone = talkgen(["render", "in/a.txt", "-o", "alone.mp4", "--job-dir", "alone", *SAY], tmp_path)
+    assert alone.returncode == 0, alone.stderr
+    jobs = tmp_path / "out" / ".talkgen-batch" / "jobs"
+    said = [(jobs / n / "speech.wav").read_bytes() for n in ("a", "b")]
+    assert said[0] == said[1] == (tmp_path / "alone" / "speech.wav").read_bytes()
+
+
 def test_bad_jobs_fail_alone_with_their_reason(tmp_path):
     scripts(tmp_path / "in", 2)
     (tmp_path / "in" / "empty.txt").write_text("\n")

@@ -3,6 +3,7 @@ with a node removed while its worker renders: its job goes back and the other wo
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -86,3 +87,54 @@ def test_a_node_removed_mid_batch_gives_its_job_back_and_nothing_is_lost(cluster
     survivors = [w for w in rep["workers"] if not w.get("lost")]
     assert survivors and all(w["loads"]["puppet"] == 1 for w in survivors)
     assert {j["node"] for j in rep["jobs"]} <= {n.node_id for n in nodes}
+
+
+def _can_hide_folders() -> bool:
+    """Whether this machine lets a process mount over a folder in a namespace of its own (root on Linux)."""
+    try:
+        return subprocess.run(["unshare", "-m", "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.skipif(not _can_hide_folders(), reason="needs unshare -m (root on Linux) to give a node its own filesystem view")
+def test_a_node_that_cannot_see_the_output_folder_stops_the_batch_before_any_job(tmp_path):
+    """A real node that does not share the output folder: it joins the cluster from a mount
+    namespace in which the test's folder is an empty tmpfs, as a node on another machine sees
+    a path that is not on a shared filesystem."""
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, **LOOPBACK})
+    node = None
+    log = open(tmp_path.parent / f"{tmp_path.name}-node.log", "w")  # outside the folder the node cannot see
+    try:
+        node = subprocess.Popen(
+            ["unshare", "-m", "sh", "-c", 'mount -t tmpfs none "$1" && exec "$2" "$3" "$4"', "sh", str(tmp_path),
+             sys.executable, str(Path(__file__).with_name("ray_hidden_node.py")), c.address],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        import ray
+
+        ray.init(address=c.address)
+        try:
+            deadline = time.time() + 120
+            while time.time() < deadline and ray.cluster_resources().get("CPU", 0) < 1:
+                time.sleep(0.5)
+            assert ray.cluster_resources().get("CPU", 0) >= 1, Path(log.name).read_text()[-2000:]
+        finally:
+            ray.shutdown()
+        (tmp_path / "q.txt").write_text("Hello there.\n")
+        proc = subprocess.run([sys.executable, "-m", "talkgen", "batch", "q.txt", "-o", "out", "--say", "--ray", c.address],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    finally:
+        if node is not None:
+            os.killpg(node.pid, signal.SIGTERM)
+            try:
+                node.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(node.pid, signal.SIGKILL)
+                node.wait()
+        log.close()
+        c.shutdown()
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert "is not visible from Ray node" in lines[-1] and "shared filesystem" in lines[-1], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out" / "q.mp4").exists() and not (tmp_path / "out" / "batch.report.json").exists()
