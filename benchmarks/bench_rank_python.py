@@ -21,7 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
-from bench_dist import render  # noqa: E402
+from bench_ranks import render  # noqa: E402
 from bench_render import script_of  # noqa: E402
 from table import print_table  # noqa: E402
 

@@ -176,7 +176,7 @@ def _liveavatar_checkout(recipe) -> Check:
 
 def _avatar_environment(recipe) -> Check:
     """The Python the avatar ranks run under (render.python, else talkgen's), asked from there."""
-    from talkgen.dist.interpreter import probe, problems, rank_python
+    from talkgen.ranks.interpreter import probe, problems, rank_python
     from talkgen.errors import TalkgenError
 
     c = recipe.render

@@ -4,7 +4,7 @@
 so there is one copy of the model loading. An engine is loaded again only when a job needs
 it with settings it was not loaded with (another voice, another portrait); settings that
 an engine reads at each call (the LLM's sampling, the persona) are handed to the engine
-it already has. A multi-rank avatar is a rank group (talkgen.dist.launch.RankGroup),
+it already has. A multi-rank avatar is a rank group (talkgen.ranks.launch.RankGroup),
 launched once and kept up across jobs the same way.
 
 Whether an engine stays loaded after its stage is the holder's `keep`: a render keeps
@@ -133,8 +133,8 @@ class Engines:
     def ranks(self, config, group_root: Path):
         """The avatar's rank group (launched once, kept up across jobs); launched again only
         when a job needs other launch settings or the last group went down."""
-        from talkgen.dist.interpreter import rank_python
-        from talkgen.dist.launch import GroupSettings, RankGroup
+        from talkgen.ranks.interpreter import rank_python
+        from talkgen.ranks.launch import GroupSettings, RankGroup
 
         settings = GroupSettings(config.nproc, rank_python(config), config.gpus, "nccl" if config.device == "cuda" else "gloo",
                                  config.collective_timeout_s)

@@ -213,7 +213,7 @@ def _run(req: RenderRequest, progress: Progress, engines: Engines, group_root: P
     from talkgen.placement import runs_in_ranks
 
     if recipe.render.python and runs_in_ranks(recipe.render):
-        from talkgen.dist.interpreter import check_rank_python
+        from talkgen.ranks.interpreter import check_rank_python
 
         check_rank_python(recipe.render)  # the back end's own environment: before anything loads
     with Job(req.job_dir or default_job_dir(req.output)) as job:
@@ -423,7 +423,7 @@ def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: d
     )
 
     def work() -> StageRecord:
-        from talkgen.dist.timing import rank_timings
+        from talkgen.ranks.timing import rank_timings
         from talkgen.chunks import clear_stale_chunks, next_chunk
         from talkgen.stages.render import collect, render_chunks
 

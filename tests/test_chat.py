@@ -293,4 +293,4 @@ def test_a_multi_rank_avatar_chats_on_one_rank_group(tmp_path):
         assert frames == c["frames"] > 0 and {"video", "audio"} <= kinds
     loads = [e["model"] for e in jsonl(session / "events.jsonl") if e["event"] == "load"]
     assert loads.count("ranks") == 1  # launched once for both clips
-    assert len(list((session / "avatar-ranks" / "dist" / "inbox").glob("[0-9]*.json"))) == 2
+    assert len(list((session / "avatar-ranks" / "ranks" / "inbox").glob("[0-9]*.json"))) == 2

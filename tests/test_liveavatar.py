@@ -330,7 +330,7 @@ def test_one_gpu_mode_starts_the_one_rank_group_their_pipeline_asks_for(tmp_path
     code = f"""
 import json, sys
 from pathlib import Path
-import talkgen.engines.liveavatar, talkgen.dist.group
+import talkgen.engines.liveavatar, talkgen.ranks.group
 torch_at_import = 'torch' in sys.modules
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 import test_liveavatar as t
@@ -338,7 +338,7 @@ import torch.distributed as dist
 before = dist.is_initialized()
 engine = t._engine(Path({str(tmp_path)!r}), (Path({str(weights[0])!r}), Path({str(weights[1])!r})))
 frames = list(engine.render_chunk(t._track(Path({str(tmp_path)!r}), 12, loud=5), 0, 9))
-from talkgen.dist.group import ensure_single_process_group
+from talkgen.ranks.group import ensure_single_process_group
 print(json.dumps([torch_at_import, before, dist.get_world_size(), dist.get_backend(), len(frames),
                   ensure_single_process_group(Path({str(tmp_path)!r}))]))
 """
@@ -351,7 +351,7 @@ def test_a_group_that_does_not_start_is_one_line_saying_what_to_do(tmp_path):
     code = f"""
 import torch.distributed as dist
 from pathlib import Path
-from talkgen.dist.group import ensure_single_process_group
+from talkgen.ranks.group import ensure_single_process_group
 from talkgen.errors import TalkgenError
 def refuse(*a, **kw):
     raise RuntimeError("Gloo connectFullMesh failed with [enforce fail]\\nmore detail")

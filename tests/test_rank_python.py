@@ -2,7 +2,7 @@
 
 The second environment (tests/envs.py) holds a stack that cannot live beside talkgen's:
 torch 2.13.0 (talkgen pins 2.9.1), numpy<2 and transformers 4.51.3, and no talkgen. The
-far side finds talkgen's code through the link folder talkgen.dist.interpreter makes.
+far side finds talkgen's code through the link folder talkgen.ranks.interpreter makes.
 """
 
 import json
@@ -74,12 +74,12 @@ def test_two_tp_test_ranks_render_under_the_second_environment_as_in_talkgens_ow
     assert np.abs(a - b).mean() < 1.0
     assert np.allclose(media.decode_audio(tp_renders / "own.mp4", 8000), media.decode_audio(tp_renders / "far.mp4", 8000), atol=1e-4)
     # The ranks and their launcher ran there, and the ranks' logs stayed in the job.
-    logs = tp_renders / "far" / "dist" / "logs"
+    logs = tp_renders / "far" / "ranks" / "logs"
     assert (logs / "agent.log").is_file() and list(logs.rglob("*stderr*"))
 
 
 def test_the_far_side_loads_only_the_rank_code_of_talkgen(tp_renders):
-    timing = json.loads((tp_renders / "far" / "dist" / "rank0.timing.json").read_text())
+    timing = json.loads((tp_renders / "far" / "ranks" / "rank0.timing.json").read_text())
     loaded = timing["talkgen_modules"]
     assert {"talkgen.chunk_writer", "talkgen.engines.tp_test", "talkgen.speech"} <= set(loaded)  # the worker itself is __main__
     assert not [m for m in loaded if m.startswith(NEAR_ONLY)], loaded
@@ -102,7 +102,7 @@ def test_liveavatars_five_ranks_render_under_the_second_environment(far, tmp_pat
     plan = json.loads((tmp_path / "job" / "plan.json").read_text())
     info = next(s for s in media.probe(tmp_path / "o.mp4")["streams"] if s["codec_type"] == "video")
     assert (info["width"], info["height"]) == (64, 64) and int(info["nb_frames"]) == plan["total_frames"] and len(plan["chunks"]) >= 2
-    loaded = json.loads((tmp_path / "job" / "dist" / "rank4.timing.json").read_text())["talkgen_modules"]
+    loaded = json.loads((tmp_path / "job" / "ranks" / "rank4.timing.json").read_text())["talkgen_modules"]
     assert "talkgen.engines.liveavatar" in loaded and not [m for m in loaded if m.startswith(NEAR_ONLY)], loaded
 
 
@@ -152,12 +152,12 @@ print("ok", sys.version_info[:2], np.__version__)
 
 
 def test_the_far_side_code_imports_and_runs_on_python_3_10_without_torch(tp_renders, tmp_path):
-    from talkgen.dist.interpreter import code_path, far_env
+    from talkgen.ranks.interpreter import code_path, far_env
     from talkgen.recipe import load_recipe
 
     py310 = envs.py310_python()
-    loaded = json.loads((tp_renders / "far" / "dist" / "rank0.timing.json").read_text())["talkgen_modules"]
-    modules = sorted({*loaded, "talkgen.dist.worker", "talkgen.dist.agent", "talkgen.dist.probe", "talkgen.engines.liveavatar",
+    loaded = json.loads((tp_renders / "far" / "ranks" / "rank0.timing.json").read_text())["talkgen_modules"]
+    modules = sorted({*loaded, "talkgen.ranks.worker", "talkgen.ranks.agent", "talkgen.ranks.probe", "talkgen.engines.liveavatar",
                       "talkgen.gpus", "talkgen.png"})
     recipe = load_recipe("cpu", ["render.engine=tp-test"]).to_dict()
     proc = subprocess.run([str(py310), "-c", PY310_WORK, json.dumps(modules), str(tmp_path), json.dumps(recipe)],
@@ -235,7 +235,7 @@ def test_a_back_end_that_does_not_import_there_is_one_line_naming_the_module(tmp
 
 def test_flash_attention_missing_stops_a_gpu_render_and_is_a_warning_on_the_cpu(far):
     """From a real probe of the second environment, which has neither flash-attn."""
-    from talkgen.dist.interpreter import probe, problems
+    from talkgen.ranks.interpreter import probe, problems
     from talkgen.recipe import load_recipe
 
     args = ["render.engine=liveavatar", f"render.liveavatar.checkout={STANDIN}", f"render.python={far}"]
@@ -278,7 +278,7 @@ def test_doctor_reports_the_avatar_environment_as_seen_from_there(tmp_path, far)
 
 def test_a_gpu_without_bf16_is_refused_with_what_suits_the_back_end(far):
     """A probe's answer as a T4 gives it (compute 7.5, no bf16): the fix depends on the back end."""
-    from talkgen.dist.interpreter import problems
+    from talkgen.ranks.interpreter import problems
     from talkgen.recipe import load_recipe
 
     found = {"python": "3.10.14", "numpy": {"ok": True, "version": "1.26.4"}, "torch": {"ok": True, "version": "2.8.0+cu128"},

@@ -201,7 +201,7 @@ def test_a_two_rank_render_told_to_stop_stops_its_ranks_and_resumes(tmp_path):
     proc = talkgen(args, tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"})
     wait_for(lambda: sidecars(tmp_path / "job") >= 3, proc)
     family = descendants(proc.pid)
-    assert len([p for p in family if b"talkgen.dist.worker" in cmdline(p)]) == 2
+    assert len([p for p in family if b"talkgen.ranks.worker" in cmdline(p)]) == 2
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)

@@ -1,4 +1,4 @@
-"""Run under torchrun by tests/test_dist.py: the tp-test forward pass on this rank's shard.
+"""Run under torchrun by tests/test_ranks.py: the tp-test forward pass on this rank's shard.
 
 Rank 0 saves the full outputs (after the all-reduce) for a fixed batch of inputs and the
 frames and continuity of one chunk, so the test can compare them with world size 1.

@@ -165,7 +165,7 @@ def _one_line(text: str) -> str:
 
 def serve_pipe(conn, out: str, worker_id: str, env: dict) -> None:
     """A local worker process: jobs come in over `conn`, results go back; None ends it."""
-    from talkgen.dist.agent import die_with_parent
+    from talkgen.ranks.agent import die_with_parent
 
     die_with_parent()  # a batch killed outright (SIGKILL) leaves no worker behind
     os.environ.update(env)

@@ -18,7 +18,7 @@ from talkgen.recipe import Recipe
 
 def render_clip(turn_dir: Path, text: str, recipe: Recipe, tts, avatar, stop: Callable[[], None], portrait=None) -> dict:
     """Speak `text` and animate it into turn_dir/clip.mp4 (with clip.srt); return what the clip holds.
-    With `portrait`, `avatar` is a multi-rank back end's rank group (talkgen.dist.launch.RankGroup)."""
+    With `portrait`, `avatar` is a multi-rank back end's rank group (talkgen.ranks.launch.RankGroup)."""
     from talkgen.engines.avatar import avatar_traits
     from talkgen.speech import SpeechTrack
     from talkgen.stages.assemble import assemble

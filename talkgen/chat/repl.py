@@ -100,7 +100,7 @@ def check_can_chat(recipe: Recipe, video: bool) -> None:
     from talkgen.placement import runs_in_ranks
 
     if c.python and runs_in_ranks(c):
-        from talkgen.dist.interpreter import check_rank_python
+        from talkgen.ranks.interpreter import check_rank_python
 
         check_rank_python(c)  # the back end's own environment: one line now, not a failed clip every turn
     check_avatar(c)  # missing checkout, weights or GPUs: one line now, not a failed clip every turn

@@ -311,7 +311,7 @@ class LiveAvatarEngine:
         configs = importlib.import_module("liveavatar.models.wan.wan_2_2.configs")
         la = self.la
         if self.world_size == 1:
-            from talkgen.dist.group import ensure_single_process_group
+            from talkgen.ranks.group import ensure_single_process_group
 
             ensure_single_process_group(self._tmp)
         ckpt, lora = weight_dirs(la)

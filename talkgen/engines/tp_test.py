@@ -94,7 +94,7 @@ class TPTestAvatar:
         hidden = torch.nn.functional.gelu(x @ self.w1 + self.b1)
         partial = hidden @ self.w2
         if self.world_size > 1:
-            from talkgen.dist.collectives import all_reduce_sum
+            from talkgen.ranks.collectives import all_reduce_sum
 
             all_reduce_sum(partial)
         return partial + self.b2

@@ -3,7 +3,7 @@
 The chunks and their sidecars are kept by talkgen.chunks; this stage decides what the
 render key covers, renders in talkgen's own process (back ends with a world size of 1)
 and records the stage once every chunk is on disk. Multi-rank renders go through
-talkgen.dist.launch and write into the same chunk store.
+talkgen.ranks.launch and write into the same chunk store.
 """
 
 from __future__ import annotations

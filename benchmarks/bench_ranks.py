@@ -1,6 +1,6 @@
 """Benchmark rendering across torchrun ranks with the tp-test back end, and print a table.
 
-    python benchmarks/bench_dist.py
+    python benchmarks/bench_ranks.py
 
 Issue 4 asks: orchestration overhead (render wall time minus the back end's own compute
 time, over the render wall time) at most 2% for a 2-minute script, and a finished job

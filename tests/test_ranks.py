@@ -77,7 +77,7 @@ def test_two_ranks_render_a_real_video_like_one_rank(whole):
     # One rank through the launcher (render.launcher=torchrun) is the same job as in process.
     proc = talkgen([*ARGS, "render.nproc=1", "render.launcher=torchrun", "-o", "one-ranked.mp4", "--job-dir", "one-ranked"], whole)
     assert proc.returncode == 0, proc.stderr
-    assert (whole / "one-ranked" / "dist" / "logs").is_dir()  # it went through torchrun
+    assert (whole / "one-ranked" / "ranks" / "logs").is_dir()  # it went through torchrun
     assert media.frame_hashes(whole / "one-ranked.mp4") == media.frame_hashes(whole / "one.mp4")
 
 
@@ -96,7 +96,7 @@ def _workers(parent_pid: int) -> list[tuple[int, int]]:
             continue
         try:
             cmd = (entry / "cmdline").read_bytes().split(b"\0")
-            if b"talkgen.dist.worker" not in cmd:
+            if b"talkgen.ranks.worker" not in cmd:
                 continue
             env = dict(item.split(b"=", 1) for item in (entry / "environ").read_bytes().split(b"\0") if b"=" in item)
             if env.get(b"TORCHELASTIC_RUN_ID") is not None:
@@ -140,10 +140,10 @@ def test_a_killed_rank_stops_the_job_with_one_line_and_the_rerun_resumes(whole, 
 
 def test_a_rank_that_raises_is_named_with_its_chunk_and_error(tmp_path, monkeypatch):
     """The worker's own error report, read back by the launcher into one line."""
-    from talkgen.dist import worker
-    from talkgen.dist.launch import describe_failure
+    from talkgen.ranks import worker
+    from talkgen.ranks.launch import describe_failure
 
-    (tmp_path / "dist").mkdir()
+    (tmp_path / "ranks").mkdir()
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setattr(sys, "argv", ["worker", str(tmp_path)])

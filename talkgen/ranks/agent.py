@@ -1,12 +1,12 @@
-"""The ranks' launcher: `python -m talkgen.dist.agent GROUP_DIR NPROC`, run under render.python.
+"""The ranks' launcher: `python -m talkgen.ranks.agent GROUP_DIR NPROC`, run under render.python.
 
 As torchtune's `tune run` does, it parses torchrun's own arguments and calls
 `torch.distributed.run.run` in process: the elastic agent starts one rank per process
-(`python -m talkgen.dist.worker GROUP_DIR`) under this same interpreter, so the launcher and
+(`python -m talkgen.ranks.worker GROUP_DIR`) under this same interpreter, so the launcher and
 every rank share one torch, and stops them all when one fails. The ranks serve job after
-job until talkgen closes the group (see talkgen.dist.worker). It runs on the far side of
+job until talkgen closes the group (see talkgen.ranks.worker). It runs on the far side of
 the environment boundary, so it needs the standard library and torch alone. What happened
-goes to dist/agent.json for talkgen's side, which prints the user's one line.
+goes to ranks/agent.json for talkgen's side, which prints the user's one line.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ STOPPED = 128 + signal.SIGTERM  # the exit status of a launcher stopped by a sig
 
 
 def result_path(group_root: Path) -> Path:
-    return group_root / "dist" / "agent.json"
+    return group_root / "ranks" / "agent.json"
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> None:
@@ -53,8 +53,8 @@ def main() -> None:
 
     args = get_args_parser().parse_args([
         "--standalone", f"--nproc-per-node={nproc}", "--max-restarts=0", "--monitor-interval=0.2",
-        f"--log-dir={group_root / 'dist' / 'logs'}", "--redirects=3",  # ranks' own output goes to the logs, not the terminal
-        "-m", "talkgen.dist.worker", str(group_root),
+        f"--log-dir={group_root / 'ranks' / 'logs'}", "--redirects=3",  # ranks' own output goes to the logs, not the terminal
+        "-m", "talkgen.ranks.worker", str(group_root),
     ])
     for name in LOGGERS:  # the elastic agent logs multi-line reports; talkgen prints its own one line
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)

@@ -14,7 +14,7 @@ def rank_timings(job_root: Path, nproc: int, launched: float, encode_wait_s: flo
     encode_wait_s: the chunks' own waits plus the output rank's waits for its finisher;
     python and torch: the interpreter the ranks ran under and its torch version.
     """
-    from talkgen.dist.worker import timing_path
+    from talkgen.ranks.worker import timing_path
 
     ranks = []
     for rank in range(nproc):

@@ -1,11 +1,11 @@
-"""The rank worker: `python -m talkgen.dist.worker GROUP_DIR`, started by talkgen.dist.agent, one per rank.
+"""The rank worker: `python -m talkgen.ranks.worker GROUP_DIR`, started by talkgen.ranks.agent, one per rank.
 
 It runs under the ranks' own Python (render.python), so it imports only the standard
 library, numpy, torch, the back end's packages and talkgen's far-side modules (the chunk
 store and writer, media, speech, recipes, the engines), never the rest of talkgen.
 
-The ranks are a group that serves job after job: talkgen's side (talkgen.dist.launch)
-writes each job's request to GROUP_DIR/dist/inbox/, rank 0 picks it up and broadcasts it,
+The ranks are a group that serves job after job: talkgen's side (talkgen.ranks.launch)
+writes each job's request to GROUP_DIR/ranks/inbox/, rank 0 picks it up and broadcasts it,
 and every rank renders it into that job's own directory through the chunk store, so a
 multi-rank back end is launched and loaded once per worker, not once per video. While no
 job waits, rank 0 broadcasts a heartbeat every second, so that idle ranks never hit the
@@ -15,8 +15,8 @@ Per job: rank 0 reads the plan, skips the chunks already on disk, and broadcasts
 remaining chunk (with the continuity state it starts from) to all ranks; all ranks render
 it together; the back end's output rank streams the frames into the chunk encoder and
 broadcasts the continuity that the next chunk starts from, which also closes the chunk on
-every rank. Rank 0 then writes GROUP_DIR/dist/outbox/<seq>.json. A rank that fails writes
-one line naming itself and the chunk to <job>/dist/rank<N>.error.json and exits, which
+every rank. Rank 0 then writes GROUP_DIR/ranks/outbox/<seq>.json. A rank that fails writes
+one line naming itself and the chunk to <job>/ranks/rank<N>.error.json and exits, which
 takes the whole group down (the launcher stops the other ranks): talkgen's side reports
 the job's failure and starts a new group for the next job.
 """
@@ -38,27 +38,27 @@ POLL_S = 0.02
 
 def group_path(group_root: Path) -> Path:
     """The group's own settings (backend, collective timeout), written before the launch."""
-    return group_root / "dist" / "group.json"
+    return group_root / "ranks" / "group.json"
 
 
 def inbox(group_root: Path) -> Path:
-    return group_root / "dist" / "inbox"
+    return group_root / "ranks" / "inbox"
 
 
 def outbox(group_root: Path) -> Path:
-    return group_root / "dist" / "outbox"
+    return group_root / "ranks" / "outbox"
 
 
 def request_path(job_root: Path) -> Path:
-    return job_root / "dist" / "request.json"
+    return job_root / "ranks" / "request.json"
 
 
 def error_path(job_root: Path, rank: int) -> Path:
-    return job_root / "dist" / f"rank{rank}.error.json"
+    return job_root / "ranks" / f"rank{rank}.error.json"
 
 
 def timing_path(job_root: Path, rank: int) -> Path:
-    return job_root / "dist" / f"rank{rank}.timing.json"
+    return job_root / "ranks" / f"rank{rank}.timing.json"
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -194,7 +194,7 @@ def render_job(job_root: Path, rank: int, engine, c, key: str, times: dict) -> N
 
 def main() -> None:
     started = time.time()
-    from talkgen.dist.agent import die_with_parent
+    from talkgen.ranks.agent import die_with_parent
 
     if "TORCHELASTIC_RUN_ID" in os.environ:  # started by the launcher (not called in a test's own process)
         die_with_parent(signal.SIGKILL)  # a launcher killed outright leaves no rank behind
@@ -211,7 +211,7 @@ def main() -> None:
     except BaseException as exc:  # the launcher turns this into the user's one line
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = CURRENT_JOB or group_root
-        (where / "dist").mkdir(parents=True, exist_ok=True)
+        (where / "ranks").mkdir(parents=True, exist_ok=True)
         _write_json(error_path(where, rank), {
             "rank": rank, "chunk": getattr(exc, "chunk", CURRENT_CHUNK), "error": f"{type(exc).__name__}: {message}",
             "time": time.time(),

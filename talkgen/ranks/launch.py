@@ -1,6 +1,6 @@
 """Start the avatar ranks, hand them jobs and wait for them, from talkgen's side.
 
-The launcher (talkgen.dist.agent, torchrun's elastic agent) runs as a child process under
+The launcher (talkgen.ranks.agent, torchrun's elastic agent) runs as a child process under
 the ranks' own Python (render.python, else talkgen's), so it shares their torch; talkgen
 itself never imports torch.distributed here. Work crosses through the job directory: the
 request, plan, speech and portrait go in; chunks, sidecars, continuity state, the ranks'
@@ -40,34 +40,34 @@ class GroupSettings:
 class RankGroup:
     """The avatar ranks of one worker, launched once and kept up across jobs.
 
-    `group_root/dist` holds the launcher's logs and result and the job inbox and outbox; each
+    `group_root/ranks` holds the launcher's logs and result and the job inbox and outbox; each
     job renders into its own directory. A rank that fails takes the group down: that job
     fails with one line, and the next job needs a new group (RankGroup.alive is False).
     """
 
     def __init__(self, group_root: Path, settings: GroupSettings):
         from talkgen import stopping
-        from talkgen.dist.interpreter import code_path, far_env
-        from talkgen.dist.worker import group_path, inbox, outbox
+        from talkgen.ranks.interpreter import code_path, far_env
+        from talkgen.ranks.worker import group_path, inbox, outbox
 
         self.root, self.settings = group_root.resolve(), settings
         self.jobs = 0
-        dist_dir = self.root / "dist"
+        ranks_dir = self.root / "ranks"
         for sub in ("logs", "inbox", "outbox"):
-            shutil.rmtree(dist_dir / sub, ignore_errors=True)
-        (dist_dir / "agent.json").unlink(missing_ok=True)
+            shutil.rmtree(ranks_dir / sub, ignore_errors=True)
+        (ranks_dir / "agent.json").unlink(missing_ok=True)
         for sub in ("logs", "inbox", "outbox"):
-            (dist_dir / sub).mkdir(parents=True)
+            (ranks_dir / sub).mkdir(parents=True)
         self._inbox, self._outbox = inbox(self.root), outbox(self.root)
         group_path(self.root).write_text(json.dumps({"backend": settings.backend,
                                                      "collective_timeout_s": settings.collective_timeout_s}) + "\n", encoding="utf-8")
         self.started = time.time()
-        self._log = (dist_dir / "logs" / "agent.log").open("wb")
+        self._log = (ranks_dir / "logs" / "agent.log").open("wb")
         # A session of its own: a Ctrl-C at the terminal reaches talkgen, which stops the
         # launcher in order (it stops the ranks); the launcher and ranks die with their parent.
         with stopping.deferred():  # a SIGTERM cannot land between the start and the tracking
             self.proc = stopping.track(subprocess.Popen(
-                [settings.python, "-m", "talkgen.dist.agent", str(self.root), str(settings.nproc)],
+                [settings.python, "-m", "talkgen.ranks.agent", str(self.root), str(settings.nproc)],
                 env=far_env(rank_visible_devices(settings.gpus)), cwd=code_path(),
                 stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True))
 
@@ -79,10 +79,10 @@ class RankGroup:
                skip: set[int] | None = None) -> float:
         """Render one job's plan on the ranks; return when the job was handed over (the start of
         its timings). Raises one TalkgenError line if a rank fails (the group is then down)."""
-        from talkgen.dist.worker import error_path, request_path, timing_path
+        from talkgen.ranks.worker import error_path, request_path, timing_path
 
         job_root = job_root.resolve()
-        (job_root / "dist").mkdir(parents=True, exist_ok=True)
+        (job_root / "ranks").mkdir(parents=True, exist_ok=True)
         for rank in range(self.settings.nproc):
             error_path(job_root, rank).unlink(missing_ok=True)
             timing_path(job_root, rank).unlink(missing_ok=True)
@@ -106,7 +106,7 @@ class RankGroup:
                 watcher.stop()
         if not done.exists():
             self._close_log()
-            from talkgen.dist.agent import result_path
+            from talkgen.ranks.agent import result_path
 
             raise TalkgenError(_launch_failure(job_root, self.root, plan, request["render_key"], self.proc.returncode,
                                                self.settings.python, result_path(self.root)))
@@ -167,7 +167,7 @@ def _launch_failure(job_root: Path, group_root: Path, plan: dict, key: str, code
         number = -code if code < 0 else found["signal"]
         name = signal.Signals(number).name if number in signal.valid_signals() else f"signal {number}"
         return f"the avatar ranks' launcher was stopped ({name}): finished chunks are kept; run again to resume"
-    log = group_root / "dist" / "logs" / "agent.log"
+    log = group_root / "ranks" / "logs" / "agent.log"
     try:
         lines = [ln for ln in log.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
     except OSError:
@@ -179,7 +179,7 @@ def _launch_failure(job_root: Path, group_root: Path, plan: dict, key: str, code
 def describe_failure(failures: dict[int, int | None], job_root: Path, plan: dict, key: str, group_root: Path | None = None) -> str:
     """One line, from each failed rank's exit code: which rank failed first, in which chunk, and why.
     A rank that failed before it had a job wrote its report in the group's folder."""
-    from talkgen.dist.worker import error_path
+    from talkgen.ranks.worker import error_path
     from talkgen.chunks import next_chunk
 
     chunk, _, _ = next_chunk(job_root, plan, key)
@@ -204,7 +204,7 @@ def describe_failure(failures: dict[int, int | None], job_root: Path, plan: dict
             where = f"chunk {rep['chunk']}"
         return f"rank {rank} failed in {where}: {rep['error']} (finished chunks are kept; run again to resume)"
     rank, code = min(failures.items())
-    return f"rank {rank} exited with code {code} in {where}: see {group_root / 'dist' / 'logs'}"
+    return f"rank {rank} exited with code {code} in {where}: see {group_root / 'ranks' / 'logs'}"
 
 
 class _ChunkWatcher:

@@ -31,8 +31,8 @@ BOOT = (
     "    print(json.dumps({'python': '.'.join(str(v) for v in sys.version_info[:3]), 'executable': sys.executable, 'too_old': True}))\n"
     "else:\n"
     "    import runpy\n"
-    "    sys.argv = ['talkgen.dist.probe'] + sys.argv[1:]\n"
-    "    runpy.run_module('talkgen.dist.probe', run_name='__main__', alter_sys=True)\n"
+    "    sys.argv = ['talkgen.ranks.probe'] + sys.argv[1:]\n"
+    "    runpy.run_module('talkgen.ranks.probe', run_name='__main__', alter_sys=True)\n"
 ) % MIN_PYTHON
 
 
@@ -75,7 +75,7 @@ def far_env(devices: str | None = None) -> dict:
 
 
 def probe(config) -> dict:
-    """What the ranks' Python has, as talkgen.dist.probe reports it; one line if it does not run at all."""
+    """What the ranks' Python has, as talkgen.ranks.probe reports it; one line if it does not run at all."""
     from talkgen.placement import rank_visible_devices
 
     python = rank_python(config)

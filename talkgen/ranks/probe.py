@@ -1,6 +1,6 @@
 """What the avatar ranks' Python can do, asked of it before any rank starts.
 
-Runs on the far side: `python -c BOOT` (talkgen.dist.interpreter) checks the Python version
+Runs on the far side: `python -c BOOT` (talkgen.ranks.interpreter) checks the Python version
 first, in code any Python can run, then runs this module with one JSON argument naming the
 back end and the placement. It prints one JSON object on stdout and always exits 0: the
 talkgen side turns what it finds into the user's one line. Only the standard library at
@@ -17,7 +17,7 @@ import sys
 
 # The talkgen modules every rank imports, whatever the back end (the rank loop, the chunk
 # store and writer, media, the speech track, recipes). A back end adds its own module.
-RANK_MODULES = ("talkgen.dist.agent", "talkgen.dist.worker", "talkgen.chunk_writer", "talkgen.speech", "talkgen.recipe",
+RANK_MODULES = ("talkgen.ranks.agent", "talkgen.ranks.worker", "talkgen.chunk_writer", "talkgen.speech", "talkgen.recipe",
                 "talkgen.portrait", "talkgen.engines.avatar")
 
 
