@@ -3,7 +3,7 @@
 What peers' users lose hours to is a video that looks fine in a file listing: no audio, a
 mouth a second ahead of the voice, a renderer that stalled on one frame. Each finding here
 is a measurement with a bound; the bounds for lip sync were calibrated on talkgen's own
-renders and on copies with the audio shifted (README, "Checking a video").
+renders and on copies with the audio shifted (docs/check.md).
 """
 
 from __future__ import annotations
@@ -314,7 +314,7 @@ def _lip_sync(frames: _Frames, levels, fps: float, expects: dict | None = None) 
     values = {"speech_s": round(speech_s, 2), "mouth_region": frames.mouth, "max_lag_ms": max_lag, "min_peak": min_peak}
     if speech_s < SYNC_MIN_SPEECH_S or len(frames.motion) < 3 * fps:
         return Finding("lip sync", True, f"not measured: {speech_s:.1f} s of speech is too little to show a lag", values)
-    # Motion in an unseen or tiny mouth does not separate sync from chance (calibration, README).
+    # Motion in an unseen or tiny mouth does not separate sync from chance (calibration: docs/check.md).
     if not frames.mouth_px:
         return Finding("lip sync", True, "not measured: no face found in the first frame", values)
     if frames.mouth_px < SYNC_MIN_MOUTH_PX:

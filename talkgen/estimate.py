@@ -17,7 +17,7 @@ class Figure:
     source: str
 
 
-# Measured by benchmarks/bench_render.py (README, Benchmarks): 8.3 s for 36 s of video.
+# Measured by benchmarks/bench_render.py (docs/benchmarks.md): 8.3 s for 36 s of video.
 PUPPET = Figure(0.230, "measured: render --say at 512x512, warm, on a 2-core x86_64 with no GPU (2026-11-26)")
 # Piper, planning and assembly on that machine: the whole 0.230 less the puppet's render stage (25 / 199 fps).
 CPU_STAGES_PER_S = 0.230 - 25 / 199

@@ -277,7 +277,7 @@ def test_frames_take_the_portraits_shape_within_the_area_and_are_never_stretched
     frames = list(engine.render_chunk(_track(tmp_path, 12, loud=5), 0, 9))
     assert {f.shape for f in frames} == {(64, 64, 3)}
     big = _engine(tmp_path / "big", weights, "render.liveavatar.size=704*384", side=512)
-    assert (big.width, big.height) == (512, 512)  # the README's example: 704*384 is an area, not a shape
+    assert (big.width, big.height) == (512, 512)  # docs/production.md's example: 704*384 is an area, not a shape
     small = preflight(_recipe(*weights, "render.liveavatar.size=64*48").render, [])
     assert small == ["render.liveavatar.size=64*48 is too small: LiveAvatar's frames are multiples of 64 on each side, "
                      "so set an area of at least 64*64 (704*384 gives 512x512 frames)"]

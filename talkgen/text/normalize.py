@@ -8,7 +8,7 @@ because the voice uses it for prosody.
 The only public function is `normalize`.  It never raises: any `str` in gives a
 `str` out, with no ASCII digits left in it.
 
-Rules worth knowing (also listed in the README):
+Rules worth knowing (also listed in docs/render-and-scripts.md):
 - A bare 4-digit number from 1100 to 2099 is read as a year ("1999" ->
   "nineteen ninety-nine") unless a quantity word such as "about", "over" or
   "than" comes before it.  Write "2,024" to force the plain number.
