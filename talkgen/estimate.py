@@ -17,10 +17,11 @@ class Figure:
     source: str
 
 
-# Measured by benchmarks/bench_render.py (docs/benchmarks.md): 8.3 s for 36 s of video.
-PUPPET = Figure(0.230, "measured: render --say at 512x512, warm, on a 2-core x86_64 with no GPU (2026-11-26)")
-# Piper, planning and assembly on that machine: the whole 0.230 less the puppet's render stage (25 / 199 fps).
-CPU_STAGES_PER_S = 0.230 - 25 / 199
+# Measured by benchmarks/bench_render.py (docs/benchmarks.md): 10.8 s for 36 s of video with the
+# face rig, talkgen check included, under a load average of 1.7 to 3.2.
+PUPPET = Figure(0.298, "measured: render --say at 512x512, warm, on a 2-core x86_64 with no GPU (2026-12-01)")
+# Piper, planning and assembly on that machine: the whole 0.298 less the rig's render stage (25 / 260 fps).
+CPU_STAGES_PER_S = PUPPET.seconds_per_video_s - 25 / 260
 # LiveAvatar's authors report 45 fps on 5 H800 with 4 steps and FP8; talkgen has not run it yet.
 LIVEAVATAR_TPP = Figure(25 / 45 + CPU_STAGES_PER_S,
                         "LiveAvatar's reported 45 fps on 5x H800 (FP8, 4 steps), not measured by talkgen, "
