@@ -8,8 +8,8 @@ talkgen's real engines on the device: F5-TTS + Vocos, Whisper in the large-v3 la
 Llama; it compares the planner's estimate for each with what torch allocated; it renders
 with the tp-test back end in bf16 in process, through torchrun with NCCL as one rank
 (render.launcher=torchrun), and as two ranks when there are two GPUs or more; it renders once
-under render.python (this interpreter named explicitly: the probe and the far-side launcher),
-and runs `talkgen doctor --json`, keeping nvidia-smi's own output beside it. Prints a table
+under render.python (this interpreter named explicitly: the probe and the far-side launcher);
+it runs `talkgen batch` with one warm worker rendering two jobs on one rank group, and runs `talkgen doctor --json`, keeping nvidia-smi's own output beside it. Prints a table
 and writes $OUT/gpu_check.json (or ./gpu_check.json), doctor.json and nvidia-smi.{out,rc,txt}.
 """
 
@@ -69,6 +69,7 @@ def main() -> int:
     # far-side launcher and the link folder run on the card (a second torch would not fit in what
     # can be carried to the GPU machine).
     check(f"tp-test render, render.python, 1 rank ({backend})", lambda: _render(work, cpu, 1, python=sys.executable))
+    check(f"warm worker: 2 jobs, 1 rank group ({backend})", lambda: _batch(work, cpu))
     outdir = Path(os.environ.get("OUT", "."))
     check("doctor --json (gpu-1x, render.python)", lambda: _doctor(work, outdir))
     out = outdir / "gpu_check.json"
@@ -163,6 +164,30 @@ def _render(work: Path, cpu: bool, ranks: int, launcher: str = "auto", python: s
     render = next(s for s in report["stages"] if s["name"] == "render")
     return {"video_s": report["video_s"], "render_s": render["wall_s"], "overhead": render["detail"].get("overhead_ratio"),
             "ranks_python": render["detail"].get("python"), "ranks_torch": render["detail"].get("torch")}
+
+
+def _batch(work: Path, cpu: bool) -> dict:
+    """`talkgen batch`: one warm worker renders two jobs through one tp-test rank group kept up
+    between them (launched by torchrun, so the group's NCCL rendezvous serves both jobs)."""
+    folder = work / "batch-in"
+    folder.mkdir(exist_ok=True)
+    for name, text in (("first", "The first of two videos."), ("second", "And the second, on the same ranks.")):
+        (folder / f"{name}.txt").write_text(text + "\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "talkgen", "batch", str(folder), "-o", str(work / "batch-out"), "--say", "--json", "-q",
+         "render.engine=tp-test", "render.nproc=1", "render.launcher=torchrun", f"placement.avatar={'cpu' if cpu else 'cuda:0'}",
+         "render.size=256", f"render.dtype={'float32' if cpu else 'bfloat16'}"],
+        capture_output=True, text=True, cwd=work,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}")
+    rep = json.loads(proc.stdout)
+    [worker] = rep["workers"]
+    failed = [f"{j['name']}: {j['error']}" for j in rep["jobs"] if j["status"] != "done"]
+    if failed or worker["rank_launches"] != 1:
+        raise RuntimeError(f"jobs not done: {failed}" if failed else f"{worker['rank_launches']} rank launches for 2 jobs")
+    return {"jobs": len(rep["jobs"]), "rank_launches": worker["rank_launches"], "wall_s": [j["wall_s"] for j in rep["jobs"]],
+            "video_s": round(rep["totals"]["video_minutes"] * 60, 2)}
 
 
 def _doctor(work: Path, outdir: Path) -> dict:
