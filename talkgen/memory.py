@@ -1,42 +1,25 @@
 """The GPU memory planner: will the recipe's placement fit, before anything is loaded?
 
-Each engine on a GPU needs about params x bytes-per-param x (1 + ACTIVATIONS); the
-parameter count comes from the weights on disk (safetensors headers, or a lazily mapped
-torch checkpoint) or, before a pull, from the manifest's `params`. Engines that share a GPU
-take turns (each is released when its stage ends) unless the recipe keeps them resident,
-so a GPU's peak is its resident engines plus the largest of the others, plus a reserve for
-the CUDA context; it must fit the GPU's memory as nvidia-smi reports it (talkgen.gpus).
+Each engine on a GPU needs about params x bytes-per-param x (1 + ACTIVATIONS), counted as
+engines/footprint.py says. Engines that share a GPU take turns (each is released when its
+stage ends) unless the recipe keeps them resident, so a GPU's peak is its resident engines
+plus the largest of the others, plus a reserve for the CUDA context; it must fit the GPU's
+memory as nvidia-smi reports it (talkgen.gpus).
 LiveAvatar states its own per-GPU need (see engines/liveavatar.py).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from talkgen.engines.footprint import ACTIVATIONS, GIB, Need, count_files, param_count, weights_need
 from talkgen.errors import TalkgenError
 
 if TYPE_CHECKING:
     from talkgen.gpus import Gpu
-
-GIB = 1024**3
-ACTIVATIONS = 0.2  # activations, KV cache and workspace for the sizes talkgen runs, on top of weights
-BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 1}
-
-
-@dataclass
-class Need:
-    engine: str  # stt, llm, tts, avatar
-    model: str
-    device: str  # the placement string
-    gib: float  # per GPU it is placed on
-    params: int = 0
-    dtype: str = ""
-    source: str = ""  # where the parameter count came from
 
 
 @dataclass
@@ -52,61 +35,6 @@ class GpuPlan:
         return self.peak_gib <= self.gpu.memory_gib
 
 
-def count_safetensors(path: Path) -> int:
-    """Parameters in a .safetensors file, from its JSON header alone."""
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-    total = 0
-    for name, meta in header.items():
-        if name == "__metadata__" or not meta.get("dtype", "").startswith(("F", "BF")):
-            continue  # integer tensors are counters and indices, not weights
-        count = 1
-        for d in meta["shape"]:
-            count *= d
-        total += count
-    return total
-
-
-def count_torch(path: Path) -> int:
-    """Floating-point tensors in a torch checkpoint, mapped lazily (nothing is read into memory)."""
-    import torch
-
-    state = torch.load(str(path), map_location="meta", weights_only=True, mmap=True)
-    total = 0
-
-    def walk(obj) -> None:
-        nonlocal total
-        if isinstance(obj, torch.Tensor):
-            total += obj.numel() if obj.is_floating_point() else 0
-        elif isinstance(obj, dict):
-            for v in obj.values():
-                walk(v)
-
-    walk(state)
-    return total
-
-
-def count_files(paths: list[Path]) -> int:
-    total = 0
-    for p in paths:
-        total += count_safetensors(p) if p.suffix == ".safetensors" else count_torch(p)
-    return total
-
-
-def _params(name_or_path: str, files: list[Path]) -> tuple[int, str]:
-    """(parameters, source): from the files when they are there, else from the manifest."""
-    present = [f for f in files if f.is_file()]
-    if present and len(present) == len(files):
-        return count_files(present), "files"
-    from talkgen.weights import manifest
-
-    model = manifest().get(name_or_path)
-    if model is not None and model.params:
-        return int(model.params), "manifest"
-    return 0, "unknown"
-
-
 def _stt_need(recipe) -> Need | None:
     c = recipe.stt
     if c.engine != "openai-whisper" or c.device == "cpu":
@@ -117,10 +45,10 @@ def _stt_need(recipe) -> Need | None:
         from talkgen.weights import local_dir
 
         name = f"whisper-{c.model}"
-        params, source = _params(name, [local_dir(name) / f"{c.model}.pt"])
+        params, source = param_count(name, [local_dir(name) / f"{c.model}.pt"])
     else:
         name, (params, source) = c.model, (count_files([Path(c.model)]), "files")
-    return _need("stt", name, c.device, params, "float16", source)
+    return weights_need("stt", name, c.device, params, "float16", source)
 
 
 def _llm_need(recipe) -> Need | None:
@@ -139,8 +67,8 @@ def _llm_need(recipe) -> Need | None:
         name = model.name if model else c.model
         folder = weights_root() / (model.dir or model.name) if model else path
         files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
-        params, source = _params(name, files) if files else _params(name, [folder / "model.safetensors"])
-    return _need("llm", name, c.device, params, compute_dtype(c), source)
+        params, source = param_count(name, files) if files else param_count(name, [folder / "model.safetensors"])
+    return weights_need("llm", name, c.device, params, compute_dtype(c), source)
 
 
 def _tts_need(recipe) -> Need | None:
@@ -152,11 +80,11 @@ def _tts_need(recipe) -> Need | None:
     models = manifest()
     if c.model in models:
         ckpt = [local_dir(c.model) / f["name"] for f in models[c.model].files if f["name"].endswith((".safetensors", ".pt"))]
-        params, source = _params(c.model, ckpt)
+        params, source = param_count(c.model, ckpt)
     else:
         params, source = count_files([Path(c.model)]), "files"
     vocoder = local_dir(c.vocoder) if c.vocoder in models else Path(c.vocoder)
-    v_params, v_source = _params(c.vocoder, [vocoder / "pytorch_model.bin"])
+    v_params, v_source = param_count(c.vocoder, [vocoder / "pytorch_model.bin"])
     # The DiT runs in bfloat16 on a GPU; the vocoder stays in float32.
     gib = (params * 2 + v_params * 4) * (1 + ACTIVATIONS) / GIB
     src = source if source == v_source else f"{source}+{v_source}"
@@ -174,13 +102,8 @@ def _avatar_need(recipe) -> Need | None:
     if c.engine == "tp-test":
         from talkgen.engines.tp_test import parameter_count
 
-        return _need("avatar", "tp-test", recipe.placement.avatar, parameter_count(), c.dtype, "shape")
+        return weights_need("avatar", "tp-test", recipe.placement.avatar, parameter_count(), c.dtype, "shape")
     return None
-
-
-def _need(engine: str, model: str, device: str, params: int, dtype: str, source: str) -> Need:
-    gib = params * BYTES.get(dtype, 4) * (1 + ACTIVATIONS) / GIB
-    return Need(engine, model, device, round(gib, 3), params, dtype, source)
 
 
 def needs(recipe, engines: set[str]) -> list[Need]:
