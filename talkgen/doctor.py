@@ -13,8 +13,12 @@ import sys
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from talkgen.gpus import CudaInit, DriverFacts, Gpu, SmiResult, branch
+
+if TYPE_CHECKING:
+    from talkgen.recipe import Recipe
 
 OK, WARNING, FAIL = "ok", "warning", "fail"
 PACKAGES = ("talkgen", "typer", "numpy", "opencv-python-headless", "piper-tts", "onnxruntime", "faster-whisper",
@@ -50,30 +54,28 @@ def read_machine() -> Machine:
     return Machine(smi, facts, try_cuda() if has_driver else None)
 
 
-def needs(recipe) -> dict:
-    """What the recipe asks of the GPUs: how many, which, how much memory each, which number formats."""
+def needs(recipe: Recipe) -> dict:
+    """What the recipe asks of the GPUs: how many, which, how much memory each avatar GPU, which
+    number formats (each with what asks for it), as the recipe's back ends declare them."""
+    from talkgen.engines.registry import KINDS, chosen
     from talkgen.placement import gpu_indices, gpus_held
 
-    r, p = recipe.render, recipe.placement
+    p = recipe.placement
     cuda_parts = [e for e in ("avatar", "llm", "stt", "tts") if getattr(p, e) != "cpu"]
     named = [gpu_indices(getattr(p, e)) for e in cuda_parts]
     selection = ",".join(str(i) for i in sorted({i for ix in named for i in ix})) if named and None not in named else ""
-    memory = 0.0
-    if r.engine == "liveavatar" and r.device == "cuda":
-        from talkgen.engines.liveavatar import gpu_need_gib
-
-        memory = gpu_need_gib(r)
-    bf16 = [what for what, on in (
-        ("render.dtype=bfloat16", r.device == "cuda" and r.dtype == "bfloat16"),
-        ("the LLM on a GPU (bfloat16)", recipe.llm.device != "cpu"),
-        ("F5-TTS on a GPU (bfloat16)", recipe.tts.engine == "f5-tts" and recipe.tts.device != "cpu"),
-    ) if on]
-    fp8 = r.engine == "liveavatar" and r.device == "cuda" and r.liveavatar.fp8
-    return {"cuda": cuda_parts, "gpus": gpus_held(recipe), "selection": selection, "memory_gib": memory,
-            "bf16": bf16, "fp8": fp8}
+    avatar, render = chosen(recipe, "avatar")
+    need = avatar.memory(render, p.avatar) if avatar.memory else None
+    formats: dict[str, list[str]] = {"bf16": [], "fp8": []}
+    for kind in KINDS:
+        backend, config = chosen(recipe, kind)
+        for number_format, what in backend.formats(config) if backend.formats else []:
+            formats[number_format].append(what)
+    return {"cuda": cuda_parts, "gpus": gpus_held(recipe), "selection": selection, "memory_gib": need.gib if need else 0.0,
+            **formats}
 
 
-def gpu_fit(recipe, gpus: list[Gpu]) -> list[str]:
+def gpu_fit(recipe: Recipe, gpus: list[Gpu]) -> list[str]:
     """Why the recipe's placement does not fit these GPUs (empty when it does): the memory
     planner's answer for every engine the recipe can load."""
     from talkgen.errors import TalkgenError
@@ -86,12 +88,16 @@ def gpu_fit(recipe, gpus: list[Gpu]) -> list[str]:
     return []
 
 
-def run_doctor(recipe, job_dir: Path, verify_weights: bool = False, machine: Machine | None = None) -> list[Check]:
+def run_doctor(recipe: Recipe, job_dir: Path, verify_weights: bool = False, machine: Machine | None = None) -> list[Check]:
+    from talkgen.engines.registry import KINDS, chosen
+
     machine = machine or read_machine()
     checks = [_python(), _packages(), _ffmpeg(), _weights(recipe, verify_weights)]
-    if recipe.render.engine == "liveavatar":
-        checks.append(_liveavatar_checkout(recipe))
-    if recipe.render.engine != "puppet":  # the puppet renders in talkgen's own process, with no torch
+    for kind in KINDS:
+        backend, config = chosen(recipe, kind)
+        for f in backend.doctor(config) if backend.doctor else []:
+            checks.append(Check(f.name, OK if f.ok else FAIL, f.detail, f.fix))
+    if chosen(recipe, "avatar")[0].avatar.ranks:  # one that renders only in talkgen's own process has no rank environment
         checks.append(_avatar_environment(recipe))
     checks += [_gpus(recipe, machine), _driver(machine, recipe), _fabric(machine, recipe), _cuda(recipe, machine),
                _precision(recipe, machine.smi.gpus), _fit(recipe, machine.smi.gpus), _disk(job_dir), _estimate(recipe)]
@@ -102,7 +108,7 @@ def exit_code(checks: list[Check]) -> int:
     return 1 if any(c.status == FAIL for c in checks) else 0
 
 
-def to_dict(recipe, checks: list[Check]) -> dict:
+def to_dict(recipe: Recipe, checks: list[Check]) -> dict:
     return {"recipe": recipe.name, "ok": exit_code(checks) == 0, "checks": [asdict(c) for c in checks]}
 
 
@@ -159,19 +165,6 @@ def _weights(recipe, verify: bool) -> Check:
         return Check("weights", FAIL, what, fix, data)
     how = "present and re-hashed against their sha256" if verify else "present (talkgen doctor --verify re-hashes them)"
     return Check("weights", OK, f"{len(models)} model(s) {how}: {', '.join(m.name for m in models)}", data=data)
-
-
-def _liveavatar_checkout(recipe) -> Check:
-    from talkgen.engines.liveavatar import PIPELINE, checkout_dir
-
-    root = checkout_dir(recipe.render.liveavatar)
-    if root is None:
-        return Check("liveavatar", FAIL, "no LiveAvatar checkout configured",
-                     "git clone https://github.com/Alibaba-Quark/LiveAvatar and set TALKGEN_LIVEAVATAR (or render.liveavatar.checkout) to it")
-    if not (root / PIPELINE).is_file():
-        return Check("liveavatar", FAIL, f"{root} is not a LiveAvatar checkout (no {PIPELINE})",
-                     "point TALKGEN_LIVEAVATAR at a clone of github.com/Alibaba-Quark/LiveAvatar")
-    return Check("liveavatar", OK, f"checkout {root}")
 
 
 def _avatar_environment(recipe) -> Check:
@@ -364,8 +357,8 @@ def _precision(recipe, gpus: list[Gpu]) -> Check | None:
     no_fp8 = [g for g in used if g.fp8 is False]
     if need["fp8"] and no_fp8:
         g = no_fp8[0]
-        problems.append(f"{g.name} (compute {g.compute_cap[0]}.{g.compute_cap[1]}) has no FP8 matmul, which render.liveavatar.fp8 uses")
-        fixes.append("set render.liveavatar.fp8=false (more memory) or use an Ada or Hopper GPU (compute 8.9+)")
+        problems.append(f"{g.name} (compute {g.compute_cap[0]}.{g.compute_cap[1]}) has no FP8 matmul, which {', '.join(need['fp8'])} uses")
+        fixes.append(f"set {' and '.join(f'{setting}=false' for setting in need['fp8'])} (more memory) or use an Ada or Hopper GPU (compute 8.9+)")
     unknown = [g for g in used if g.compute_cap is None]
     if problems:
         return Check("precision", FAIL, "; ".join(problems), "; ".join(fixes))

@@ -1,42 +1,24 @@
 """The GPU memory planner: will the recipe's placement fit, before anything is loaded?
 
-Each engine on a GPU needs about params x bytes-per-param x (1 + ACTIVATIONS); the
-parameter count comes from the weights on disk (safetensors headers, or a lazily mapped
-torch checkpoint) or, before a pull, from the manifest's `params`. Engines that share a GPU
-take turns (each is released when its stage ends) unless the recipe keeps them resident,
-so a GPU's peak is its resident engines plus the largest of the others, plus a reserve for
-the CUDA context; it must fit the GPU's memory as nvidia-smi reports it (talkgen.gpus).
-LiveAvatar states its own per-GPU need (see engines/liveavatar.py).
+Each back end states what it needs on each GPU it is placed on (its BACKEND.memory: see
+engines/registry.py and engines/footprint.py). Engines that share a GPU take turns (each is
+released when its stage ends) unless the recipe keeps them resident, so a GPU's peak is its
+resident engines plus the largest of the others, plus a reserve for the CUDA context; it
+must fit the GPU's memory as nvidia-smi reports it (talkgen.gpus).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import struct
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from talkgen.errors import TalkgenError
 
 if TYPE_CHECKING:
+    from talkgen.engines.footprint import Need
     from talkgen.gpus import Gpu
-
-GIB = 1024**3
-ACTIVATIONS = 0.2  # activations, KV cache and workspace for the sizes talkgen runs, on top of weights
-BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 1}
-
-
-@dataclass
-class Need:
-    engine: str  # stt, llm, tts, avatar
-    model: str
-    device: str  # the placement string
-    gib: float  # per GPU it is placed on
-    params: int = 0
-    dtype: str = ""
-    source: str = ""  # where the parameter count came from
+    from talkgen.recipe import Recipe
 
 
 @dataclass
@@ -52,144 +34,20 @@ class GpuPlan:
         return self.peak_gib <= self.gpu.memory_gib
 
 
-def count_safetensors(path: Path) -> int:
-    """Parameters in a .safetensors file, from its JSON header alone."""
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-    total = 0
-    for name, meta in header.items():
-        if name == "__metadata__" or not meta.get("dtype", "").startswith(("F", "BF")):
-            continue  # integer tensors are counters and indices, not weights
-        count = 1
-        for d in meta["shape"]:
-            count *= d
-        total += count
-    return total
+def needs(recipe: Recipe, engines: set[str]) -> list[Need]:
+    """What each GPU-placed engine of `engines` (stt, llm, tts, avatar) needs, as its back end says."""
+    from talkgen.engines.registry import KINDS, chosen
+
+    found = []
+    for kind in (k for k in KINDS if k in engines):
+        backend, config = chosen(recipe, kind)
+        need = backend.memory(config, getattr(recipe.placement, kind)) if backend.memory else None
+        if need is not None:
+            found.append(need)
+    return found
 
 
-def count_torch(path: Path) -> int:
-    """Floating-point tensors in a torch checkpoint, mapped lazily (nothing is read into memory)."""
-    import torch
-
-    state = torch.load(str(path), map_location="meta", weights_only=True, mmap=True)
-    total = 0
-
-    def walk(obj) -> None:
-        nonlocal total
-        if isinstance(obj, torch.Tensor):
-            total += obj.numel() if obj.is_floating_point() else 0
-        elif isinstance(obj, dict):
-            for v in obj.values():
-                walk(v)
-
-    walk(state)
-    return total
-
-
-def count_files(paths: list[Path]) -> int:
-    total = 0
-    for p in paths:
-        total += count_safetensors(p) if p.suffix == ".safetensors" else count_torch(p)
-    return total
-
-
-def _params(name_or_path: str, files: list[Path]) -> tuple[int, str]:
-    """(parameters, source): from the files when they are there, else from the manifest."""
-    present = [f for f in files if f.is_file()]
-    if present and len(present) == len(files):
-        return count_files(present), "files"
-    from talkgen.weights import manifest
-
-    model = manifest().get(name_or_path)
-    if model is not None and model.params:
-        return int(model.params), "manifest"
-    return 0, "unknown"
-
-
-def _stt_need(recipe) -> Need | None:
-    c = recipe.stt
-    if c.engine != "openai-whisper" or c.device == "cpu":
-        return None
-    from talkgen.engines.openai_whisper_stt import OFFICIAL
-
-    if c.model in OFFICIAL:
-        from talkgen.weights import local_dir
-
-        name = f"whisper-{c.model}"
-        params, source = _params(name, [local_dir(name) / f"{c.model}.pt"])
-    else:
-        name, (params, source) = c.model, (count_files([Path(c.model)]), "files")
-    return _need("stt", name, c.device, params, "float16", source)
-
-
-def _llm_need(recipe) -> Need | None:
-    c = recipe.llm
-    if c.device == "cpu":
-        return None
-    from talkgen.engines.transformers_llm import compute_dtype
-
-    path = Path(c.model)
-    if (path / "config.json").is_file():
-        name, (params, source) = c.model, (count_files(sorted(path.glob("*.safetensors"))), "files")
-    else:
-        from talkgen.weights import manifest, weights_root
-
-        model = next((m for m in manifest().values() if c.model in (m.repo, m.name)), None)
-        name = model.name if model else c.model
-        folder = weights_root() / (model.dir or model.name) if model else path
-        files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
-        params, source = _params(name, files) if files else _params(name, [folder / "model.safetensors"])
-    return _need("llm", name, c.device, params, compute_dtype(c), source)
-
-
-def _tts_need(recipe) -> Need | None:
-    c = recipe.tts
-    if c.engine != "f5-tts" or c.device == "cpu":
-        return None
-    from talkgen.weights import local_dir, manifest
-
-    models = manifest()
-    if c.model in models:
-        ckpt = [local_dir(c.model) / f["name"] for f in models[c.model].files if f["name"].endswith((".safetensors", ".pt"))]
-        params, source = _params(c.model, ckpt)
-    else:
-        params, source = count_files([Path(c.model)]), "files"
-    vocoder = local_dir(c.vocoder) if c.vocoder in models else Path(c.vocoder)
-    v_params, v_source = _params(c.vocoder, [vocoder / "pytorch_model.bin"])
-    # The DiT runs in bfloat16 on a GPU; the vocoder stays in float32.
-    gib = (params * 2 + v_params * 4) * (1 + ACTIVATIONS) / GIB
-    src = source if source == v_source else f"{source}+{v_source}"
-    return Need("tts", c.model, c.device, round(gib, 3), params + v_params, "bfloat16", src)
-
-
-def _avatar_need(recipe) -> Need | None:
-    c = recipe.render
-    if c.device == "cpu":
-        return None
-    if c.engine == "liveavatar":
-        from talkgen.engines.liveavatar import gpu_need_gib
-
-        return Need("avatar", "liveavatar", recipe.placement.avatar, float(gpu_need_gib(c)), source="LiveAvatar's figure")
-    if c.engine == "tp-test":
-        from talkgen.engines.tp_test import parameter_count
-
-        return _need("avatar", "tp-test", recipe.placement.avatar, parameter_count(), c.dtype, "shape")
-    return None
-
-
-def _need(engine: str, model: str, device: str, params: int, dtype: str, source: str) -> Need:
-    gib = params * BYTES.get(dtype, 4) * (1 + ACTIVATIONS) / GIB
-    return Need(engine, model, device, round(gib, 3), params, dtype, source)
-
-
-def needs(recipe, engines: set[str]) -> list[Need]:
-    """What each GPU-placed engine of `engines` (stt, llm, tts, avatar) needs."""
-    makers = {"stt": _stt_need, "llm": _llm_need, "tts": _tts_need, "avatar": _avatar_need}
-    return [n for e in ("stt", "llm", "tts", "avatar") if e in engines for n in [makers[e](recipe)] if n is not None]
-
-
-def plan(recipe, engines: set[str], gpus: list[Gpu]) -> list[GpuPlan]:
+def plan(recipe: Recipe, engines: set[str], gpus: list[Gpu]) -> list[GpuPlan]:
     """Place every need on its GPUs and compute each GPU's peak; raise, with the numbers, if any does not fit.
 
     `gpus` are numbered as CUDA numbers them (talkgen.gpus.visible), as placement's cuda:N is.
@@ -249,7 +107,7 @@ def describe(p: GpuPlan) -> str:
     return f"{p.gpu.label} needs {p.peak_gib:.1f} GiB at its peak ({parts}) of its {p.gpu.memory_gib:.1f} GiB"
 
 
-def check_placement(recipe, engines: set[str]) -> list[GpuPlan]:
+def check_placement(recipe: Recipe, engines: set[str]) -> list[GpuPlan]:
     """Plan the GPU-placed engines against the GPUs nvidia-smi sees; nothing on a GPU, nothing to do."""
     if not needs(recipe, engines):
         return []

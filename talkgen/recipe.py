@@ -224,10 +224,16 @@ def place(recipe: Recipe) -> Recipe:
     recipe.render.gpus = avatar_gpus(p.avatar)
     if recipe.render.launcher not in ("auto", "torchrun"):  # how the avatar ranks start: checked with where they run
         raise UsageError(f"render.launcher '{recipe.render.launcher}' must be auto or torchrun")
-    if recipe.render.python and recipe.render.engine == "puppet":
-        raise UsageError("render.python runs the avatar ranks of tp-test and liveavatar; the puppet renders in talkgen's "
+    if recipe.render.python and not _has_ranks(recipe.render.engine):
+        raise UsageError(f"render.python runs a back end's avatar ranks; the {recipe.render.engine} renders in talkgen's "
                          "own process: leave render.python blank")
     return recipe
+
+
+def _has_ranks(engine: str) -> bool:
+    from talkgen.engines.registry import backend
+
+    return backend("avatar", engine).avatar.ranks
 
 
 def apply_override(recipe: Recipe, item: str) -> None:

@@ -13,7 +13,8 @@ from test_reply import _tiny_llama
 
 from talkgen.errors import TalkgenError
 from talkgen.gpus import parse_query
-from talkgen.memory import ACTIVATIONS, GIB, needs, plan
+from talkgen.engines.footprint import ACTIVATIONS, GIB
+from talkgen.memory import needs, plan
 from talkgen.recipe import load_recipe
 
 # nvidia-smi --query-gpu=index,name,memory.total,compute_cap,driver_version,pci.bus_id rows

@@ -215,9 +215,9 @@ def _build_spec(entry: dict, base: Path, opts: Options) -> JobSpec:
     portrait = _path(entry["portrait"], base, "portrait") if "portrait" in entry else opts.portrait
     if portrait is not None and not Path(portrait).is_file():
         raise UsageError(f"portrait {portrait} does not exist: give a picture of a face (JPEG/PNG)")
-    from talkgen.engines.avatar import avatar_traits
+    from talkgen.engines.avatar import traits_for
 
-    avatar_traits(recipe.render)  # render.nproc that does not suit the back end: before any job
+    traits_for(recipe.render)  # render.nproc that does not suit the back end: before any job
     return JobSpec(name=name, input=str(src.resolve()), say=say, recipe=recipe.to_dict(),
                    portrait=str(Path(portrait).resolve()) if portrait else None, force=list(opts.force),
                    from_stage=opts.from_stage)

@@ -19,7 +19,7 @@ from talkgen.recipe import Recipe
 def render_clip(turn_dir: Path, text: str, recipe: Recipe, tts, avatar, stop: Callable[[], None], portrait=None) -> dict:
     """Speak `text` and animate it into turn_dir/clip.mp4 (with clip.srt); return what the clip holds.
     With `portrait`, `avatar` is a multi-rank back end's rank group (talkgen.ranks.launch.RankGroup)."""
-    from talkgen.engines.avatar import avatar_traits
+    from talkgen.engines.avatar import traits_for
     from talkgen.speech import SpeechTrack
     from talkgen.stages.assemble import assemble
     from talkgen.stages.plan import make_plan
@@ -32,16 +32,16 @@ def render_clip(turn_dir: Path, text: str, recipe: Recipe, tts, avatar, stop: Ca
     wav, alignment = turn_dir / "speech.wav", turn_dir / "alignment.json"
     speak(text, tts, wav, alignment, t.sentence_pause_s, t.paragraph_pause_s, progress=lambda done, total: stop())
     track = SpeechTrack.load(wav, alignment)
-    traits = avatar_traits(c)
-    plan = make_plan(track, c.fps, min(c.max_chunk_s, traits["max_chunk_s"]), c.min_chunk_s, traits["frames_per_clip"],
-                     traits["lead_frames"])
+    traits = traits_for(c)
+    plan = make_plan(track, c.fps, min(c.max_chunk_s, traits.max_chunk_s), c.min_chunk_s, traits.frames_per_clip,
+                     traits.lead_frames)
     write_json_atomic(turn_dir / "plan.json", plan)
     (turn_dir / "chunks").mkdir(exist_ok=True)
     if portrait is not None:  # `avatar` is the rank group: the clip's chunks are rendered on the ranks
         from talkgen.chunks import clear_stale_chunks, next_chunk
         from talkgen.stages.render import rank_request
 
-        engine = {**traits["identity"], "portrait": portrait.sha256}
+        engine = {**traits.identity, "portrait": portrait.sha256}
         key = cache_key(speech=sha256_file(wav), plan=plan, render=render_settings(c), engine=engine)
         clear_stale_chunks(turn_dir, key)
         _, _, reused = next_chunk(turn_dir, plan, key)

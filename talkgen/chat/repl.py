@@ -91,12 +91,12 @@ def check_can_chat(recipe: Recipe, video: bool) -> None:
         _check_memory(recipe, video)
         return
     from talkgen import media
-    from talkgen.engines.avatar import avatar_traits, check_avatar
+    from talkgen.engines.avatar import check_avatar, traits_for
 
     c = recipe.render
     if c.size % 2 or not 64 <= c.size <= 4096:
         raise UsageError(f"render.size={c.size} must be an even number of pixels between 64 and 4096")
-    avatar_traits(c)  # render.nproc that does not suit the back end
+    traits_for(c)  # render.nproc that does not suit the back end
     from talkgen.placement import runs_in_ranks
 
     if c.python and runs_in_ranks(c):

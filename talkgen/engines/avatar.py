@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator, Protocol
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
+
+from talkgen.engines.registry import backend, checked
+from talkgen.errors import UsageError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
 
+    from talkgen.portrait import Portrait
+    from talkgen.recipe import Recipe, RenderConfig
     from talkgen.speech import SpeechTrack
 
 
@@ -44,79 +52,68 @@ class AvatarEngine(Protocol):
         ...
 
 
-ENGINES = ("puppet", "tp-test", "liveavatar")
+@dataclass
+class AvatarTraits:
+    """What planning and cache keys need of a back end, known without loading it."""
+
+    max_chunk_s: float  # the longest chunk it can render (e.g. its KV-cache limit)
+    frames_per_clip: int
+    world_size: int  # processes it runs as
+    identity: dict  # part of the render cache key
+    lead_frames: int = 0  # see AvatarEngine.lead_frames
+    # What `talkgen check` may expect of its videos: {"lip_sync": False} for a back end that
+    # does not claim lip sync, or its own calibrated bounds as "lip_sync_min_peak" and
+    # "lip_sync_max_lag_ms"; {"lip_sync": True} claims it within the bounds calibrated on the
+    # puppet (check.py).
+    check: dict = field(default_factory=lambda: {"lip_sync": True})
 
 
-def _check(config) -> None:
-    if config.engine not in ENGINES:
-        from talkgen.errors import UsageError
+@dataclass(frozen=True)
+class AvatarParts:
+    """What an avatar back end declares besides what every back end does (engines/registry.py)."""
 
-        raise UsageError(f"unknown render.engine '{config.engine}': the available engines are {', '.join(ENGINES)}")
+    traits: Callable[[RenderConfig], AvatarTraits]
+    preflight: Callable[[RenderConfig], None] | None  # its checks of files, GPUs and world size, before any rank starts
+    # The render sections the ranks get with their paths resolved (see rank_recipe)
+    rank_settings: Callable[[RenderConfig], dict] | None
+    ranks: bool  # it can run in launched ranks, under render.python; False: only in talkgen's own process
 
 
-def avatar_traits(config) -> dict:
-    """What planning and cache keys need, known without loading the engine:
-    max_chunk_s, frames_per_clip, lead_frames, world_size and an identity dict; and
-    "check", what `talkgen check` may expect of its videos: {"lip_sync": False} for a back
-    end that does not claim lip sync, or its own calibrated bounds as "lip_sync_min_peak"
-    and "lip_sync_max_lag_ms". A back end that says nothing claims lip sync within the
-    bounds calibrated on the puppet (check.py)."""
-    _check(config)
-    if config.engine == "tp-test":
-        from talkgen.engines import tp_test
-
-        traits = tp_test.traits(config)
-    elif config.engine == "liveavatar":
-        from talkgen.engines import liveavatar
-
-        traits = liveavatar.traits(config)
-    else:
-        from talkgen.engines import puppet
-
-        traits = puppet.traits(config)
-    traits.setdefault("lead_frames", 0)
-    traits.setdefault("check", {"lip_sync": True})
-    if config.nproc != traits["world_size"]:
-        from talkgen.errors import UsageError
-
-        raise UsageError(f"render.engine={config.engine} runs as {traits['world_size']} process(es): set render.nproc={traits['world_size']}")
+def traits_for(config: RenderConfig) -> AvatarTraits:
+    """The back end's traits, once its checks and render.nproc against its world size have passed."""
+    traits = checked("avatar", config).avatar.traits(config)
+    if config.nproc != traits.world_size:
+        raise UsageError(f"render.engine={config.engine} runs as {traits.world_size} process(es): set render.nproc={traits.world_size}")
     return traits
 
 
-def check_avatar(config) -> None:
+def avatar_traits(config: RenderConfig) -> dict:
+    """traits_for(config) as a dict, for the callers that read the traits by key (pipeline.py)."""
+    return asdict(traits_for(config))
+
+
+def check_avatar(config: RenderConfig) -> None:
     """The back end's own checks of files, GPUs and world size, run before any rank starts."""
-    if config.engine == "liveavatar":
-        from talkgen.engines.liveavatar import check
+    preflight = checked("avatar", config).avatar.preflight
+    if preflight is not None:
+        preflight(config)
 
-        check(config)
 
-
-def rank_recipe(recipe) -> dict:
+def rank_recipe(recipe: Recipe) -> dict:
     """The recipe as the avatar ranks get it (Recipe.to_dict()), with every path a back end
     would look up in talkgen's own files (the weights manifest) already resolved: the ranks
     may run in another Python, which has the rank code but not the rest of talkgen."""
     data = recipe.to_dict()
-    if recipe.render.engine == "liveavatar":
-        from talkgen.engines.liveavatar import resolved_paths
-
-        data["render"]["liveavatar"].update(resolved_paths(recipe.render.liveavatar))
+    resolve = backend("avatar", recipe.render.engine).avatar.rank_settings
+    for section, values in (resolve(recipe.render) if resolve else {}).items():
+        data["render"][section].update(values)
     return data
 
 
-def load_avatar(config, portrait, rank: int = 0, world_size: int = 1, device: str = "cpu", state_dir=None) -> AvatarEngine:
+def load_avatar(config: RenderConfig, portrait: Portrait, rank: int = 0, world_size: int = 1, device: str = "cpu",
+                state_dir: Path | None = None) -> AvatarEngine:
     """The back end for one rank (rank 0 of 1 when it runs in talkgen's own process).
 
     state_dir is where a back end may keep continuity state too large for the chunk sidecar.
     """
-    _check(config)
-    if config.engine == "liveavatar":
-        from talkgen.engines.liveavatar import LiveAvatarEngine
-
-        return LiveAvatarEngine(config, portrait, rank=rank, world_size=world_size, device=device, state_dir=state_dir)
-    if config.engine == "tp-test":
-        from talkgen.engines.tp_test import TPTestAvatar
-
-        return TPTestAvatar(config, portrait, rank=rank, world_size=world_size, device=device)
-    from talkgen.engines.puppet import PuppetAvatar
-
-    return PuppetAvatar(config, portrait)
+    return checked("avatar", config).load(config, portrait, rank=rank, world_size=world_size, device=device, state_dir=state_dir)

@@ -14,12 +14,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+from talkgen.engines.registry import Backend
 from talkgen.engines.tts import Speech
 from talkgen.errors import TalkgenError, UsageError
 from talkgen.text.script import has_words
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from talkgen.engines.footprint import Need
+    from talkgen.recipe import TTSConfig
 
 SAMPLE_RATE = 24000
 HOP = 256  # samples per mel frame: F5 and vocos-mel-24khz share it
@@ -43,7 +47,7 @@ def example_voice() -> Path:
     return Path(str(files("f5_tts").joinpath("infer/examples/basic/basic_ref_en.wav")))
 
 
-def voice_path(config) -> Path:
+def voice_path(config: TTSConfig) -> Path:
     if not config.voice:
         return example_voice()
     path = Path(config.voice)
@@ -52,14 +56,14 @@ def voice_path(config) -> Path:
     return path
 
 
-def voice_text(config) -> str:
+def voice_text(config: TTSConfig) -> str:
     """The reference transcript when it is known without listening: given, or the example's."""
     if config.voice_text.strip():
         return config.voice_text.strip()
     return EXAMPLE_VOICE_TEXT if not config.voice else ""
 
 
-def read_reference(config) -> "np.ndarray":
+def read_reference(config: TTSConfig) -> "np.ndarray":
     """The recording to clone, decoded at 24 kHz and checked: 2-15 s, not silent."""
     from talkgen import media
 
@@ -77,18 +81,18 @@ def read_reference(config) -> "np.ndarray":
     return audio
 
 
-def reference(config, audio: "np.ndarray", text: str) -> Reference:
+def reference(config: TTSConfig, audio: "np.ndarray", text: str) -> Reference:
     path = voice_path(config)
     if not has_words(text):
         raise UsageError(f"the voice recording {path} has no transcript: pass --voice-text \"what it says\"")
     return Reference(audio=audio, text=text, path=path)
 
 
-def load_reference(config, text: str) -> Reference:
+def load_reference(config: TTSConfig, text: str) -> Reference:
     return reference(config, read_reference(config), text)
 
 
-def arch(config) -> dict:
+def arch(config: TTSConfig) -> dict:
     """The DiT's shape: a config name shipped with f5-tts (F5TTS_v1_Base, ...) or a YAML path."""
     import yaml
 
@@ -108,7 +112,7 @@ def arch(config) -> dict:
     return dict(model["arch"])
 
 
-def files(config, recipe: str) -> tuple[Path, Path, Path]:
+def files(config: TTSConfig, recipe: str) -> tuple[Path, Path, Path]:
     """(checkpoint, vocab.txt, vocoder folder), from the weights manifest or from paths."""
     from talkgen.weights import manifest, require, require_file
 
@@ -135,13 +139,42 @@ def files(config, recipe: str) -> tuple[Path, Path, Path]:
     return ckpt, vocab, vocoder
 
 
-def identity(config, reference_sha: str = "") -> dict:
+def identity(config: TTSConfig, reference_sha: str | None = None) -> dict:
+    """reference_sha: the sha256 of the recording it clones; None: of tts.voice's (or the example's)."""
+    if reference_sha is None:
+        from talkgen.job import sha256_file
+
+        reference_sha = sha256_file(voice_path(config))
     return {
         "engine": "f5-tts", "f5_tts": metadata.version("f5-tts"), "model": config.model, "arch": config.arch,
         "vocoder": config.vocoder, "voice": reference_sha, "voice_text": config.voice_text, "steps": config.steps,
         "cfg_strength": config.cfg_strength, "sway": config.sway, "speed": config.speed, "seed": config.seed,
         "device": config.device,
     }
+
+
+def memory_need(config: TTSConfig, device: str) -> Need | None:
+    """The DiT in bfloat16 and the vocoder in float32, counted from their files (or the manifest)."""
+    if device == "cpu":
+        return None
+    from talkgen.engines.footprint import ACTIVATIONS, GIB, Need, count_files, param_count
+    from talkgen.weights import local_dir, manifest
+
+    models = manifest()
+    if config.model in models:
+        ckpt = [local_dir(config.model) / f["name"] for f in models[config.model].files if f["name"].endswith((".safetensors", ".pt"))]
+        params, source = param_count(config.model, ckpt)
+    else:
+        params, source = count_files([Path(config.model)]), "files"
+    vocoder = local_dir(config.vocoder) if config.vocoder in models else Path(config.vocoder)
+    v_params, v_source = param_count(config.vocoder, [vocoder / "pytorch_model.bin"])
+    gib = (params * 2 + v_params * 4) * (1 + ACTIVATIONS) / GIB
+    src = source if source == v_source else f"{source}+{v_source}"
+    return Need("tts", config.model, device, round(gib, 3), params + v_params, "bfloat16", src)
+
+
+def formats(config: TTSConfig) -> list[tuple[str, str]]:
+    return [] if config.device == "cpu" else [("bf16", "F5-TTS on a GPU (bfloat16)")]
 
 
 def compute_dtype(device: str):
@@ -171,7 +204,7 @@ def checkpoint_state(path: Path) -> dict:
 class F5TTS:
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, config, reference: Reference, recipe: str = "cpu"):
+    def __init__(self, config: TTSConfig, reference: Reference, recipe: str = "cpu"):
         from talkgen.offline import go_offline
 
         go_offline()
@@ -262,3 +295,11 @@ def char_timeline(text: str, samples: int) -> list[tuple[str, int]]:
         out.append((symbol, end - pos))
         pos = end
     return out
+
+
+def load(config: TTSConfig, reference: Reference, recipe: str = "cpu") -> F5TTS:
+    return F5TTS(config, reference, recipe)
+
+
+BACKEND = Backend(kind="tts", names=("f5-tts",), identity=identity, check=None, load=load, memory=memory_need,
+                  formats=formats, doctor=None, avatar=None)

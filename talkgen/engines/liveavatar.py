@@ -23,13 +23,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from talkgen.engines.avatar import AvatarParts, AvatarTraits
+from talkgen.engines.registry import Backend, Finding
 from talkgen.errors import TalkgenError
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from talkgen.engines.footprint import Need
     from talkgen.gpus import Gpu
     from talkgen.portrait import Portrait
+    from talkgen.recipe import LiveAvatarConfig, RenderConfig
     from talkgen.speech import SpeechTrack
 
 PIPELINE = "liveavatar/models/wan/causal_s2v_pipeline.py"
@@ -58,12 +62,12 @@ MAX_AREA = 720 * 400
 TPP_DIT, SINGLE_GPU_STEPS, FPS, BLOCK_FRAMES = 4, 4, 25, 12
 
 
-def checkout_dir(la) -> Path | None:
+def checkout_dir(la: LiveAvatarConfig) -> Path | None:
     value = la.checkout or os.environ.get("TALKGEN_LIVEAVATAR", "")
     return Path(value) if value else None
 
 
-def weight_dirs(la) -> tuple[Path, Path]:
+def weight_dirs(la: LiveAvatarConfig) -> tuple[Path, Path]:
     """The folders named in the recipe, else the weights manifest's (read in talkgen's own
     process only: the ranks get both resolved, see resolved_paths)."""
 
@@ -77,21 +81,21 @@ def weight_dirs(la) -> tuple[Path, Path]:
     return folder(la.ckpt_dir, "wan2.2-s2v-14b"), folder(la.lora_dir, "live-avatar")
 
 
-def resolved_paths(la) -> dict:
+def resolved_paths(la: LiveAvatarConfig) -> dict:
     """The checkout and weight folders as absolute paths, for ranks that cannot read the manifest."""
     root = checkout_dir(la)
     ckpt, lora = weight_dirs(la)
     return {"checkout": str(root.resolve()) if root else "", "ckpt_dir": str(ckpt.resolve()), "lora_dir": str(lora.resolve())}
 
 
-def output_rank(config) -> int:
+def output_rank(config: RenderConfig) -> int:
     la = config.liveavatar
     if config.nproc == 1:
         return 0
     return la.num_gpus_dit if la.enable_vae_parallel else la.num_gpus_dit - 1
 
 
-def max_area(la) -> int:
+def max_area(la: LiveAvatarConfig) -> int:
     """The pixel area render.liveavatar.size names. LiveAvatar takes only the area from it:
     its frames keep the reference image's shape (see LiveAvatarEngine._frame_size)."""
     try:
@@ -101,27 +105,60 @@ def max_area(la) -> int:
     return w * h
 
 
-def traits(config) -> dict:
+def identity(config: RenderConfig) -> dict:
     la = config.liveavatar
-    ident = {"engine": "liveavatar", "version": metadata.version("talkgen"), "code": _code_hash(), "checkout": _checkout_id(la),
-             "settings": {k: v for k, v in la.__dict__.items() if k not in ("checkout", "ckpt_dir", "lora_dir")}}
-    return {
-        "max_chunk_s": la.infer_frames * la.clips_per_chunk / config.fps,
-        "frames_per_clip": la.infer_frames,
-        "lead_frames": DROPPED,
-        "world_size": config.nproc,
-        "identity": ident,
-        "check": {"lip_sync": True},  # it claims lip sync; until calibrated, check's puppet bounds apply
-    }
+    return {"engine": "liveavatar", "version": metadata.version("talkgen"), "code": _code_hash(), "checkout": _checkout_id(la),
+            "settings": {k: v for k, v in la.__dict__.items() if k not in ("checkout", "ckpt_dir", "lora_dir")}}
 
 
-def gpu_need_gib(config) -> float:
+def traits(config: RenderConfig) -> AvatarTraits:
+    la = config.liveavatar
+    return AvatarTraits(
+        max_chunk_s=la.infer_frames * la.clips_per_chunk / config.fps,
+        frames_per_clip=la.infer_frames,
+        lead_frames=DROPPED,
+        world_size=config.nproc,
+        identity=identity(config),
+        check={"lip_sync": True},  # it claims lip sync; until calibrated, check's puppet bounds apply
+    )
+
+
+def gpu_need_gib(config: RenderConfig) -> float:
     """GiB each avatar GPU needs: the recipe's figure, else LiveAvatar's own for its mode."""
     la = config.liveavatar
     return la.min_gpu_gb or (SINGLE_GPU_GIB if config.nproc == 1 else TPP_GPU_GIB)
 
 
-def preflight(config, gpus: list["Gpu"]) -> list[str]:
+def memory_need(config: RenderConfig, device: str) -> Need | None:
+    if device == "cpu":
+        return None
+    from talkgen.engines.footprint import Need
+
+    return Need("avatar", "liveavatar", device, float(gpu_need_gib(config)), source="LiveAvatar's figure")
+
+
+def formats(config: RenderConfig) -> list[tuple[str, str]]:
+    if config.device != "cuda":
+        return []
+    return [("bf16", "render.dtype=bfloat16"), *([("fp8", "render.liveavatar.fp8")] if config.liveavatar.fp8 else [])]
+
+
+def rank_settings(config: RenderConfig) -> dict:
+    return {"liveavatar": resolved_paths(config.liveavatar)}
+
+
+def doctor_findings(config: RenderConfig) -> list[Finding]:
+    root = checkout_dir(config.liveavatar)
+    if root is None:
+        return [Finding("liveavatar", False, "no LiveAvatar checkout configured",
+                        "git clone https://github.com/Alibaba-Quark/LiveAvatar and set TALKGEN_LIVEAVATAR (or render.liveavatar.checkout) to it")]
+    if not (root / PIPELINE).is_file():
+        return [Finding("liveavatar", False, f"{root} is not a LiveAvatar checkout (no {PIPELINE})",
+                        "point TALKGEN_LIVEAVATAR at a clone of github.com/Alibaba-Quark/LiveAvatar")]
+    return [Finding("liveavatar", True, f"checkout {root}")]
+
+
+def preflight(config: RenderConfig, gpus: list["Gpu"]) -> list[str]:
     """Everything that would stop LiveAvatar, found before loading 14B parameters.
 
     `gpus` are the GPUs the ranks will see, as nvidia-smi lists them: reading them does not
@@ -163,7 +200,7 @@ def preflight(config, gpus: list["Gpu"]) -> list[str]:
     return problems
 
 
-def _setting_problems(config) -> list[str]:
+def _setting_problems(config: RenderConfig) -> list[str]:
     """Settings LiveAvatar's code cannot run with, though it would start with them."""
     la, problems = config.liveavatar, []
     if config.nproc not in (1, TPP_DIT + 1):
@@ -259,7 +296,7 @@ def _fit(target, seed):
     return frames.reshape(target.shape)
 
 
-def check(config) -> None:
+def check(config: RenderConfig) -> None:
     """Raise one line listing every problem, before anything is loaded or any rank launched."""
     # In a torchrun rank the launcher has already narrowed CUDA_VISIBLE_DEVICES to the
     # avatar's cards, so every card the rank sees is one of them, renumbered from 0.
@@ -270,7 +307,7 @@ def check(config) -> None:
 
 
 class LiveAvatarEngine:
-    def __init__(self, config, portrait: "Portrait", rank: int = 0, world_size: int = 1, device: str = "cpu", state_dir: Path | None = None):
+    def __init__(self, config: RenderConfig, portrait: "Portrait", rank: int = 0, world_size: int = 1, device: str = "cpu", state_dir: Path | None = None):
         la = config.liveavatar
         check(config)
         self.config, self.la, self.rank, self.world_size = config, la, rank, world_size
@@ -337,7 +374,7 @@ class LiveAvatarEngine:
         return pipe
 
     def identity(self) -> dict:
-        return {**traits(self.config)["identity"], "portrait": self.portrait.sha256}
+        return {**identity(self.config), "portrait": self.portrait.sha256}
 
     def continuity_after(self, end_frame: int) -> Any:
         return self._last
@@ -420,6 +457,11 @@ class LiveAvatarEngine:
         return (frames.permute(3, 0, 1, 2).unsqueeze(0).float() / 127.5 - 1.0)
 
 
+BACKEND = Backend(kind="avatar", names=("liveavatar",), identity=identity, check=None, load=LiveAvatarEngine,
+                  memory=memory_need, formats=formats, doctor=doctor_findings,
+                  avatar=AvatarParts(traits=traits, preflight=check, rank_settings=rank_settings, ranks=True))
+
+
 def _lora_settings(root: Path) -> dict:
     """LoRA rank, alpha and targets from LiveAvatar's own training config."""
     import yaml
@@ -441,7 +483,7 @@ def _lora_file(folder: Path) -> Path:
     return files[0]
 
 
-def _checkout_id(la) -> str:
+def _checkout_id(la: LiveAvatarConfig) -> str:
     root = checkout_dir(la)
     head = root / ".git" / "HEAD" if root else None
     try:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
+
+from talkgen.engines.registry import checked
+
+if TYPE_CHECKING:
+    from talkgen.recipe import LLMConfig
 
 
 class LLMEngine(Protocol):
@@ -19,25 +24,9 @@ class LLMEngine(Protocol):
         ...
 
 
-ENGINES = ("transformers",)
+def llm_identity(config: LLMConfig) -> dict:
+    return checked("llm", config).identity(config)
 
 
-def _check(config) -> None:
-    if config.engine not in ENGINES:
-        from talkgen.errors import UsageError
-
-        raise UsageError(f"unknown llm.engine '{config.engine}': the available engines are {', '.join(ENGINES)}")
-
-
-def llm_identity(config) -> dict:
-    _check(config)
-    from talkgen.engines import transformers_llm
-
-    return transformers_llm.identity(config)
-
-
-def load_llm(config, on_status: Callable[[str], None] | None = None, recipe: str = "cpu") -> LLMEngine:
-    _check(config)
-    from talkgen.engines.transformers_llm import TransformersLLM
-
-    return TransformersLLM(config, on_status, recipe)
+def load_llm(config: LLMConfig, on_status: Callable[[str], None] | None = None, recipe: str = "cpu") -> LLMEngine:
+    return checked("llm", config).load(config, on_status, recipe)

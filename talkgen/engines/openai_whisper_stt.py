@@ -12,15 +12,19 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from talkgen.engines.registry import Backend
 from talkgen.engines.stt import Transcript
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from talkgen.engines.footprint import Need
+    from talkgen.recipe import STTConfig
+
 OFFICIAL = ("large-v3", "large-v2", "medium", "small", "base", "tiny", "medium.en", "small.en", "base.en", "tiny.en", "turbo")
 
 
-def checkpoint(config, recipe: str) -> Path:
+def checkpoint(config: STTConfig, recipe: str) -> Path:
     from talkgen.errors import UsageError
     from talkgen.weights import require_file
 
@@ -32,14 +36,30 @@ def checkpoint(config, recipe: str) -> Path:
     return path
 
 
-def identity(config) -> dict:
+def identity(config: STTConfig) -> dict:
     model = config.model if config.model in OFFICIAL else str(Path(config.model).resolve())
     return {"engine": "openai-whisper", "openai_whisper": metadata.version("openai-whisper"), "model": model,
             "language": config.language, "device": config.device, "beam_size": config.beam_size}
 
 
+def memory_need(config: STTConfig, device: str) -> Need | None:
+    """Its weights in float16 (whisper.transcribe's fp16 on a GPU), counted from the checkpoint."""
+    if device == "cpu":
+        return None
+    from talkgen.engines.footprint import count_files, param_count, weights_need
+
+    if config.model in OFFICIAL:
+        from talkgen.weights import local_dir
+
+        name = f"whisper-{config.model}"
+        params, source = param_count(name, [local_dir(name) / f"{config.model}.pt"])
+    else:
+        name, (params, source) = config.model, (count_files([Path(config.model)]), "files")
+    return weights_need("stt", name, device, params, "float16", source)
+
+
 class OpenAIWhisperSTT:
-    def __init__(self, config, recipe: str = "cpu"):
+    def __init__(self, config: STTConfig, recipe: str = "cpu"):
         from talkgen.offline import go_offline
 
         go_offline()
@@ -68,3 +88,11 @@ class OpenAIWhisperSTT:
         )
         words = [(w["word"].strip(), float(w["start"]), float(w["end"])) for s in result["segments"] for w in s.get("words", [])]
         return Transcript(text=result["text"].strip(), language=result.get("language") or self.config.language, words=words)
+
+
+def load(config: STTConfig, recipe: str = "cpu") -> OpenAIWhisperSTT:
+    return OpenAIWhisperSTT(config, recipe)
+
+
+BACKEND = Backend(kind="stt", names=("openai-whisper",), identity=identity, check=None, load=load, memory=memory_need,
+                  formats=None, doctor=None, avatar=None)

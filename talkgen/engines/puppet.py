@@ -16,25 +16,45 @@ import math
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Iterator
 
+from talkgen.engines.avatar import AvatarParts, AvatarTraits
+from talkgen.engines.registry import Backend
 from talkgen.stages.plan import SILENCE_DB
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
 
     from talkgen.portrait import Portrait
+    from talkgen.recipe import RenderConfig
     from talkgen.speech import SpeechTrack
 
 _SMOOTH = (0.25, 0.5, 0.25)  # symmetric, so a chunk's frames never depend on where it was cut
 
 
-def traits(config) -> dict:
-    return {
-        "max_chunk_s": PuppetAvatar.max_chunk_s,
-        "frames_per_clip": PuppetAvatar.frames_per_clip,
-        "world_size": PuppetAvatar.world_size,
-        "identity": {"engine": "puppet", "version": metadata.version("talkgen"), "code": _code_hash()},
-        "check": {"lip_sync": True},  # check.py's lip-sync bounds were calibrated on the puppet
-    }
+def identity(config: RenderConfig) -> dict:
+    return {"engine": "puppet", "version": metadata.version("talkgen"), "code": _code_hash()}
+
+
+def traits(config: RenderConfig) -> AvatarTraits:
+    return AvatarTraits(
+        max_chunk_s=PuppetAvatar.max_chunk_s,
+        frames_per_clip=PuppetAvatar.frames_per_clip,
+        world_size=PuppetAvatar.world_size,
+        identity=identity(config),
+        check={"lip_sync": True},  # check.py's lip-sync bounds were calibrated on the puppet
+    )
+
+
+def load(config: RenderConfig, portrait: Portrait, rank: int = 0, world_size: int = 1, device: str = "cpu",
+         state_dir: Path | None = None) -> PuppetAvatar:
+    return PuppetAvatar(config, portrait)  # one process on the CPU, and every frame a function of its index
+
+
+# No weights and no GPU; it renders only in talkgen's own process (cv2, no torch).
+BACKEND = Backend(kind="avatar", names=("puppet",), identity=identity, check=None, load=load, memory=None,
+                  formats=None, doctor=None,
+                  avatar=AvatarParts(traits=traits, preflight=None, rank_settings=None, ranks=False))
 
 
 class PuppetAvatar:
@@ -44,7 +64,7 @@ class PuppetAvatar:
     output_rank = 0
     max_chunk_s = 3600.0  # no model state to bound: the plan's own limit applies
 
-    def __init__(self, config, portrait: "Portrait"):
+    def __init__(self, config: RenderConfig, portrait: "Portrait"):
         import numpy as np
 
         self.config = config
@@ -80,7 +100,7 @@ class PuppetAvatar:
     # -- identity and continuity ------------------------------------------------------
     def identity(self) -> dict:
         return {
-            **traits(self.config)["identity"],
+            **identity(self.config),
             "portrait": self.portrait.sha256,
             "size": self.config.size,
             "fps": self.fps,

@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from talkgen.engines.registry import checked
+
 if TYPE_CHECKING:
     import numpy as np
+
+    from talkgen.recipe import STTConfig
 
 SAMPLE_RATE = 16000
 
@@ -26,33 +30,9 @@ class STTEngine(Protocol):
         ...
 
 
-ENGINES = ("faster-whisper", "openai-whisper")
+def stt_identity(config: STTConfig) -> dict:
+    return checked("stt", config).identity(config)
 
 
-def _check(config) -> None:
-    if config.engine not in ENGINES:
-        from talkgen.errors import UsageError
-
-        raise UsageError(f"unknown stt.engine '{config.engine}': the available engines are {', '.join(ENGINES)}")
-
-
-def stt_identity(config) -> dict:
-    _check(config)
-    if config.engine == "openai-whisper":
-        from talkgen.engines import openai_whisper_stt
-
-        return openai_whisper_stt.identity(config)
-    from talkgen.engines import faster_whisper_stt
-
-    return faster_whisper_stt.identity(config)
-
-
-def load_stt(config, recipe: str = "cpu") -> STTEngine:
-    _check(config)
-    if config.engine == "openai-whisper":
-        from talkgen.engines.openai_whisper_stt import OpenAIWhisperSTT
-
-        return OpenAIWhisperSTT(config, recipe)
-    from talkgen.engines.faster_whisper_stt import FasterWhisperSTT
-
-    return FasterWhisperSTT(config)
+def load_stt(config: STTConfig, recipe: str = "cpu") -> STTEngine:
+    return checked("stt", config).load(config, recipe)

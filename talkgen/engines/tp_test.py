@@ -16,10 +16,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from talkgen.engines.avatar import AvatarParts, AvatarTraits
+from talkgen.engines.registry import Backend
+
 if TYPE_CHECKING:
     import numpy as np
 
+    from talkgen.engines.footprint import Need
     from talkgen.portrait import Portrait
+    from talkgen.recipe import RenderConfig
     from talkgen.speech import SpeechTrack
 
 BANDS = 16
@@ -28,18 +33,48 @@ HIDDEN = 64
 LOW = 16  # the MLP draws a LOW x LOW x 3 image, upsampled to the output size
 
 
-def traits(config) -> dict:
+def check(config: RenderConfig) -> None:
     if config.nproc < 1 or HIDDEN % config.nproc:
         from talkgen.errors import UsageError
 
         raise UsageError(f"tp-test splits {HIDDEN} hidden units across ranks: render.nproc must divide {HIDDEN}")
-    return {
-        "max_chunk_s": 4.0,  # stands in for a KV-cache limit: the plan must respect it
-        "frames_per_clip": 4,
-        "world_size": config.nproc,
-        "identity": {"engine": "tp-test", "version": metadata.version("talkgen"), "code": _code_hash()},
-        "check": {"lip_sync": False},  # random weights: its mouth follows the audio bands by chance only
-    }
+
+
+def identity(config: RenderConfig) -> dict:
+    return {"engine": "tp-test", "version": metadata.version("talkgen"), "code": _code_hash()}
+
+
+def traits(config: RenderConfig) -> AvatarTraits:
+    return AvatarTraits(
+        max_chunk_s=4.0,  # stands in for a KV-cache limit: the plan must respect it
+        frames_per_clip=4,
+        world_size=config.nproc,
+        identity=identity(config),
+        check={"lip_sync": False},  # random weights: its mouth follows the audio bands by chance only
+    )
+
+
+def memory_need(config: RenderConfig, device: str) -> Need | None:
+    """The whole model's weights in render.dtype on each of its GPUs (more than a rank's slice)."""
+    if device == "cpu":
+        return None
+    from talkgen.engines.footprint import weights_need
+
+    return weights_need("avatar", "tp-test", device, parameter_count(), config.dtype, "shape")
+
+
+def formats(config: RenderConfig) -> list[tuple[str, str]]:
+    return [("bf16", "render.dtype=bfloat16")] if config.device == "cuda" and config.dtype == "bfloat16" else []
+
+
+def load(config: RenderConfig, portrait: Portrait, rank: int = 0, world_size: int = 1, device: str = "cpu",
+         state_dir: Path | None = None) -> TPTestAvatar:
+    return TPTestAvatar(config, portrait, rank=rank, world_size=world_size, device=device)  # its state fits the sidecar
+
+
+BACKEND = Backend(kind="avatar", names=("tp-test",), identity=identity, check=check, load=load, memory=memory_need,
+                  formats=formats, doctor=None,
+                  avatar=AvatarParts(traits=traits, preflight=None, rank_settings=None, ranks=True))
 
 
 def parameter_count() -> int:
@@ -54,7 +89,7 @@ class TPTestAvatar:
     frames_per_clip = 4
     lead_frames = 0
 
-    def __init__(self, config, portrait: "Portrait", rank: int = 0, world_size: int = 1, device: str = "cpu"):
+    def __init__(self, config: RenderConfig, portrait: "Portrait", rank: int = 0, world_size: int = 1, device: str = "cpu"):
         import numpy as np
         import torch
 
@@ -82,7 +117,7 @@ class TPTestAvatar:
 
     def identity(self) -> dict:
         c = self.config
-        return {**traits(c)["identity"], "portrait": self.portrait.sha256, "size": c.size, "seed": c.seed, "dtype": c.dtype}
+        return {**identity(c), "portrait": self.portrait.sha256, "size": c.size, "seed": c.seed, "dtype": c.dtype}
 
     def continuity_after(self, end_frame: int) -> Any:
         return {"state": self._state, "frame": end_frame}

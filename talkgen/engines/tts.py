@@ -5,8 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, Protocol
 
+from talkgen.engines.registry import checked
+
 if TYPE_CHECKING:
     import numpy as np
+
+    from talkgen.engines.f5_tts import Reference
+    from talkgen.recipe import TTSConfig
 
 
 @dataclass
@@ -34,38 +39,11 @@ class TTSEngine(Protocol):
         ...
 
 
-ENGINES = ("piper", "f5-tts")
-
-
-def _check(config) -> None:
-    from talkgen.errors import UsageError
-
-    if config.engine not in ENGINES:
-        raise UsageError(f"unknown tts.engine '{config.engine}': the available engines are {', '.join(ENGINES)}")
-    if config.engine == "piper" and config.device != "cpu":
-        raise UsageError(f"piper runs on the CPU only: set placement.tts=cpu (it is {config.device})")
-
-
-def tts_identity(config) -> dict:
+def tts_identity(config: TTSConfig) -> dict:
     """The engine's identity for cache keys, known without loading the model."""
-    _check(config)
-    if config.engine == "f5-tts":
-        from talkgen.engines import f5_tts
-        from talkgen.job import sha256_file
-
-        return f5_tts.identity(config, sha256_file(f5_tts.voice_path(config)))
-    from talkgen.engines import piper_tts
-
-    return piper_tts.identity(config)
+    return checked("tts", config).identity(config)
 
 
-def load_tts(config, reference=None, recipe: str = "cpu") -> TTSEngine:
+def load_tts(config: TTSConfig, reference: Reference | None = None, recipe: str = "cpu") -> TTSEngine:
     """Load the engine; f5-tts also takes the voice to clone (see engines/f5_tts.py: Reference)."""
-    _check(config)
-    if config.engine == "f5-tts":
-        from talkgen.engines.f5_tts import F5TTS
-
-        return F5TTS(config, reference, recipe)
-    from talkgen.engines.piper_tts import PiperTTS
-
-    return PiperTTS(config)
+    return checked("tts", config).load(config, reference, recipe)

@@ -96,8 +96,10 @@ def probe(spec: dict) -> dict:
         out["cuda"] = _cuda(torch)
         out["distributed"] = _distributed(torch)
         out["fp8_matmul"] = hasattr(torch, "_scaled_mm")
+    from talkgen.engines.registry import module_of
+
     engine = spec.get("engine", "")
-    module = {"tp-test": "talkgen.engines.tp_test", "liveavatar": "talkgen.engines.liveavatar"}.get(engine)
+    module = module_of("avatar", engine)
     out["talkgen"] = _imports([*RANK_MODULES, *([module] if module else [])]) if out["numpy"]["ok"] else {}
     if engine == "liveavatar":
         out["liveavatar"] = _liveavatar(spec)
