@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from talkgen.errors import UsageError
+from talkgen.speech import SILENCE_DB
 
 if TYPE_CHECKING:
     import numpy as np
@@ -23,7 +24,6 @@ AUDIO_RATE = 16000
 SEAM_RATE = 8000  # resolves well under a frame and is quick to correlate
 IDENTICAL = 0.002  # mean grey difference (0-255) below which two decoded frames are the same picture
 FROZEN_S = 1.0  # a longer run of identical frames while someone speaks is a stall
-SPEECH_DB = -40.0  # a frame louder than this has speech in it (the planner's silence bound)
 SYNC_MAX_LAG_MS = 120.0  # calibrated: good renders 0-40 ms, audio shifted by 0.2 s measures 160-280 ms
 SYNC_MIN_PEAK = 0.35  # calibrated: good renders 0.46-0.70, another video's audio 0.10-0.33
 SYNC_SEARCH_S = 2.0
@@ -291,7 +291,7 @@ def _frozen(still, levels, fps: float) -> Finding:
         elif not same and run_start is not None:
             # Pair i-1 joins frames i-1 and i, so the run shows frames run_start..i.
             frames = i - run_start + 1
-            spoken = float(np.mean(levels[run_start : i + 1] > SPEECH_DB)) if len(levels) else 0.0
+            spoken = float(np.mean(levels[run_start : i + 1] > SILENCE_DB)) if len(levels) else 0.0
             if spoken >= 0.5 and frames > worst:
                 worst, worst_at = frames, run_start
             run_start = None
@@ -310,7 +310,7 @@ def _lip_sync(frames: _Frames, levels, fps: float, expects: dict | None = None) 
     expects = expects or {}
     min_peak = float(expects.get("lip_sync_min_peak", SYNC_MIN_PEAK))
     max_lag = float(expects.get("lip_sync_max_lag_ms", SYNC_MAX_LAG_MS))
-    speech_s = float(np.sum(levels > SPEECH_DB)) / fps
+    speech_s = float(np.sum(levels > SILENCE_DB)) / fps
     values = {"speech_s": round(speech_s, 2), "mouth_region": frames.mouth, "max_lag_ms": max_lag, "min_peak": min_peak}
     if speech_s < SYNC_MIN_SPEECH_S or len(frames.motion) < 3 * fps:
         return Finding("lip sync", True, f"not measured: {speech_s:.1f} s of speech is too little to show a lag", values)

@@ -16,7 +16,7 @@ import math
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Iterator
 
-from talkgen.stages.plan import SILENCE_DB
+from talkgen.speech import SILENCE_DB
 
 if TYPE_CHECKING:
     import numpy as np

@@ -18,12 +18,12 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from talkgen.speech import SILENCE_DB
+
 if TYPE_CHECKING:
     import numpy as np
 
     from talkgen.speech import SpeechTrack
-
-SILENCE_DB = -40.0
 
 
 def frame_energy_db(track: "SpeechTrack", fps: int, total_frames: int) -> "np.ndarray":
