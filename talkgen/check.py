@@ -350,17 +350,18 @@ def judge_sync(lag_ms: float, peak: float, min_peak: float, max_lag_ms: float, r
 def _seams(path: Path, job_dir: Path) -> Finding:
     """The video's audio against the job's speech.wav at every chunk join, within SEAM_MAX_MS."""
     from talkgen import media
+    from talkgen.chunks import Plan
     from talkgen.sync import audio_lag_ms
 
     try:
-        plan = json.loads((job_dir / "plan.json").read_text(encoding="utf-8"))
-        fps, seams = plan["fps"], [c["end_frame"] for c in plan["chunks"][:-1]]
+        plan = Plan.load(job_dir / "plan.json")
+        fps, seams = plan.fps, plan.seams()
     except (OSError, ValueError, KeyError, TypeError):
         return Finding("seams", False, f"{job_dir / 'plan.json'} is unreadable: render again to rebuild the job")
     ref = media.decode_audio(job_dir / "speech.wav", SEAM_RATE)
     got = media.decode_audio(path, SEAM_RATE)
     # Seams sit in pauses; the half-second window either side reaches the speech around them.
-    points = seams or [plan.get("total_frames", 0) // 2]
+    points = seams or [plan.total_frames // 2]
     found = [(f, audio_lag_ms(ref, got, SEAM_RATE, f * SEAM_RATE // fps, SEAM_RATE // 2, SEAM_SEARCH)) for f in points]
     measured = [(f, m[0], m[1]) for f, m in found if m is not None]
     values = {"job": str(job_dir), "seams": len(seams), "lags_ms": [round(x, 1) for _, x, _ in measured],

@@ -387,7 +387,7 @@ def _staged(tmp_path, weights, state):
 
     track = _track(tmp_path, 126, loud=tuple(range(2, 126, 9)))
     plan = make_plan(track, 25, 24 / 25, 24 / 25, 12, 3)
-    assert [c["end_frame"] - c["start_frame"] for c in plan["chunks"]] == [21] * 6
+    assert [c.frames for c in plan.chunks] == [21] * 6
     return _engine(tmp_path, weights, state=state), track, plan
 
 
@@ -400,7 +400,7 @@ def _render(job_dir, engine, track, plan, on_frames=None):
 
 
 def _shas(job_dir, plan):
-    return [json.loads((job_dir / "chunks" / f"{c['index']:05d}.mp4.json").read_text())["sha256"] for c in plan["chunks"]]
+    return [json.loads((job_dir / "chunks" / f"{c.index:05d}.mp4.json").read_text())["sha256"] for c in plan.chunks]
 
 
 def test_a_render_keeps_only_the_seeds_it_can_still_resume_from(tmp_path, weights):

@@ -117,7 +117,7 @@ for name in modules:
     importlib.import_module(name)
 import numpy as np
 from talkgen.chunk_writer import ChunkFinisher, render_one
-from talkgen.chunks import next_chunk
+from talkgen.chunks import Plan, chunk_dir, next_chunk
 from talkgen.png import write_png
 from talkgen.recipe import recipe_from_dict
 from talkgen.speech import SpeechTrack, WavWriter
@@ -137,8 +137,9 @@ class Grey:
     def continuity_after(self, end):
         return {"frame": end}
 
-plan = {"chunks": [{"index": 0, "start_frame": 0, "end_frame": 8}, {"index": 1, "start_frame": 8, "end_frame": 16}]}
-(folder / "chunks").mkdir()
+plan = Plan.from_dict({"fps": 25, "sample_rate": 16000, "samples": 16000, "total_frames": 16, "max_chunk_s": 0.32,
+                       "chunks": [{"index": 0, "start_frame": 0, "end_frame": 8}, {"index": 1, "start_frame": 8, "end_frame": 16}]})
+chunk_dir(folder)
 finisher = ChunkFinisher(folder, "k")
 chunk, continuity, pos = next_chunk(folder, plan, "k")
 while chunk is not None:

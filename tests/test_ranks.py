@@ -140,6 +140,7 @@ def test_a_killed_rank_stops_the_job_with_one_line_and_the_rerun_resumes(whole, 
 
 def test_a_rank_that_raises_is_named_with_its_chunk_and_error(tmp_path, monkeypatch):
     """The worker's own error report, read back by the launcher into one line."""
+    from talkgen.chunks import Chunk, Plan
     from talkgen.ranks import worker
     from talkgen.ranks.launch import describe_failure
 
@@ -149,7 +150,7 @@ def test_a_rank_that_raises_is_named_with_its_chunk_and_error(tmp_path, monkeypa
     monkeypatch.setattr(sys, "argv", ["worker", str(tmp_path)])
     with pytest.raises(SystemExit):
         worker.main()  # no request.json: it fails before any collective
-    plan = {"chunks": [{"index": 0, "start_frame": 0, "end_frame": 4}]}
+    plan = Plan(25, 16000, 2560, 4, 8.0, [Chunk(0, 0, 4)])
     failures = {0: -signal.SIGTERM, 1: 1}  # exit codes: rank 0 stopped by the launcher, rank 1 failed
     line = describe_failure(failures, tmp_path, plan, "key")
     assert line.startswith("rank 1 failed in chunk 0: FileNotFoundError:")

@@ -8,12 +8,13 @@ from talkgen import media
 from talkgen.errors import TalkgenError
 
 
-def assemble(chunks: list[Path], wav: Path, srt: Path, joined: Path, final: Path, list_file: Path, plan: dict) -> dict:
-    expect_frames, fps = plan["total_frames"], plan["fps"]
+def assemble(chunks: list[Path], wav: Path, srt: Path, joined: Path, final: Path, list_file: Path, frames: int, fps: int,
+             seams: list[int]) -> dict:
+    """Join the chunks (`frames` in all, one after another at `seams`) and mux the speech into `final`."""
     media.concat_videos(chunks, joined, list_file)
-    media.mux(joined, wav, final, expect_frames / fps, srt)
-    info = verify_output(media.probe(final), final, expect_frames, fps)
-    info["seams"] = seam_quality(media.frame_differences(joined), [c["end_frame"] for c in plan["chunks"][:-1]])
+    media.mux(joined, wav, final, frames / fps, srt)
+    info = verify_output(media.probe(final), final, frames, fps)
+    info["seams"] = seam_quality(media.frame_differences(joined), seams)
     return info
 
 
