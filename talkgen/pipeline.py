@@ -1,8 +1,9 @@
 """The render job: decide which stages are stale, run them in order, report.
 
 Stages read and write artifacts in the job directory; each is skipped when its cache
-key (a hash of its inputs' content, its parameters and its engine's identity) still
-matches and its outputs verify. A finished job re-run loads no model. Engines come from
+key (a hash of its inputs' content, its parameters, its engine's identity and the source
+of the code that makes its artifact, talkgen.job.code_hash) still matches and its outputs
+verify. A finished job re-run loads no model. Engines come from
 an engine holder (talkgen.holder): a batch worker hands its own to job after job, so each
 model is loaded once; `talkgen render` is one job on a holder of its own.
 
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from talkgen.errors import TalkgenError, UsageError
-from talkgen.job import Job, StageRecord, atomic_path, cache_key, sha256_file, sha256_text, write_json_atomic
+from talkgen.job import Job, StageRecord, atomic_path, cache_key, code_hash, sha256_file, sha256_text, write_json_atomic
 from talkgen.holder import Engines
 from talkgen.placement import release
 from talkgen.recipe import Recipe
@@ -34,9 +35,11 @@ if TYPE_CHECKING:
     from talkgen.speech import SpeechTrack
 
 STAGES = ["transcribe", "reply", "speak", "plan", "render", "assemble"]
-# The source file of each engine: its code is part of the cache key of the stage it runs.
-_ENGINE_CODE = {"faster-whisper": "engines/faster_whisper_stt.py", "openai-whisper": "engines/openai_whisper_stt.py",
-                "piper": "engines/piper_tts.py", "f5-tts": "engines/f5_tts.py"}
+# The module of each speech, text and voice engine: its code joins the stage's own (MADE_BY)
+# in the key of the stage it runs. The avatar back ends put their code in their identity.
+_ENGINE_MODULE = {"faster-whisper": "talkgen.engines.faster_whisper_stt", "openai-whisper": "talkgen.engines.openai_whisper_stt",
+                  "piper": "talkgen.engines.piper_tts", "f5-tts": "talkgen.engines.f5_tts",
+                  "transformers": "talkgen.engines.transformers_llm"}
 
 
 @dataclass
@@ -317,7 +320,7 @@ def _transcribe(r: Run, audio: Path, portrait: _PortraitOnce) -> dict:
     c = r.recipe.stt
     ident = stt_identity(c)
     key = cache_key(audio=sha256_file(audio), stt=ident, piece_s=c.piece_s, vad=c.vad_threshold,
-                    talkgen=_code_version(["stages/transcribe.py", _ENGINE_CODE[c.engine], "engines/silero_vad.py"]))
+                    talkgen=code_hash(*stage.MADE_BY, _ENGINE_MODULE[c.engine]))
 
     def work() -> StageRecord:
         duration = media.audio_duration(audio)
@@ -340,7 +343,7 @@ def _reply(r: Run, turns: list[str], portrait: _PortraitOnce) -> dict:
     c = r.recipe.llm
     ident = llm_identity(c)
     key = cache_key(turns=[sha256_text(t) for t in turns], llm=ident, settings=c.__dict__,
-                    talkgen=_code_version(["stages/reply.py", "engines/transformers_llm.py"]))
+                    talkgen=code_hash(*stage.MADE_BY, _ENGINE_MODULE[c.engine]))
 
     def work() -> StageRecord:
         portrait.get()
@@ -377,7 +380,7 @@ def _speak(r: Run, text: str, portrait: _PortraitOnce) -> SpeechTrack:
         if not f5_tts.voice_text(c):  # the transcript talkgen makes depends on the STT engine
             extra["voice_stt"] = stt_identity(r.recipe.stt)
     key = cache_key(script=sha256_text(text), tts=ident, pauses=[c.sentence_pause_s, c.paragraph_pause_s], **extra,
-                    talkgen=_code_version(["text", "stages/speak.py", "stages/voice.py", _ENGINE_CODE[c.engine]]))
+                    talkgen=code_hash(*stage.MADE_BY, _ENGINE_MODULE[c.engine]))
 
     def work() -> StageRecord:
         from talkgen.text.script import paragraphs, sentences
@@ -404,7 +407,7 @@ def _plan(r: Run, track: SpeechTrack) -> tuple[Plan, dict]:
     traits = avatar_traits(c)
     max_chunk_s = min(c.max_chunk_s, traits["max_chunk_s"])
     key = cache_key(speech=r.job.stages["speak"].outputs, fps=c.fps, max_chunk_s=max_chunk_s, min_chunk_s=c.min_chunk_s,
-                    frames_per_clip=traits["frames_per_clip"], lead_frames=traits["lead_frames"], talkgen=_code_version(["stages/plan.py"]))
+                    frames_per_clip=traits["frames_per_clip"], lead_frames=traits["lead_frames"], talkgen=code_hash(*stage.MADE_BY))
 
     def work() -> StageRecord:
         plan = stage.make_plan(track, c.fps, max_chunk_s, c.min_chunk_s, traits["frames_per_clip"], traits["lead_frames"])
@@ -421,10 +424,8 @@ def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: P
     from talkgen.stages import render as stage
 
     c = r.recipe.render
-    key = cache_key(
-        plan=r.job.stages["plan"].outputs, speech=r.job.stages["speak"].outputs, portrait=portrait_hash(portrait_path),
-        render=stage.render_settings(c), engine=traits["identity"],
-    )
+    key = stage.render_key(c, traits["identity"], plan=r.job.stages["plan"].outputs, speech=r.job.stages["speak"].outputs,
+                           portrait=portrait_hash(portrait_path))
 
     def work() -> StageRecord:
         from talkgen.chunks import chunk_dir, clear_chunks, clear_stale_chunks, next_chunk
@@ -469,12 +470,13 @@ def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: P
 
 
 def _assemble(r: Run, plan: Plan, render_rec: StageRecord, track: SpeechTrack, ffmpeg_version: str) -> dict:
+    from talkgen import media
     from talkgen.chunks import chunk_name
     from talkgen.stages import assemble as stage
 
     rels = [chunk_name(ch.index) for ch in plan.chunks]
     key = cache_key(chunks=[render_rec.outputs[rel] for rel in rels], speech=r.job.stages["speak"].outputs,
-                    ffmpeg=ffmpeg_version, talkgen=_code_version(["stages/assemble.py", "subtitles.py", "media.py"]))
+                    ffmpeg=ffmpeg_version, encoder=media.FINAL_AUDIO, talkgen=code_hash(*stage.MADE_BY))
 
     def work() -> StageRecord:
         from talkgen.subtitles import write_srt
@@ -497,7 +499,7 @@ def _check(job: Job, video: Path, digest: str) -> dict:
     from talkgen.check import check_video, job_expects
 
     stored = job.path("check.json")
-    code = _code_version(["check.py", "sync.py"])
+    code = code_hash("talkgen.check", "talkgen.sync")
     expects = job_expects(job.root)  # a back end that changes what it claims is checked again
     try:
         old = json.loads(stored.read_text(encoding="utf-8"))
@@ -517,14 +519,3 @@ def _publish(src: Path, dst: Path, digest: str) -> None:
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
 
-
-def _code_version(rels: list[str]) -> str:
-    """Hash of the talkgen source files a stage depends on: edit them and it re-runs."""
-    root = Path(__file__).resolve().parent
-    h = hashlib.sha256()
-    for rel in rels:
-        p = root / rel
-        files = sorted(p.rglob("*.py")) if p.is_dir() else [p]
-        for f in files:
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from talkgen.errors import UsageError
-from talkgen.job import Job, cache_key, sha256_file, write_json_atomic
+from talkgen.job import Job, sha256_file, write_json_atomic
 from talkgen.recipe import Recipe
 
 
@@ -23,7 +23,7 @@ def render_clip(turn_dir: Path, text: str, recipe: Recipe, tts, avatar, stop: Ca
     from talkgen.speech import SpeechTrack
     from talkgen.stages.assemble import assemble
     from talkgen.stages.plan import make_plan
-    from talkgen.stages.render import render_chunks, render_settings
+    from talkgen.stages.render import render_chunks, render_key
     from talkgen.stages.speak import speak
     from talkgen.subtitles import write_srt
 
@@ -41,14 +41,14 @@ def render_clip(turn_dir: Path, text: str, recipe: Recipe, tts, avatar, stop: Ca
         from talkgen.stages.render import rank_request
 
         engine = {**traits["identity"], "portrait": portrait.sha256}
-        key = cache_key(speech=sha256_file(wav), plan=plan.to_dict(), render=render_settings(c), engine=engine)
+        key = render_key(c, engine, speech=sha256_file(wav), plan=plan.to_dict())
         clear_stale_chunks(turn_dir, key)
         _, _, reused = next_chunk(turn_dir, plan, key)
         # A clip on the ranks stops between clips, not between frames: the ranks render a job whole.
         avatar.render(turn_dir, rank_request(recipe, portrait, turn_dir, key), plan, skip=set(range(reused)))
         stop()
     else:
-        key = cache_key(speech=sha256_file(wav), plan=plan.to_dict(), render=render_settings(c), engine=avatar.identity())
+        key = render_key(c, avatar.identity(), speech=sha256_file(wav), plan=plan.to_dict())
         render_chunks(Job(turn_dir), key, plan, avatar, track, c.crf, c.preset, on_frames=lambda n: stop())
     write_srt(turn_dir / "clip.srt", track.sentences, track.sample_rate)
     chunks = [chunk_name(ch.index) for ch in plan.chunks]

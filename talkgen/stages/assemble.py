@@ -7,6 +7,10 @@ from pathlib import Path
 from talkgen import media
 from talkgen.errors import TalkgenError
 
+# The code that makes final.mp4 and final.srt, for the stage's cache key (talkgen.job.code_hash);
+# the speech's encoding is in the key as data too (media.FINAL_AUDIO).
+MADE_BY = (__name__, "talkgen.subtitles", "talkgen.media")
+
 
 def assemble(chunks: list[Path], wav: Path, srt: Path, joined: Path, final: Path, list_file: Path, frames: int, fps: int,
              seams: list[int]) -> dict:

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
     from talkgen.speech import SpeechTrack
 
+# The code that makes plan.json, for the stage's cache key (talkgen.job.code_hash): the cuts, the
+# loudness they are made at, and the file's form.
+MADE_BY = (__name__, "talkgen.speech", "talkgen.chunks")
+
 
 def frame_energy_db(track: "SpeechTrack", fps: int, total_frames: int) -> "np.ndarray":
     """RMS level of each video frame's slice of audio, in dBFS, read in blocks."""

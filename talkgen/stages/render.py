@@ -9,17 +9,22 @@ talkgen.ranks.launch and write into the same chunk store.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
+from talkgen import media
 from talkgen.chunk_writer import ChunkFinisher, render_one
 from talkgen.chunks import Plan, all_finished, clear_stale_chunks, chunk_name, next_chunk
 from talkgen.engines.avatar import AvatarEngine
-from talkgen.job import Job, StageRecord
+from talkgen.job import Job, StageRecord, cache_key, code_hash
 from talkgen.speech import SpeechTrack
 
 if TYPE_CHECKING:
     from talkgen.portrait import Portrait
     from talkgen.recipe import Recipe, RenderConfig
+
+# The code that turns frames into the chunk store's files, for the render key; the back end's
+# own code is in its identity, and how x264 is set up in the key as data (media.chunk_encoding).
+MADE_BY = (__name__, "talkgen.chunk_writer", "talkgen.chunks")
 
 # Render settings that say how and where to run, not what the frames are: changing one
 # (raising a timeout after a silent rank, moving to other cards) must resume the render, not
@@ -31,6 +36,13 @@ HOW_TO_RUN = ("launcher", "python", "gpus", "collective_timeout_s", "max_chunk_s
 def render_settings(config: RenderConfig) -> dict:
     """The render settings that belong in a render cache key."""
     return {k: v for k, v in config.__dict__.items() if k not in HOW_TO_RUN}
+
+
+def render_key(config: RenderConfig, engine: dict, **inputs: Any) -> str:
+    """The render cache key: the inputs named (plan, speech, portrait), the settings that shape
+    the frames, the back end's identity, the encoder's settings and the code of this stage."""
+    return cache_key(**inputs, render=render_settings(config), engine=engine,
+                     encoder=media.chunk_encoding(config.crf, config.preset), talkgen=code_hash(*MADE_BY))
 
 
 def rank_request(recipe: Recipe, portrait: Portrait, job_root: Path, key: str) -> dict:

@@ -16,6 +16,8 @@ from talkgen.errors import TalkgenError
 from talkgen.job import write_json_atomic
 from talkgen.text.script import has_words
 
+# The code that makes reply.json, for the stage's cache key (talkgen.job.code_hash); the LLM's own module is added to it.
+MADE_BY = (__name__,)
 RETRY_SEED_OFFSET = 7919
 
 

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
     from talkgen.engines.stt import STTEngine
 
+# The code that makes transcript.json, for the stage's cache key (talkgen.job.code_hash); the STT engine's module is added to it.
+MADE_BY = (__name__, "talkgen.engines.silero_vad")
 MARGIN = int(0.25 * SAMPLE_RATE)  # kept around speech so the first and last words are not clipped
 
 
