@@ -32,6 +32,7 @@ from talkgen.report import StageReport
 
 if TYPE_CHECKING:
     from talkgen.chunks import Plan
+    from talkgen.portrait import Portrait
     from talkgen.speech import SpeechTrack
 
 STAGES = ["transcribe", "reply", "speak", "plan", "render", "assemble"]
@@ -299,10 +300,10 @@ def _read_script(path: Path) -> str:
 class _PortraitOnce:
     """Loads (and face-checks) the portrait at most once, and only if some stage needs it."""
 
-    def __init__(self, path: Path | None, size: int):
+    def __init__(self, path: Path | None, size: int) -> None:
         self.path, self.size, self._portrait = path, size, None
 
-    def get(self):
+    def get(self) -> Portrait:
         if self._portrait is None:
             from talkgen.portrait import load_portrait
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from talkgen import media
 from talkgen.errors import TalkgenError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # The code that makes final.mp4 and final.srt, for the stage's cache key (talkgen.job.code_hash);
 # the speech's encoding is in the key as data too (media.FINAL_AUDIO).
@@ -22,7 +26,7 @@ def assemble(chunks: list[Path], wav: Path, srt: Path, joined: Path, final: Path
     return info
 
 
-def seam_quality(diffs, seams: list[int]) -> dict:
+def seam_quality(diffs: np.ndarray, seams: list[int]) -> dict:
     """How much each seam jumps: the frame difference across it over the median inside chunks.
 
     1.0 means a seam moves no more than an ordinary frame does; a jump shows as a ratio

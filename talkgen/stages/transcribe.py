@@ -25,6 +25,7 @@ from talkgen.text.script import has_words
 if TYPE_CHECKING:
     import numpy as np
 
+    from talkgen.engines.silero_vad import VAD
     from talkgen.engines.stt import STTEngine
 
 # The code that makes transcript.json, for the stage's cache key (talkgen.job.code_hash); the STT engine's module is added to it.
@@ -40,7 +41,7 @@ class SpeechSpan:
 
 
 def speech_pieces(
-    audio_path: Path, vad, piece_s: float, threshold: float, span: SpeechSpan, progress: Callable[[float], None] | None = None
+    audio_path: Path, vad: VAD, piece_s: float, threshold: float, span: SpeechSpan, progress: Callable[[float], None] | None = None
 ) -> Iterator[tuple["np.ndarray", int]]:
     """Yield (audio, start_sample) pieces that hold speech, trimmed and cut at silences."""
     import numpy as np
@@ -127,7 +128,7 @@ def ahead(items: Iterator, depth: int = 2) -> Iterator:
 def transcribe(
     audio_path: Path,
     stt: "STTEngine",
-    vad,
+    vad: VAD,
     out_path: Path,
     piece_s: float,
     threshold: float,
