@@ -89,6 +89,7 @@ def conversation(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_each_turn_gets_a_clip_in_order(conversation):
     assert conversation["exit"] == 0
     session = conversation["session"]
@@ -113,6 +114,7 @@ def test_each_turn_gets_a_clip_in_order(conversation):
         assert 0 <= frames / 25 - speech_s < 1 / 25 + 1e-3
 
 
+@pytest.mark.slow
 def test_history_and_save(conversation):
     session = conversation["session"]
     history = conversation["/history"]
@@ -134,6 +136,7 @@ def _seconds(stamp: str) -> float:
     return int(h) * 3600 + int(m) * 60 + float(s)
 
 
+@pytest.mark.slow
 def test_mistakes_are_one_line_and_the_chat_goes_on(conversation):
     for command, fragment in (("/audio nowhere.wav", "error: no file nowhere.wav"),
                               ("/frobnicate", "error: unknown command /frobnicate"), ("/persona", "error: say who the avatar is")):
@@ -143,6 +146,7 @@ def test_mistakes_are_one_line_and_the_chat_goes_on(conversation):
         assert "Traceback" not in text
 
 
+@pytest.mark.slow
 def test_the_second_turn_loads_no_model(conversation):
     events = jsonl(conversation["session"] / "events.jsonl")
     loads = [e for e in events if e["event"] == "load"]
@@ -194,6 +198,7 @@ def wait_for_an_encoder(gate: Path, timeout: float = 180) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_a_reply_then_a_render_and_a_crash_loses_only_the_clip_in_flight(tmp_path):
     env, gate = gated_ffmpeg(tmp_path)
     # Chunks of at most 0.4 s: every clip has at least 4 (lead-in and tail alone are 0.6 s). With
@@ -251,6 +256,7 @@ def test_ctrl_c_stops_a_reply_then_a_render_and_a_crash_loses_only_the_clip_in_f
     assert not (tmp_path / "s" / "turns" / "0001" / "clip.mp4").exists()
 
 
+@pytest.mark.slow
 def test_piped_lines_are_turns_in_plain_text_and_the_session_resumes(tmp_path):
     env = {**os.environ, "TERM": "xterm-256color", "FORCE_COLOR": "1"}
     proc = subprocess.run([sys.executable, "-m", "talkgen", "chat", "--no-video", *SHORT], cwd=tmp_path, env=env,
@@ -303,6 +309,7 @@ def test_bad_command_lines_are_one_line(tmp_path, args, code, fragment):
     assert not (tmp_path / ".talkgen").exists()
 
 
+@pytest.mark.slow
 def test_a_cloned_voice_speaks_the_chat(tmp_path):
     """tts.engine=f5-tts in chat: the reference is checked and loaded once, the clip is in its voice's 24 kHz."""
     import wave
@@ -333,6 +340,7 @@ def test_a_resumed_chat_leaves_out_the_turns_its_last_prompt_left_out():
     assert dropped([{"type": "turn", "turn": 1, "question": "q", "reply": "r"}]) == 0  # a session from before the count
 
 
+@pytest.mark.slow
 def test_a_multi_rank_avatar_chats_on_one_rank_group(tmp_path):
     """tp-test on 2 ranks: every clip through the one group the chat launched (chat used to refuse it)."""
     proc = subprocess.run([sys.executable, "-m", "talkgen", "chat", *SHORT, "render.engine=tp-test", "render.nproc=2",

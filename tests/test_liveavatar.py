@@ -167,6 +167,7 @@ def test_missing_checkout_is_one_line_from_the_cli(tmp_path, weights):
     assert "LiveAvatar cannot run:" in proc.stderr and "is not a LiveAvatar checkout" in proc.stderr
 
 
+@pytest.mark.slow
 def test_renders_through_the_standin_with_lora_fp8_steps_and_continuity(tmp_path, weights):
     from talkgen.pipeline import RenderRequest, run
 
@@ -204,6 +205,7 @@ def test_renders_through_the_standin_with_lora_fp8_steps_and_continuity(tmp_path
     assert report["output"]["frames"] == plan["total_frames"]
 
 
+@pytest.mark.slow
 def test_five_ranks_render_through_the_launcher_with_the_video_from_the_decoding_rank(tmp_path, weights):
     """The TPP stand-in returns frames on rank num_gpus_dit - 1 + 1 = 4 only, as LiveAvatar does:
     the job finishes only if talkgen's output rank is that one, and rank 4 saves each seed."""
@@ -324,6 +326,7 @@ def test_any_other_frame_count_from_generate_is_an_error(tmp_path, weights, monk
         list(engine.render_chunk(_track(tmp_path, 24, loud=10), 0, 24))
 
 
+@pytest.mark.slow
 def test_one_gpu_mode_starts_the_one_rank_group_their_pipeline_asks_for(tmp_path, weights):
     """In a fresh process, as talkgen renders gpu-1x and chat: importing starts nothing (not even
     torch), and loading the engine starts a 1-rank gloo group, without which generate() fails."""
@@ -347,6 +350,7 @@ print(json.dumps([torch_at_import, before, dist.get_world_size(), dist.get_backe
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == [False, False, 1, "gloo", 9, False]
 
 
+@pytest.mark.slow
 def test_a_group_that_does_not_start_is_one_line_saying_what_to_do(tmp_path):
     code = f"""
 import torch.distributed as dist

@@ -15,6 +15,8 @@ from talkgen.face import find_landmarks
 from talkgen.speech import SILENCE_DB, SpeechTrack
 from talkgen.stages.plan import frame_energy_db
 
+pytestmark = pytest.mark.slow
+
 SCRIPT = """Hello, and welcome. My mother bought a map of Bombay, and we ate apples by the pool.
 
 Who knew? We will see a few people move south, but most of them stay put. Please be brief."""

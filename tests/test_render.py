@@ -14,6 +14,8 @@ import pytest
 from talkgen import media
 from talkgen.sync import audio_lag_ms
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = """Hello, and welcome. This is a short test of the whole pipeline, from text to video.
 
