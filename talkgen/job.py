@@ -60,7 +60,8 @@ def code_hash(*modules: str) -> str:
 
 @functools.cache
 def _source_digest(module: str) -> bytes:
-    """Read once per process: the source does not change under a running job, and every job of a batch asks."""
+    """Read once per process: every stage of every job a batch worker runs asks again, and the
+    code the process runs is what it read when it started, not an edit made since."""
     head, _, rest = module.partition(".")
     if head != "talkgen":
         raise ValueError(f"{module} is not a talkgen module")

@@ -217,12 +217,12 @@ class _ChunkWatcher:
         self._thread.start()
 
     def _loop(self, job_root: Path, plan: Plan, key: str, on_chunk: Callable[[Chunk], None], skip: set[int]) -> None:
-        from talkgen.chunks import finished_chunk, sidecar_path
+        from talkgen.chunks import finished_chunk
 
         seen = set(skip)
         while not self._stop.wait(0.3):
             for chunk in plan.chunks:
-                if chunk.index not in seen and sidecar_path(job_root, chunk.index).is_file() and finished_chunk(job_root, chunk, key):
+                if chunk.index not in seen and finished_chunk(job_root, chunk, key):
                     seen.add(chunk.index)
                     on_chunk(chunk)
 
