@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from talkgen.errors import UsageError
+from talkgen.speech import SILENCE_DB
 
 if TYPE_CHECKING:
     import numpy as np
@@ -23,7 +24,6 @@ AUDIO_RATE = 16000
 SEAM_RATE = 8000  # resolves well under a frame and is quick to correlate
 IDENTICAL = 0.002  # mean grey difference (0-255) below which two decoded frames are the same picture
 FROZEN_S = 1.0  # a longer run of identical frames while someone speaks is a stall
-SPEECH_DB = -40.0  # a frame louder than this has speech in it (the planner's silence bound)
 SYNC_MAX_LAG_MS = 120.0  # calibrated: good renders 0-40 ms, audio shifted by 0.2 s measures 160-280 ms
 SYNC_MIN_PEAK = 0.35  # calibrated: good renders 0.46-0.70, another video's audio 0.10-0.33
 SYNC_SEARCH_S = 2.0
@@ -291,7 +291,7 @@ def _frozen(still, levels, fps: float) -> Finding:
         elif not same and run_start is not None:
             # Pair i-1 joins frames i-1 and i, so the run shows frames run_start..i.
             frames = i - run_start + 1
-            spoken = float(np.mean(levels[run_start : i + 1] > SPEECH_DB)) if len(levels) else 0.0
+            spoken = float(np.mean(levels[run_start : i + 1] > SILENCE_DB)) if len(levels) else 0.0
             if spoken >= 0.5 and frames > worst:
                 worst, worst_at = frames, run_start
             run_start = None
@@ -310,7 +310,7 @@ def _lip_sync(frames: _Frames, levels, fps: float, expects: dict | None = None) 
     expects = expects or {}
     min_peak = float(expects.get("lip_sync_min_peak", SYNC_MIN_PEAK))
     max_lag = float(expects.get("lip_sync_max_lag_ms", SYNC_MAX_LAG_MS))
-    speech_s = float(np.sum(levels > SPEECH_DB)) / fps
+    speech_s = float(np.sum(levels > SILENCE_DB)) / fps
     values = {"speech_s": round(speech_s, 2), "mouth_region": frames.mouth, "max_lag_ms": max_lag, "min_peak": min_peak}
     if speech_s < SYNC_MIN_SPEECH_S or len(frames.motion) < 3 * fps:
         return Finding("lip sync", True, f"not measured: {speech_s:.1f} s of speech is too little to show a lag", values)
@@ -350,17 +350,18 @@ def judge_sync(lag_ms: float, peak: float, min_peak: float, max_lag_ms: float, r
 def _seams(path: Path, job_dir: Path) -> Finding:
     """The video's audio against the job's speech.wav at every chunk join, within SEAM_MAX_MS."""
     from talkgen import media
+    from talkgen.chunks import Plan
     from talkgen.sync import audio_lag_ms
 
     try:
-        plan = json.loads((job_dir / "plan.json").read_text(encoding="utf-8"))
-        fps, seams = plan["fps"], [c["end_frame"] for c in plan["chunks"][:-1]]
+        plan = Plan.load(job_dir / "plan.json")
+        fps, seams = plan.fps, plan.seams()
     except (OSError, ValueError, KeyError, TypeError):
         return Finding("seams", False, f"{job_dir / 'plan.json'} is unreadable: render again to rebuild the job")
     ref = media.decode_audio(job_dir / "speech.wav", SEAM_RATE)
     got = media.decode_audio(path, SEAM_RATE)
     # Seams sit in pauses; the half-second window either side reaches the speech around them.
-    points = seams or [plan.get("total_frames", 0) // 2]
+    points = seams or [plan.total_frames // 2]
     found = [(f, audio_lag_ms(ref, got, SEAM_RATE, f * SEAM_RATE // fps, SEAM_RATE // 2, SEAM_SEARCH)) for f in points]
     measured = [(f, m[0], m[1]) for f, m in found if m is not None]
     values = {"job": str(job_dir), "seams": len(seams), "lags_ms": [round(x, 1) for _, x, _ in measured],

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from talkgen.chunks import chunk_name, sidecar_path, state_file
+from talkgen.chunks import Chunk, chunk_name, sidecar_path, state_file
 from talkgen.errors import TalkgenError
 from talkgen.job import sha256_file, write_json_atomic
 from talkgen.media import ChunkEncoder
@@ -44,7 +44,7 @@ class ChunkFinisher:
         self._thread = threading.Thread(target=self._loop, name="finish chunks", daemon=True)
         self._thread.start()
 
-    def submit(self, encoder: ChunkEncoder, chunk: dict, meta: dict) -> None:
+    def submit(self, encoder: ChunkEncoder, chunk: Chunk, meta: dict) -> None:
         """Queue a chunk whose frames are all written (waiting, if the one before is still finishing)."""
         import time
 
@@ -66,7 +66,7 @@ class ChunkFinisher:
             try:
                 _finish(self.job_root, self.key, encoder, chunk, meta)
             except BaseException as exc:  # noqa: BLE001 - handed to the rendering thread
-                exc.chunk = chunk["index"]
+                exc.chunk = chunk.index
                 self.error = exc
 
     def check(self) -> None:
@@ -93,17 +93,17 @@ class ChunkFinisher:
         self._thread.join()
 
 
-def _finish(job_root: Path, key: str, encoder: ChunkEncoder, chunk: dict, meta: dict) -> None:
-    n = chunk["end_frame"] - chunk["start_frame"]
+def _finish(job_root: Path, key: str, encoder: ChunkEncoder, chunk: Chunk, meta: dict) -> None:
+    n = chunk.frames
     encoder.close()
-    path = job_root / chunk_name(chunk["index"])
+    path = job_root / chunk_name(chunk.index)
     if encoder.frames != n:
         path.unlink(missing_ok=True)
-        raise TalkgenError(f"chunk {chunk['index']} has {encoder.frames} frames, the plan says {n}: the avatar engine is at fault")
-    write_json_atomic(sidecar_path(job_root, chunk["index"]), {
-        "index": chunk["index"], "frames": n, "sha256": sha256_file(path), "key": key, **meta,
+        raise TalkgenError(f"chunk {chunk.index} has {encoder.frames} frames, the plan says {n}: the avatar engine is at fault")
+    write_json_atomic(sidecar_path(job_root, chunk.index), {
+        "index": chunk.index, "frames": n, "sha256": sha256_file(path), "key": key, **meta,
     })
-    _drop_previous_state(job_root, chunk["index"], meta.get("continuity"))
+    _drop_previous_state(job_root, chunk.index, meta.get("continuity"))
 
 
 def _drop_previous_state(job_root: Path, index: int, kept: Any) -> None:
@@ -121,7 +121,7 @@ def _drop_previous_state(job_root: Path, index: int, kept: Any) -> None:
 
 def render_one(
     job_root: Path,
-    chunk: dict,
+    chunk: Chunk,
     key: str,
     engine: AvatarEngine,
     track: SpeechTrack,
@@ -140,13 +140,13 @@ def render_one(
     """
     import time
 
-    frames = engine.render_chunk(track, chunk["start_frame"], chunk["end_frame"], continuity)
+    frames = engine.render_chunk(track, chunk.start_frame, chunk.end_frame, continuity)
     if finisher is None:
         for _ in frames:
             pass
         return None
     compute = 0.0
-    encoder = ChunkEncoder(job_root / chunk_name(chunk["index"]), engine.width, engine.height, engine.fps, crf=crf, preset=preset,
+    encoder = ChunkEncoder(job_root / chunk_name(chunk.index), engine.width, engine.height, engine.fps, crf=crf, preset=preset,
                            queue_mb=ENCODE_QUEUE_MB)
     try:
         while True:
@@ -158,7 +158,7 @@ def render_one(
             encoder.write(frame)
             if on_frames:
                 on_frames(1)
-        after = engine.continuity_after(chunk["end_frame"])
+        after = engine.continuity_after(chunk.end_frame)
         meta = {"continuity": after, "compute_s": round(compute, 4), "wait_s": round(encoder.wait_s, 4)}
     except BaseException:
         encoder.abort()

@@ -3,11 +3,17 @@
 A stage's outputs are written under temporary names and renamed into place, then the
 stage records its cache key and the outputs' sha256 in manifest.json. A re-run reuses a
 stage whose key matches and whose files still verify.
+
+A key holds the hashes of the stage's inputs, its settings, its engine's identity and,
+through code_hash, the source of the talkgen modules that make its artifact: the one way
+code reaches a key, for the stages (each names its modules in MADE_BY) and the avatar back
+ends (whose identity carries their own) alike.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -37,6 +43,36 @@ def cache_key(**parts: Any) -> str:
     """A stable hash of a stage's inputs, parameters and engine identity."""
     blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
     return sha256_text(blob)[:32]
+
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+def code_hash(*modules: str) -> str:
+    """A short hash of the source of talkgen modules, named as imported ("talkgen.stages.render");
+    a package stands for every module under it. What a stage's cache key holds of the code that
+    makes its artifact: edit one of them and the stage runs again."""
+    h = hashlib.sha256()
+    for name in sorted(set(modules)):
+        h.update(name.encode() + b"\0" + _source_digest(name))
+    return h.hexdigest()[:16]
+
+
+@functools.cache
+def _source_digest(module: str) -> bytes:
+    """Read once per process: every stage of every job a batch worker runs asks again, and the
+    code the process runs is what it read when it started, not an edit made since."""
+    head, _, rest = module.partition(".")
+    if head != "talkgen":
+        raise ValueError(f"{module} is not a talkgen module")
+    path = PACKAGE.joinpath(*rest.split(".")) if rest else PACKAGE
+    files = sorted(path.rglob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
+    if not files or not files[0].is_file():
+        raise ValueError(f"{module} is not a talkgen module: no {path.with_suffix('.py')}")
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(PACKAGE).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.digest()
 
 
 @contextlib.contextmanager

@@ -82,6 +82,27 @@ def _run(args: list[str], what: str) -> None:
         raise TalkgenError(f"ffmpeg failed while {what}: {tail}")
 
 
+# How every chunk is encoded, besides the recipe's render.crf and render.preset. Data rather
+# than literals in the argument list, so that the render cache key holds it (chunk_encoding):
+# a change here renders the chunks again instead of joining new ones to chunks encoded the old way.
+CHUNK_VIDEO = {
+    "codec": "libx264",
+    "pix_fmt": "yuv420p",
+    # No B-frames: chunks start without a composition offset, so stream-copy joins stay frame exact.
+    "bframes": 0,
+    "keyframe_s": 2,
+    "timescale_per_frame": 512,
+    "bitexact": True,
+}
+# How the final file's speech is encoded (its video is the chunks, copied): in the assemble key.
+FINAL_AUDIO = {"codec": "aac", "bitrate": "128k", "faststart": True, "bitexact": True}
+
+
+def chunk_encoding(crf: int, preset: str) -> dict:
+    """Every setting that decides how a chunk's frames become bytes: part of the render cache key."""
+    return {**CHUNK_VIDEO, "crf": crf, "preset": preset}
+
+
 class ChunkEncoder:
     """Streams RGB frames into a video-only H.264 file that appears atomically when closed.
 
@@ -100,13 +121,14 @@ class ChunkEncoder:
         self.wait_s = 0.0
         self._atomic = atomic_path(path)
         self._tmp = self._atomic.__enter__()
+        v = CHUNK_VIDEO
         args = [
             ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "pipe:0",
-            "-an", "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
-            # No B-frames: chunks start without a composition offset, so stream-copy joins stay frame exact.
-            "-bf", "0", "-g", str(fps * 2), "-r", str(fps), "-video_track_timescale", str(fps * 512),
-            "-fflags", "+bitexact", "-flags:v", "+bitexact", "-f", "mp4", str(self._tmp),
+            "-an", "-c:v", v["codec"], "-preset", preset, "-crf", str(crf), "-pix_fmt", v["pix_fmt"],
+            "-bf", str(v["bframes"]), "-g", str(fps * v["keyframe_s"]), "-r", str(fps),
+            "-video_track_timescale", str(fps * v["timescale_per_frame"]),
+            *(["-fflags", "+bitexact", "-flags:v", "+bitexact"] if v["bitexact"] else []), "-f", "mp4", str(self._tmp),
         ]
         self._proc = _popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         self._queue = None
@@ -207,10 +229,12 @@ def mux(video: Path, wav: Path, out: Path, duration_s: float, srt: Path | None =
     if srt is not None:
         args += ["-i", str(srt)]
         maps += ["-map", "2:s", "-c:s", "mov_text", "-metadata:s:s:0", "language=eng"]
+    a = FINAL_AUDIO
     with atomic_path(out) as tmp:
         _run(
-            args + maps + ["-c:v", "copy", "-c:a", "aac", "-b:a", "128k", "-af", "apad", "-t", f"{duration_s:.6f}",
-                           "-movflags", "+faststart", "-fflags", "+bitexact", "-f", "mp4", str(tmp)],
+            args + maps + ["-c:v", "copy", "-c:a", a["codec"], "-b:a", a["bitrate"], "-af", "apad", "-t", f"{duration_s:.6f}",
+                           *(["-movflags", "+faststart"] if a["faststart"] else []),
+                           *(["-fflags", "+bitexact"] if a["bitexact"] else []), "-f", "mp4", str(tmp)],
             f"writing {out.name}",
         )
 

@@ -1,8 +1,9 @@
 """The render job: decide which stages are stale, run them in order, report.
 
 Stages read and write artifacts in the job directory; each is skipped when its cache
-key (a hash of its inputs' content, its parameters and its engine's identity) still
-matches and its outputs verify. A finished job re-run loads no model. Engines come from
+key (a hash of its inputs' content, its parameters, its engine's identity and the source
+of the code that makes its artifact, talkgen.job.code_hash) still matches and its outputs
+verify. A finished job re-run loads no model. Engines come from
 an engine holder (talkgen.holder): a batch worker hands its own to job after job, so each
 model is loaded once; `talkgen render` is one job on a holder of its own.
 
@@ -20,19 +21,30 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from talkgen.errors import TalkgenError, UsageError
-from talkgen.job import Job, StageRecord, atomic_path, cache_key, sha256_file, sha256_text, write_json_atomic
+from talkgen.job import Job, StageRecord, atomic_path, cache_key, code_hash, sha256_file, sha256_text, write_json_atomic
 from talkgen.holder import Engines
 from talkgen.placement import release
 from talkgen.recipe import Recipe
 from talkgen.report import StageReport
 
+if TYPE_CHECKING:
+    from talkgen.chunks import Plan
+    from talkgen.portrait import Portrait
+    from talkgen.speech import SpeechTrack
+
 STAGES = ["transcribe", "reply", "speak", "plan", "render", "assemble"]
-# The source file of each engine: its code is part of the cache key of the stage it runs.
-_ENGINE_CODE = {"faster-whisper": "engines/faster_whisper_stt.py", "openai-whisper": "engines/openai_whisper_stt.py",
-                "piper": "engines/piper_tts.py", "f5-tts": "engines/f5_tts.py"}
+
+
+def _engine_code(kind: str, engine: str) -> str:
+    """The module of a speech, text or voice back end (from the engine registry): its code joins
+    the stage's own (MADE_BY) in the key of the stage it runs. The avatar back ends put their
+    code in their identity."""
+    from talkgen.engines.registry import module_of
+
+    return module_of(kind, engine) or engine
 
 
 @dataclass
@@ -84,7 +96,7 @@ def check_output(path: Path) -> None:
 
 def kept(job_root: Path) -> str:
     """What a stopped render leaves for the next run, in words: "kept the speech, the plan and 3 of 7 chunks in JOB"."""
-    from talkgen.chunks import CHUNKS
+    from talkgen.chunks import Plan, finished_count
 
     try:
         stages = json.loads((job_root / "manifest.json").read_text(encoding="utf-8"))["stages"]
@@ -95,10 +107,10 @@ def kept(job_root: Path) -> str:
     done = [words[name] for name in STAGES if isinstance(stages.get(name), dict) and stages[name].get("complete", True)]
     if "render" not in stages:
         try:
-            total = len(json.loads((job_root / "plan.json").read_text(encoding="utf-8"))["chunks"]) if "plan" in stages else 0
+            total = len(Plan.load(job_root / "plan.json").chunks) if "plan" in stages else 0
         except (OSError, ValueError, KeyError, TypeError):
             total = 0
-        finished = len(list((job_root / CHUNKS).glob("[0-9]*.mp4.json")))  # sidecars: written last, once a chunk is whole
+        finished = finished_count(job_root)
         if total and finished:
             done.append(f"{min(finished, total)} of {total} chunks")
     if not done:
@@ -241,9 +253,11 @@ def _run(req: RenderRequest, progress: Progress, engines: Engines, group_root: P
         _publish(job.path("final.mp4"), out.video, job.stages["assemble"].outputs["final.mp4"])
         _publish(job.path("final.srt"), out.srt, job.stages["assemble"].outputs["final.srt"])
 
+        from talkgen.chunks import CHUNKS
+
         artifacts = {name: str(job.path(rel).resolve()) for name, rel in (
             ("job", "."), ("transcript", "transcript.json"), ("reply", "reply.json"), ("speech", "speech.wav"),
-            ("alignment", "alignment.json"), ("plan", "plan.json"), ("chunks", "chunks"),
+            ("alignment", "alignment.json"), ("plan", "plan.json"), ("chunks", CHUNKS),
         ) if job.path(rel).exists()}
         artifacts.update(video=str(out.video.resolve()), subtitles=str(out.srt.resolve()), report=str(out.report.resolve()))
         output = dict(info)
@@ -290,10 +304,10 @@ def _read_script(path: Path) -> str:
 class _PortraitOnce:
     """Loads (and face-checks) the portrait at most once, and only if some stage needs it."""
 
-    def __init__(self, path: Path | None, size: int):
+    def __init__(self, path: Path | None, size: int) -> None:
         self.path, self.size, self._portrait = path, size, None
 
-    def get(self):
+    def get(self) -> Portrait:
         if self._portrait is None:
             from talkgen.portrait import load_portrait
 
@@ -306,21 +320,20 @@ class _PortraitOnce:
 def _transcribe(r: Run, audio: Path, portrait: _PortraitOnce) -> dict:
     from talkgen import media
     from talkgen.engines.stt import stt_identity
+    from talkgen.stages import transcribe as stage
 
     c = r.recipe.stt
     ident = stt_identity(c)
     key = cache_key(audio=sha256_file(audio), stt=ident, piece_s=c.piece_s, vad=c.vad_threshold,
-                    talkgen=_code_version(["stages/transcribe.py", _ENGINE_CODE[c.engine], "engines/silero_vad.py"]))
+                    talkgen=code_hash(*stage.MADE_BY, _engine_code("stt", c.engine)))
 
     def work() -> StageRecord:
-        from talkgen.stages.transcribe import transcribe
-
         duration = media.audio_duration(audio)
         portrait.get()  # a portrait with no face should fail before any model work
         stt = r.engines.stt(c, r.recipe.name)
         r.progress.stage("transcribe", round(duration, 1), "s of audio")
-        result = transcribe(audio, stt, r.engines.vad(), r.job.path("transcript.json"), c.piece_s, c.vad_threshold,
-                            r.progress.advance)
+        result = stage.transcribe(audio, stt, r.engines.vad(), r.job.path("transcript.json"), c.piece_s, c.vad_threshold,
+                                  r.progress.advance)
         return StageRecord(key="", device=c.device, outputs=r.job.output_hashes(["transcript.json"]),
                            extra={"audio_s": round(duration, 3), "pieces": result["pieces"], "language": result["language"]})
 
@@ -330,21 +343,20 @@ def _transcribe(r: Run, audio: Path, portrait: _PortraitOnce) -> dict:
 
 def _reply(r: Run, turns: list[str], portrait: _PortraitOnce) -> dict:
     from talkgen.engines.llm import llm_identity
+    from talkgen.stages import reply as stage
 
     c = r.recipe.llm
     ident = llm_identity(c)
     key = cache_key(turns=[sha256_text(t) for t in turns], llm=ident, settings=c.__dict__,
-                    talkgen=_code_version(["stages/reply.py", "engines/transformers_llm.py"]))
+                    talkgen=code_hash(*stage.MADE_BY, _engine_code("llm", c.engine)))
 
     def work() -> StageRecord:
-        from talkgen.stages.reply import reply
-
         portrait.get()
         loads = sum(r.engines.loads.values())
         llm = r.engines.llm(c, r.recipe.name)
         loaded = sum(r.engines.loads.values()) > loads  # else a worker's LLM, loaded for an earlier job
-        result = reply(turns, llm, c, r.job.path("reply.json"), on_text=r.progress.text, note=r.progress.note,
-                       on_turn=r.progress.turn)
+        result = stage.reply(turns, llm, c, r.job.path("reply.json"), on_text=r.progress.text, note=r.progress.note,
+                             on_turn=r.progress.turn)
         tokens = sum(t["tokens"] for t in result["turns"])
         gen_s = sum(t["seconds"] for t in result["turns"])
         return StageRecord(key="", device=c.device, outputs=r.job.output_hashes(["reply.json"]), extra={
@@ -358,9 +370,10 @@ def _reply(r: Run, turns: list[str], portrait: _PortraitOnce) -> dict:
     return json.loads(r.job.path("reply.json").read_text(encoding="utf-8"))
 
 
-def _speak(r: Run, text: str, portrait: _PortraitOnce):
+def _speak(r: Run, text: str, portrait: _PortraitOnce) -> SpeechTrack:
     from talkgen.engines.tts import tts_identity
     from talkgen.speech import SpeechTrack
+    from talkgen.stages import speak as stage
 
     c = r.recipe.tts
     ident = tts_identity(c)
@@ -372,18 +385,17 @@ def _speak(r: Run, text: str, portrait: _PortraitOnce):
         if not f5_tts.voice_text(c):  # the transcript talkgen makes depends on the STT engine
             extra["voice_stt"] = stt_identity(r.recipe.stt)
     key = cache_key(script=sha256_text(text), tts=ident, pauses=[c.sentence_pause_s, c.paragraph_pause_s], **extra,
-                    talkgen=_code_version(["text", "stages/speak.py", "stages/voice.py", _ENGINE_CODE[c.engine]]))
+                    talkgen=code_hash(*stage.MADE_BY, _engine_code("tts", c.engine)))
 
     def work() -> StageRecord:
-        from talkgen.stages.speak import speak
         from talkgen.text.script import paragraphs, sentences
 
         portrait.get()  # a portrait with no face should fail before minutes of speech synthesis
         tts = r.engines.tts(c, r.recipe.stt, r.recipe.name, fresh=True)  # the same speech as a render of its own
         reference = getattr(tts, "reference", None)
         r.progress.stage("speak", sum(len(sentences(p)) for p in paragraphs(text)), "sentences")
-        speak(text, tts, r.job.path("speech.wav"), r.job.path("alignment.json"), c.sentence_pause_s, c.paragraph_pause_s,
-              progress=lambda done, total: r.progress.advance(1))
+        stage.speak(text, tts, r.job.path("speech.wav"), r.job.path("alignment.json"), c.sentence_pause_s, c.paragraph_pause_s,
+                    progress=lambda done, total: r.progress.advance(1))
         return StageRecord(key="", outputs=r.job.output_hashes(["speech.wav", "alignment.json"]), device=c.device,
                            extra={"voice_text": reference.text} if reference else {})
 
@@ -391,73 +403,66 @@ def _speak(r: Run, text: str, portrait: _PortraitOnce):
     return SpeechTrack.load(r.job.path("speech.wav"), r.job.path("alignment.json"))
 
 
-def _plan(r: Run, track) -> tuple[dict, dict]:
+def _plan(r: Run, track: SpeechTrack) -> tuple[Plan, dict]:
+    from talkgen.chunks import Plan
     from talkgen.engines.avatar import avatar_traits
+    from talkgen.stages import plan as stage
 
     c = r.recipe.render
     traits = avatar_traits(c)
     max_chunk_s = min(c.max_chunk_s, traits["max_chunk_s"])
     key = cache_key(speech=r.job.stages["speak"].outputs, fps=c.fps, max_chunk_s=max_chunk_s, min_chunk_s=c.min_chunk_s,
-                    frames_per_clip=traits["frames_per_clip"], lead_frames=traits["lead_frames"], talkgen=_code_version(["stages/plan.py"]))
+                    frames_per_clip=traits["frames_per_clip"], lead_frames=traits["lead_frames"], talkgen=code_hash(*stage.MADE_BY))
 
     def work() -> StageRecord:
-        from talkgen.stages.plan import make_plan
-
-        plan = make_plan(track, c.fps, max_chunk_s, c.min_chunk_s, traits["frames_per_clip"], traits["lead_frames"])
-        write_json_atomic(r.job.path("plan.json"), plan)
-        return StageRecord(key="", outputs=r.job.output_hashes(["plan.json"]), extra={"chunks": len(plan["chunks"])})
+        plan = stage.make_plan(track, c.fps, max_chunk_s, c.min_chunk_s, traits["frames_per_clip"], traits["lead_frames"])
+        write_json_atomic(r.job.path("plan.json"), plan.to_dict())
+        return StageRecord(key="", outputs=r.job.output_hashes(["plan.json"]), extra={"chunks": len(plan.chunks)})
 
     r.stage("plan", key, work, "plan")
-    return json.loads(r.job.path("plan.json").read_text(encoding="utf-8")), traits
+    return Plan.load(r.job.path("plan.json")), traits
 
 
-def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: dict, traits: dict, track) -> StageRecord:
+def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: Plan, traits: dict, track: SpeechTrack) -> StageRecord:
     from talkgen.placement import runs_in_ranks
     from talkgen.portrait import portrait_hash
-    from talkgen.stages.render import render_settings
+    from talkgen.stages import render as stage
 
     c = r.recipe.render
-    key = cache_key(
-        plan=r.job.stages["plan"].outputs, speech=r.job.stages["speak"].outputs, portrait=portrait_hash(portrait_path),
-        render=render_settings(c), engine=traits["identity"],
-    )
+    key = stage.render_key(c, traits["identity"], plan=r.job.stages["plan"].outputs, speech=r.job.stages["speak"].outputs,
+                           portrait=portrait_hash(portrait_path))
 
     def work() -> StageRecord:
+        from talkgen.chunks import chunk_dir, clear_chunks, clear_stale_chunks, next_chunk
         from talkgen.ranks.timing import rank_timings
-        from talkgen.chunks import clear_stale_chunks, next_chunk
-        from talkgen.stages.render import collect, render_chunks
 
         if "render" in r.stale:
-            shutil.rmtree(r.job.path("chunks"), ignore_errors=True)  # redo on purpose: finished chunks too
+            clear_chunks(r.job.root)  # redo on purpose: finished chunks too
         t = time.perf_counter()
-        r.progress.stage("render", plan["total_frames"], "frames")
+        r.progress.stage("render", plan.total_frames, "frames")
         if runs_in_ranks(c):
             from talkgen.engines.avatar import check_avatar
-            from talkgen.stages.render import rank_request
 
             check_avatar(c)  # missing files or GPUs fail here, in one line, not in every rank
             clear_stale_chunks(r.job.root, key)
             _, _, reused = next_chunk(r.job.root, plan, key)
-            r.progress.advance(sum(ch["end_frame"] - ch["start_frame"] for ch in plan["chunks"][:reused]))
-            request = rank_request(r.recipe, portrait.get(), r.job.root, key)  # no face: fails here
+            r.progress.advance(plan.frames_before(reused))
+            request = stage.rank_request(r.recipe, portrait.get(), r.job.root, key)  # no face: fails here
             # The worker's rank group, launched with its first job and kept up for the next.
             group = r.engines.ranks(c, r.group_root or r.job.root)
             handed = group.render(r.job.root, request, plan, skip=set(range(reused)),
-                                  on_chunk=lambda ch: r.progress.advance(ch["end_frame"] - ch["start_frame"]))
-            rec = collect(r.job, key, plan, reused)
+                                  on_chunk=lambda ch: r.progress.advance(ch.frames))
+            rec = stage.collect(r.job, key, plan, reused)
             rec.extra.update(rank_timings(r.job.root, c.nproc, handed, rec.extra["encode_wait_s"]))
             rec.extra.update(group_launches=r.engines.launches, group_job=group.jobs)
         else:
-            r.job.path("chunks").mkdir(exist_ok=True)
             loading = time.perf_counter()
-            engine = r.engines.avatar(c, portrait.get(), state_dir=r.job.path("chunks"))
+            engine = r.engines.avatar(c, portrait.get(), state_dir=chunk_dir(r.job.root))
             load_s = time.perf_counter() - loading
-            rec = render_chunks(r.job, key, plan, engine, track, c.crf, c.preset, on_frames=r.progress.advance)
+            rec = stage.render_chunks(r.job, key, plan, engine, track, c.crf, c.preset, on_frames=r.progress.advance)
             rec.extra.update(startup_s=round(load_s, 3), load_s=round(load_s, 3))
             rec.extra.update(python=sys.executable, torch=sys.modules["torch"].__version__ if "torch" in sys.modules else "")
-        rendered = plan["total_frames"] - sum(
-            ch["end_frame"] - ch["start_frame"] for ch in plan["chunks"][: rec.extra.get("reused_chunks", 0)]
-        )
+        rendered = plan.total_frames - plan.frames_before(rec.extra.get("reused_chunks", 0))
         wall = max(1e-9, time.perf_counter() - t)
         rec.extra["fps_rendered"] = round(rendered / wall, 1)
         # Everything but the back end's own frame making: start-up, broadcasts, encoder waits, teardown.
@@ -469,22 +474,23 @@ def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: d
     return r.stage("render", key, work, c.engine, traits["identity"].get("version", ""), roles=("avatar", "ranks"))
 
 
-def _assemble(r: Run, plan: dict, render_rec: StageRecord, track, ffmpeg_version: str) -> dict:
+def _assemble(r: Run, plan: Plan, render_rec: StageRecord, track: SpeechTrack, ffmpeg_version: str) -> dict:
+    from talkgen import media
     from talkgen.chunks import chunk_name
+    from talkgen.stages import assemble as stage
 
-    rels = [chunk_name(ch["index"]) for ch in plan["chunks"]]
+    rels = [chunk_name(ch.index) for ch in plan.chunks]
     key = cache_key(chunks=[render_rec.outputs[rel] for rel in rels], speech=r.job.stages["speak"].outputs,
-                    ffmpeg=ffmpeg_version, talkgen=_code_version(["stages/assemble.py", "subtitles.py", "media.py"]))
+                    ffmpeg=ffmpeg_version, encoder=media.FINAL_AUDIO, talkgen=code_hash(*stage.MADE_BY))
 
     def work() -> StageRecord:
-        from talkgen.stages.assemble import assemble
         from talkgen.subtitles import write_srt
 
         job = r.job
         r.progress.stage("assemble", None, "")
         write_srt(job.path("final.srt"), track.sentences, track.sample_rate)
-        info = assemble([job.path(rel) for rel in rels], job.path("speech.wav"), job.path("final.srt"), job.path("joined.mp4"),
-                        job.path("final.mp4"), job.path("concat.txt"), plan)
+        info = stage.assemble([job.path(rel) for rel in rels], job.path("speech.wav"), job.path("final.srt"), job.path("joined.mp4"),
+                              job.path("final.mp4"), job.path("concat.txt"), plan.total_frames, plan.fps, plan.seams())
         job.path("joined.mp4").unlink(missing_ok=True)
         return StageRecord(key="", outputs=job.output_hashes(["final.mp4", "final.srt"]), extra={"output": info})
 
@@ -498,7 +504,7 @@ def _check(job: Job, video: Path, digest: str) -> dict:
     from talkgen.check import check_video, job_expects
 
     stored = job.path("check.json")
-    code = _code_version(["check.py", "sync.py"])
+    code = code_hash("talkgen.check", "talkgen.sync")
     expects = job_expects(job.root)  # a back end that changes what it claims is checked again
     try:
         old = json.loads(stored.read_text(encoding="utf-8"))
@@ -518,14 +524,3 @@ def _publish(src: Path, dst: Path, digest: str) -> None:
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
 
-
-def _code_version(rels: list[str]) -> str:
-    """Hash of the talkgen source files a stage depends on: edit them and it re-runs."""
-    root = Path(__file__).resolve().parent
-    h = hashlib.sha256()
-    for rel in rels:
-        p = root / rel
-        files = sorted(p.rglob("*.py")) if p.is_dir() else [p]
-        for f in files:
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]

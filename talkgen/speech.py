@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
 
+# A video frame's slice of speech quieter than this (RMS, dBFS) is a pause: the planner cuts
+# there, the puppet's mouth rests there, and talkgen check counts only louder frames as speech.
+SILENCE_DB = -40.0
 # Phoneme-stream symbols that are pauses, sentence marks or word breaks, not sounds.
 SILENT_SYMBOLS = frozenset({"^", "$", " ", ",", ".", "!", "?", ";", ":", "…", "-"})
 

@@ -43,6 +43,7 @@ def _caches(report):
     return {s["name"]: s["cache"] for s in report["stages"]}
 
 
+@pytest.mark.slow
 def test_a_recorded_question_is_answered_without_the_network(tmp_path, no_network):
     recipe = load_recipe("cpu", ["render.size=96", "llm.max_reply_words=30"])
     report = run(RenderRequest(QUESTION, tmp_path / "a.mp4", recipe, job_dir=tmp_path / "job"))
@@ -94,6 +95,7 @@ def test_wrong_kind_of_input(tmp_path, name, content, fragment):
     assert not (tmp_path / "o.mp4").exists()
 
 
+@pytest.mark.slow
 def test_a_silent_recording_says_no_speech(tmp_path):
     from talkgen.speech import WavWriter
 
@@ -125,6 +127,7 @@ def test_a_picture_given_as_a_script_is_not_called_a_video(tmp_path):
     assert proc.returncode == 2 and "looks like a binary file, not text" in proc.stderr, proc.stderr
 
 
+@pytest.mark.slow
 def test_a_question_recorded_as_a_phone_video_is_heard(tmp_path):
     """Video with a spoken question, as a phone records it: its audio track is the question."""
     media.still_video(ROOT / "examples" / "portrait.png", tmp_path / "question.mp4", 6.6, audio=QUESTION)

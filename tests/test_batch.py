@@ -56,6 +56,7 @@ def mixed(tmp_path_factory):
     return d, proc
 
 
+@pytest.mark.slow
 def test_a_worker_loads_each_model_once_and_every_job_writes_its_files(mixed):
     d, proc = mixed
     rep = report(d / "videos")
@@ -84,6 +85,7 @@ def test_a_worker_loads_each_model_once_and_every_job_writes_its_files(mixed):
     assert len(ask1["conversation"][0]["reply"].split()) <= 12 + 8
 
 
+@pytest.mark.slow
 def test_a_finished_batch_reruns_without_a_worker(mixed):
     d, _ = mixed
     before = {p.name: p.stat().st_mtime_ns for p in (d / "videos").glob("*.mp4")}
@@ -104,6 +106,7 @@ def test_a_finished_batch_reruns_without_a_worker(mixed):
     assert {s["name"]: s["cache"] for s in second["stages"]}["speak"] == "hit"  # the encoder setting is the render stage's, not the voice's
 
 
+@pytest.mark.slow
 def test_a_warm_voice_says_each_job_as_a_render_of_its_own_does(tmp_path):
     """Piper's seeded noise keeps its state between calls; the worker's voice starts it again per
     job (a new session, the old one let go first), so the same text is the same speech."""
@@ -118,6 +121,7 @@ def test_a_warm_voice_says_each_job_as_a_render_of_its_own_does(tmp_path):
     assert said[0] == said[1] == (tmp_path / "alone" / "speech.wav").read_bytes()
 
 
+@pytest.mark.slow
 def test_bad_jobs_fail_alone_with_their_reason(tmp_path):
     scripts(tmp_path / "in", 2)
     (tmp_path / "in" / "empty.txt").write_text("\n")
@@ -219,6 +223,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.slow
 def test_a_sigkilled_batch_reruns_skipping_finished_jobs_and_resuming_the_interrupted_one(tmp_path):
     scripts(tmp_path / "in", 3, words=20)
     args = ["batch", "in", "-o", "out", *SAY, "-q"]
@@ -251,6 +256,7 @@ def test_a_sigkilled_batch_reruns_skipping_finished_jobs_and_resuming_the_interr
     assert q1["check"]["ok"]
 
 
+@pytest.mark.slow
 def test_two_workers_share_the_jobs_and_each_loads_once(tmp_path):
     scripts(tmp_path / "in", 4)
     proc = talkgen(["batch", "in", "-o", "out", *SAY, "--workers", "2"], tmp_path)
@@ -263,6 +269,7 @@ def test_two_workers_share_the_jobs_and_each_loads_once(tmp_path):
     assert sum(w["jobs"] for w in rep["workers"]) == 4
 
 
+@pytest.mark.slow
 def test_a_two_rank_avatar_is_launched_once_per_worker(tmp_path):
     scripts(tmp_path / "in", 3)
     proc = talkgen(["batch", "in", "-o", "out", *SAY, "render.engine=tp-test", "render.nproc=2"], tmp_path)
@@ -284,6 +291,7 @@ def test_a_two_rank_avatar_is_launched_once_per_worker(tmp_path):
     assert media.frame_hashes(tmp_path / "alone.mp4") == media.frame_hashes(tmp_path / "out" / "q2.mp4")
 
 
+@pytest.mark.slow
 def test_the_python_api_returns_the_reports(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code = ("import sys, talkgen; heavy = [m for m in ('torch', 'transformers', 'ray', 'rich', 'numpy') if m in sys.modules]; "
@@ -326,6 +334,7 @@ def test_workers_default_to_one_per_share_of_the_machines_gpus(monkeypatch, tmp_
     assert default_workers(one) == 4 and shares(one, 4) == ["4", "5", "6", "7"]
 
 
+@pytest.mark.slow
 def test_the_live_view_shows_each_workers_job_on_a_terminal_and_results_stay_off_it(tmp_path):
     import pexpect
 

@@ -17,6 +17,8 @@ import pytest
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 from ray.cluster_utils import Cluster  # noqa: E402  (the talkgen[ray] extra, which install.sh installs)
 
+pytestmark = pytest.mark.slow
+
 LOOPBACK = {"node_ip_address": "127.0.0.1", "include_dashboard": False}
 
 

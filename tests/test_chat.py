@@ -26,9 +26,9 @@ SHORT = ["llm.max_reply_words=12"]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def spawn(args: list[str], cwd: Path) -> pexpect.spawn:
+def spawn(args: list[str], cwd: Path, env: dict | None = None) -> pexpect.spawn:
     # The first start in a test session converts the bundled LLM once (about 20 s).
-    child = pexpect.spawn(sys.executable, ["-m", "talkgen", "chat", *args], cwd=str(cwd), env=dict(os.environ),
+    child = pexpect.spawn(sys.executable, ["-m", "talkgen", "chat", *args], cwd=str(cwd), env=env or dict(os.environ),
                           encoding="utf-8", timeout=180, dimensions=(50, 250))
     child.expect_exact(PROMPT)
     return child
@@ -89,6 +89,7 @@ def conversation(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_each_turn_gets_a_clip_in_order(conversation):
     assert conversation["exit"] == 0
     session = conversation["session"]
@@ -113,6 +114,7 @@ def test_each_turn_gets_a_clip_in_order(conversation):
         assert 0 <= frames / 25 - speech_s < 1 / 25 + 1e-3
 
 
+@pytest.mark.slow
 def test_history_and_save(conversation):
     session = conversation["session"]
     history = conversation["/history"]
@@ -134,6 +136,7 @@ def _seconds(stamp: str) -> float:
     return int(h) * 3600 + int(m) * 60 + float(s)
 
 
+@pytest.mark.slow
 def test_mistakes_are_one_line_and_the_chat_goes_on(conversation):
     for command, fragment in (("/audio nowhere.wav", "error: no file nowhere.wav"),
                               ("/frobnicate", "error: unknown command /frobnicate"), ("/persona", "error: say who the avatar is")):
@@ -143,6 +146,7 @@ def test_mistakes_are_one_line_and_the_chat_goes_on(conversation):
         assert "Traceback" not in text
 
 
+@pytest.mark.slow
 def test_the_second_turn_loads_no_model(conversation):
     events = jsonl(conversation["session"] / "events.jsonl")
     loads = [e for e in events if e["event"] == "load"]
@@ -154,11 +158,56 @@ def test_the_second_turn_loads_no_model(conversation):
     assert all(e["t"] < events[second]["t"] for e in loads)
 
 
+# An ffmpeg (through TALKGEN_FFMPEG, the setting that names it) that, when started as a chunk's
+# encoder, says so in the gate folder and waits to start until the gate is open. While it waits,
+# no chunk can finish, so the clip is rendering for as long as the test needs, however fast x264 is.
+GATED_FFMPEG = """#!{python} -S
+import os, sys, time
+from pathlib import Path
+
+gate = Path({gate!r})
+if "pipe:0" in sys.argv:  # frames come in on standard input: a chunk's encoder
+    parent = os.getppid()
+    (gate / f"started-{{os.getpid()}}").touch()
+    while not (gate / "open").exists():
+        if os.getppid() != parent:  # the chat is gone: nothing will read this encoder
+            sys.exit(1)
+        time.sleep(0.02)
+os.execv({ffmpeg!r}, [{ffmpeg!r}, *sys.argv[1:]])
+"""
+
+
+def gated_ffmpeg(folder: Path) -> tuple[dict, Path]:
+    """The environment that runs chat with the gated ffmpeg, and its gate folder (closed)."""
+    import shutil
+
+    gate = folder / "gate"
+    gate.mkdir()
+    wrapper = folder / "ffmpeg"
+    wrapper.write_text(GATED_FFMPEG.format(python=sys.executable, gate=str(gate), ffmpeg=shutil.which("ffmpeg")))
+    wrapper.chmod(0o755)
+    return {**os.environ, "TALKGEN_FFMPEG": str(wrapper)}, gate
+
+
+def wait_for_an_encoder(gate: Path, timeout: float = 180) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not list(gate.glob("started-*")):
+        assert time.monotonic() < deadline, "no chunk encoder started: the clip never reached its render"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
 def test_ctrl_c_stops_a_reply_then_a_render_and_a_crash_loses_only_the_clip_in_flight(tmp_path):
-    # 2048 pixels through x264's slow preset, so the clip is still rendering when Ctrl-C comes: at 1024 a
-    # short clip rendered at about 31 frames a second on a quiet machine and was sometimes done first.
-    args = ["--session-dir", "s", "render.size=2048", "render.preset=slow", "llm.max_reply_words=200", "llm.max_new_tokens=300"]
-    child = spawn(args, tmp_path)
+    env, gate = gated_ffmpeg(tmp_path)
+    # Chunks of at most 0.4 s: every clip has at least 4 (lead-in and tail alone are 0.6 s). With
+    # its encoders held, the render can make the frames of 3 chunks at most before it waits, so
+    # it is still rendering, and reads the stop at its next frame, once the gate opens.
+    args = ["--session-dir", "s", "render.size=96", "render.max_chunk_s=0.4", "render.min_chunk_s=0.2",
+            "llm.max_reply_words=200", "llm.max_new_tokens=300"]
+    child = spawn(args, tmp_path, env)
+    child.logfile_read = (tmp_path / "terminal.log").open("w")  # what the chat showed, to read when this fails
     child.sendline("Tell me a long story about a dragon and a knight.")
     child.expect_exact("avatar> ")
     child.expect(r"\w+\W+\w+\W+\w+")
@@ -166,18 +215,28 @@ def test_ctrl_c_stops_a_reply_then_a_render_and_a_crash_loses_only_the_clip_in_f
     child.expect_exact("[stopped]")
     child.expect_exact(PROMPT)
     ask(child, "Hi!")
+    wait_for_an_encoder(gate)  # the clip's first chunk is being encoded, and cannot finish
     child.sendintr()
+    child.expect_exact("stopping the clips being rendered")
+    (gate / "open").touch()
     child.expect_exact("clip 1 stopped")
-    ask(child, "Bye!")
+    plan = json.loads((tmp_path / "s" / "turns" / "0001" / "plan.json").read_text())
+    assert len(plan["chunks"]) >= 4, "a clip this short could finish while its encoders were held"
     # A crash while the second clip renders: the reply is kept and the clip is made on resume.
+    (gate / "open").unlink()
+    for started in gate.glob("started-*"):
+        started.unlink()
+    ask(child, "Bye!")
+    wait_for_an_encoder(gate)
     child.kill(signal.SIGKILL)
     child.close()
     records = jsonl(tmp_path / "s" / "history.jsonl")
     assert [(r["type"], r["turn"]) for r in records] == [("turn", 1), ("clip_stopped", 1), ("turn", 2)]
     assert records[0]["question"] == "Hi!" and records[2]["question"] == "Bye!"
 
+    (gate / "open").touch()
     child = pexpect.spawn(sys.executable, ["-m", "talkgen", "chat", "--resume", "s", *args[2:]], cwd=str(tmp_path),
-                          env=dict(os.environ), encoding="utf-8", timeout=180, dimensions=(50, 250))
+                          env=env, encoding="utf-8", timeout=180, dimensions=(50, 250))
     seen = set()
     while len(seen) < 2:  # the clip may be ready before or after the prompt shows
         seen.add(child.expect([CLIP, re.escape(PROMPT)]))
@@ -197,6 +256,7 @@ def test_ctrl_c_stops_a_reply_then_a_render_and_a_crash_loses_only_the_clip_in_f
     assert not (tmp_path / "s" / "turns" / "0001" / "clip.mp4").exists()
 
 
+@pytest.mark.slow
 def test_piped_lines_are_turns_in_plain_text_and_the_session_resumes(tmp_path):
     env = {**os.environ, "TERM": "xterm-256color", "FORCE_COLOR": "1"}
     proc = subprocess.run([sys.executable, "-m", "talkgen", "chat", "--no-video", *SHORT], cwd=tmp_path, env=env,
@@ -249,6 +309,7 @@ def test_bad_command_lines_are_one_line(tmp_path, args, code, fragment):
     assert not (tmp_path / ".talkgen").exists()
 
 
+@pytest.mark.slow
 def test_a_cloned_voice_speaks_the_chat(tmp_path):
     """tts.engine=f5-tts in chat: the reference is checked and loaded once, the clip is in its voice's 24 kHz."""
     import wave
@@ -279,6 +340,7 @@ def test_a_resumed_chat_leaves_out_the_turns_its_last_prompt_left_out():
     assert dropped([{"type": "turn", "turn": 1, "question": "q", "reply": "r"}]) == 0  # a session from before the count
 
 
+@pytest.mark.slow
 def test_a_multi_rank_avatar_chats_on_one_rank_group(tmp_path):
     """tp-test on 2 ranks: every clip through the one group the chat launched (chat used to refuse it)."""
     proc = subprocess.run([sys.executable, "-m", "talkgen", "chat", *SHORT, "render.engine=tp-test", "render.nproc=2",

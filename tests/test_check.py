@@ -34,6 +34,7 @@ def findings(proc) -> dict:
     return {f["name"]: f for f in json.loads(proc.stdout)["findings"]}
 
 
+@pytest.mark.slow
 def test_render_checks_its_own_output_and_reports_it(good):
     report = json.loads((good / "out.report.json").read_text())
     assert report["check"]["ok"] is True
@@ -43,6 +44,7 @@ def test_render_checks_its_own_output_and_reports_it(good):
     assert found["seams"]["ok"] and found["seams"]["values"]["seams"] >= 2
 
 
+@pytest.mark.slow
 def test_good_render_is_sound_and_its_job_is_found(good):
     proc = talkgen("check", "out.mp4", "--json", cwd=good)
     assert proc.returncode == 0, proc.stdout
@@ -53,6 +55,7 @@ def test_good_render_is_sound_and_its_job_is_found(good):
     assert found["seams"]["values"]["max_lag_ms"] == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shift", [-0.5, 0.3, 1.0])
 def test_shifted_audio_fails(good, shift):
     bad = good / f"shift{shift}.mp4"
@@ -70,6 +73,7 @@ def test_shifted_audio_fails(good, shift):
     assert not with_job["lip sync"]["ok"] and with_job["lip sync"]["judged"]  # the puppet claims lip sync: judged
 
 
+@pytest.mark.slow
 def test_frozen_picture_during_speech_fails(good):
     bad = good / "frozen.mp4"
     media.freeze_video(good / "out.mp4", bad, 25, 75)  # 2 s of one frame while the first sentence is spoken
@@ -81,6 +85,7 @@ def test_frozen_picture_during_speech_fails(good):
     assert 1.5 <= found["frozen frames"]["values"]["longest_frozen_s"] <= 2.04
 
 
+@pytest.mark.slow
 def test_video_without_audio_fails(good):
     chunk = good / "job" / "chunks" / "00000.mp4"  # chunks are video-only by design
     proc = talkgen("check", str(chunk), cwd=good)
@@ -88,6 +93,7 @@ def test_video_without_audio_fails(good):
     assert "streams: no audio stream" in proc.stdout.splitlines()[-1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, fragment", [("missing.mp4", "does not exist"), ("s.txt", "is not a video"),
                                             ("job", "is a folder")])
 def test_not_a_video_is_one_line_with_exit_2(good, name, fragment):
@@ -96,12 +102,14 @@ def test_not_a_video_is_one_line_with_exit_2(good, name, fragment):
     assert len(proc.stderr.strip().splitlines()) == 1 and fragment in proc.stderr
 
 
+@pytest.mark.slow
 def test_job_dir_that_is_not_a_job_is_one_line(good):
     proc = talkgen("check", "out.mp4", "--job-dir", "job/chunks", cwd=good)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "is not a talkgen job directory" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_render_refuses_success_when_its_check_fails(good, monkeypatch):
     """The whole job is cached; check is handed a copy whose audio is 1 s late, as a broken mux would make."""
     import talkgen.check as check
@@ -141,6 +149,7 @@ def test_a_figure_and_its_bound_never_read_the_same_when_one_fails_the_other():
     assert figure(0.52, 0.35, 2) == "0.52" and figure(0.35, 0.35, 2) == "0.35" and figure(1.04, 1.0, 2) == "1.04"
 
 
+@pytest.mark.slow
 def test_a_back_ends_own_bound_is_used_and_printed_apart(good):
     from talkgen.check import check_video
 
@@ -153,6 +162,7 @@ def test_a_back_ends_own_bound_is_used_and_printed_apart(good):
     assert float(shown) < float(needs.split(";")[0]), sync.detail
 
 
+@pytest.mark.slow
 def test_a_back_end_that_does_not_claim_lip_sync_is_not_judged(good):
     """tp-test draws frames from random weights: its lip sync is measured and reported, never failed."""
     proc = talkgen("render", "s.txt", "--say", "-o", "tp.mp4", "--size", "256", "--job-dir", "tpjob", "render.engine=tp-test",

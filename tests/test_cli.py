@@ -90,6 +90,7 @@ def test_ffmpeg_without_encoders(work):
     assert_one_line_error(proc, 1, "lacks the libx264 and aac encoder")
 
 
+@pytest.mark.slow
 def test_cp1252_script_renders(work):
     (work / "c.txt").write_bytes("Caf\xe9 cr\xe8me, \x93quoted\x94 \x97 2 euros.".encode("latin-1"))
     proc = run(["render", "c.txt", "--say", "-o", "c.mp4", "--size", "64", "-q"], work)
@@ -97,6 +98,7 @@ def test_cp1252_script_renders(work):
     assert "Café crème" in (work / "c.srt").read_text()
 
 
+@pytest.mark.slow
 def test_portrait_and_size(work, tmp_path):
     import cv2
     import skimage.data
@@ -153,6 +155,7 @@ def test_doctor_piped_keeps_each_check_on_one_line(tmp_path):
         assert line.split()[:2] == [c["status"], c["name"].split()[0]] and c["detail"] in line
 
 
+@pytest.mark.slow
 def test_render_summary_piped_is_whole_rows_and_json_is_the_report(work):
     proc = run(["render", "s.txt", "--say", "-o", "o.mp4", "--size", "64", "--json"], work, env=NARROW)
     assert proc.returncode == 0, proc.stderr

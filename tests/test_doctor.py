@@ -59,6 +59,7 @@ def test_this_machine_without_a_gpu_passes_the_cpu_recipe(tmp_path):
     assert found["estimate"]["data"]["cost_usd"] == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this machine has an NVIDIA driver")
 def test_this_machine_cannot_run_the_8_gpu_recipe(tmp_path):
     proc = doctor("--recipe", "h100-8x", cwd=tmp_path)
@@ -69,6 +70,7 @@ def test_this_machine_cannot_run_the_8_gpu_recipe(tmp_path):
     assert "needs GPUs this machine lacks" in fails["gpu"] and "no GPU visible" in fails["gpu"]  # the "gpu fit" line
 
 
+@pytest.mark.slow
 def test_h100_sxm_box_with_a_desktop_driver_explains_error_802(tmp_path):
     found = checks(doctor("--recipe", "h100-8x", "--json", env=machine("h100-8x-desktop-driver", tmp_path)))
     assert found["gpus"]["status"] == "ok"
@@ -85,6 +87,7 @@ def test_h100_sxm_box_with_a_desktop_driver_explains_error_802(tmp_path):
     assert found["gpu fit"]["status"] == "ok" and found["precision"]["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_a_scheduler_s_cuda_visible_devices_renumbers_the_gpus_as_torch_does(tmp_path):
     """Eight cards, four handed to this job: CUDA sees 4, and placement's cuda:0 is nvidia-smi's 4."""
     env = machine("h100-8x-desktop-driver", tmp_path)
@@ -99,6 +102,7 @@ def test_a_scheduler_s_cuda_visible_devices_renumbers_the_gpus_as_torch_does(tmp
     assert found["gpu fit"]["status"] == "ok" and "GPU 0 (NVIDIA H100 80GB HBM3, nvidia-smi's 4) needs 56.5 GiB" in found["gpu fit"]["detail"]
 
 
+@pytest.mark.slow
 def test_healthy_h100_fits_the_one_gpu_recipe(tmp_path):
     proc = doctor("--recipe", "gpu-1x", "--json", env=machine("h100-1x", tmp_path))
     found = checks(proc)
@@ -115,6 +119,7 @@ def test_healthy_h100_fits_the_one_gpu_recipe(tmp_path):
     assert est["status"] == "ok" and "no benchmark figure yet" in est["detail"]
 
 
+@pytest.mark.slow
 def test_t4_has_no_bf16_and_too_little_memory_for_liveavatar(tmp_path):
     env = machine("t4", tmp_path)
     found = checks(doctor("--recipe", "gpu-1x", "--json", env=env))
@@ -129,6 +134,7 @@ def test_t4_has_no_bf16_and_too_little_memory_for_liveavatar(tmp_path):
     assert proc.returncode == 0 and "precision" not in checks(proc)
 
 
+@pytest.mark.slow
 def test_driver_library_mismatch_asks_for_a_reboot(tmp_path):
     env = machine("driver-mismatch", tmp_path)
     proc = doctor("--recipe", "gpu-1x", "--json", env=env)
@@ -208,6 +214,7 @@ def test_unknown_recipe_is_one_line(tmp_path):
     assert "no recipe 'nope'" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_server_driver_with_fabric_manager_stopped_needs_only_the_service():
     from talkgen.doctor import Machine, run_doctor
     from talkgen.gpus import CudaInit, DriverFacts, Gpu, SmiResult, cuda_error_code

@@ -33,6 +33,7 @@ def _config(tiny, *extra):
     return load_recipe("cpu", [*tiny_f5.overrides(tiny), f"tts.voice={QUESTION}", "tts.voice_text=What is the weather like", *extra]).tts
 
 
+@pytest.mark.slow
 def test_the_engine_clones_deterministically_with_exact_lengths(tiny):
     config = _config(tiny)
     ref = f5_tts.load_reference(config, config.voice_text)
@@ -51,6 +52,7 @@ def test_the_engine_clones_deterministically_with_exact_lengths(tiny):
     assert c.audio.shape == a.audio.shape and not np.array_equal(c.audio, a.audio)
 
 
+@pytest.mark.slow
 def test_slower_speed_asks_for_more_frames(tiny):
     fast, slow = _config(tiny), _config(tiny, "tts.speed=0.5")
     ref = f5_tts.load_reference(fast, fast.voice_text)
@@ -59,6 +61,7 @@ def test_slower_speed_asks_for_more_frames(tiny):
     assert abs(len(b.audio) - 2 * len(a.audio)) <= 2 * f5_tts.HOP
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_shape_is_one_line(tiny, tmp_path):
     other = tmp_path / "other.yaml"
     other.write_text("model:\n  backbone: DiT\n  arch: {dim: 32, depth: 1, heads: 2, dim_head: 16, ff_mult: 2, text_dim: 16, conv_layers: 1}\n")
@@ -67,6 +70,7 @@ def test_a_checkpoint_of_another_shape_is_one_line(tiny, tmp_path):
         load_tts(config, f5_tts.load_reference(config, config.voice_text))
 
 
+@pytest.mark.slow
 def test_bad_references_fail_before_loading(tiny, tmp_path):
     long = tmp_path / "long.wav"
     with wave.open(str(long), "wb") as w:
@@ -86,6 +90,7 @@ def _render(tmp_path, *args):
     return subprocess.run([sys.executable, "-m", "talkgen", "render", *args], cwd=tmp_path, capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_render_with_a_cloned_voice_and_a_heard_transcript(tiny, tmp_path):
     """--voice without --voice-text: talkgen's STT writes the transcript; adding it re-speaks."""
     (tmp_path / "s.txt").write_text("Hello there. This is a cloned voice.\n")
@@ -119,6 +124,7 @@ def test_voice_needs_a_cloning_engine(tmp_path):
     assert not (tmp_path / "o.mp4").exists()
 
 
+@pytest.mark.slow
 def test_the_gpu_recipe_chain_runs_on_cpu_with_tiny_models(tiny, tmp_path):
     """`render q.wav --recipe gpu-1x --voice me.wav`, every engine placed on the CPU: the
     question heard, answered by a tiny Llama, said in the cloned voice (its transcript made

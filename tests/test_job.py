@@ -68,3 +68,51 @@ def test_unreadable_manifest_means_rebuild(tmp_path):
     with Job(root) as job:
         assert job.stages == {}
         assert os.path.exists(root / "lock")
+
+
+def test_code_hash_is_stable_and_follows_the_source(tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+    import sys
+
+    from talkgen import job
+
+    mine = job.code_hash("talkgen.stages.render", "talkgen.chunks")
+    assert mine == job.code_hash("talkgen.chunks", "talkgen.stages.render", "talkgen.chunks")  # order and repeats aside
+    assert mine != job.code_hash("talkgen.stages.render")
+    # The same in another process: nothing from the clock or the interpreter's hash seed.
+    code = "from talkgen.job import code_hash; print(code_hash('talkgen.stages.render', 'talkgen.chunks'))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == mine
+    with pytest.raises(ValueError, match="not a talkgen module"):
+        job.code_hash("talkgen.stages.nowhere")
+    # Edit a module, or a module inside a package named whole, and the hash moves.
+    copy = tmp_path / "talkgen"
+    shutil.copytree(job.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(job, "PACKAGE", copy)
+    job._source_digest.cache_clear()
+    try:
+        assert job.code_hash("talkgen.stages.render", "talkgen.chunks") == mine
+        rig = job.code_hash("talkgen.rig")
+        (copy / "chunks.py").write_text((copy / "chunks.py").read_text() + "\n# edited\n")
+        (copy / "rig" / "warp.py").write_text((copy / "rig" / "warp.py").read_text() + "\n# edited\n")
+        assert job.code_hash("talkgen.stages.render", "talkgen.chunks") == mine  # read once per process
+        job._source_digest.cache_clear()
+        assert job.code_hash("talkgen.stages.render", "talkgen.chunks") != mine
+        assert job.code_hash("talkgen.rig") != rig
+    finally:
+        job._source_digest.cache_clear()  # the copy's digests must not serve the tests after this one
+
+
+def test_every_stage_and_engine_names_code_that_exists():
+    """A module named wrongly would fail every render of its stage; a new engine left out would key on no code of its own."""
+    from talkgen import pipeline
+    from talkgen.engines.registry import LISTED
+    from talkgen.job import code_hash
+    from talkgen.stages import assemble, plan, render, reply, speak, transcribe
+
+    for stage in (transcribe, reply, speak, plan, render, assemble):
+        assert stage.__name__ in stage.MADE_BY
+        code_hash(*stage.MADE_BY)
+    for kind, name, module in LISTED:
+        assert pipeline._engine_code(kind, name) == module
+        code_hash(module)

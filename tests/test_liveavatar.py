@@ -167,6 +167,7 @@ def test_missing_checkout_is_one_line_from_the_cli(tmp_path, weights):
     assert "LiveAvatar cannot run:" in proc.stderr and "is not a LiveAvatar checkout" in proc.stderr
 
 
+@pytest.mark.slow
 def test_renders_through_the_standin_with_lora_fp8_steps_and_continuity(tmp_path, weights):
     from talkgen.pipeline import RenderRequest, run
 
@@ -204,6 +205,7 @@ def test_renders_through_the_standin_with_lora_fp8_steps_and_continuity(tmp_path
     assert report["output"]["frames"] == plan["total_frames"]
 
 
+@pytest.mark.slow
 def test_five_ranks_render_through_the_launcher_with_the_video_from_the_decoding_rank(tmp_path, weights):
     """The TPP stand-in returns frames on rank num_gpus_dit - 1 + 1 = 4 only, as LiveAvatar does:
     the job finishes only if talkgen's output rank is that one, and rank 4 saves each seed."""
@@ -324,6 +326,7 @@ def test_any_other_frame_count_from_generate_is_an_error(tmp_path, weights, monk
         list(engine.render_chunk(_track(tmp_path, 24, loud=10), 0, 24))
 
 
+@pytest.mark.slow
 def test_one_gpu_mode_starts_the_one_rank_group_their_pipeline_asks_for(tmp_path, weights):
     """In a fresh process, as talkgen renders gpu-1x and chat: importing starts nothing (not even
     torch), and loading the engine starts a 1-rank gloo group, without which generate() fails."""
@@ -347,6 +350,7 @@ print(json.dumps([torch_at_import, before, dist.get_world_size(), dist.get_backe
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == [False, False, 1, "gloo", 9, False]
 
 
+@pytest.mark.slow
 def test_a_group_that_does_not_start_is_one_line_saying_what_to_do(tmp_path):
     code = f"""
 import torch.distributed as dist
@@ -387,7 +391,7 @@ def _staged(tmp_path, weights, state):
 
     track = _track(tmp_path, 126, loud=tuple(range(2, 126, 9)))
     plan = make_plan(track, 25, 24 / 25, 24 / 25, 12, 3)
-    assert [c["end_frame"] - c["start_frame"] for c in plan["chunks"]] == [21] * 6
+    assert [c.frames for c in plan.chunks] == [21] * 6
     return _engine(tmp_path, weights, state=state), track, plan
 
 
@@ -400,7 +404,7 @@ def _render(job_dir, engine, track, plan, on_frames=None):
 
 
 def _shas(job_dir, plan):
-    return [json.loads((job_dir / "chunks" / f"{c['index']:05d}.mp4.json").read_text())["sha256"] for c in plan["chunks"]]
+    return [json.loads((job_dir / "chunks" / f"{c.index:05d}.mp4.json").read_text())["sha256"] for c in plan.chunks]
 
 
 def test_a_render_keeps_only_the_seeds_it_can_still_resume_from(tmp_path, weights):

@@ -120,16 +120,16 @@ def test_a_queued_encoder_whose_ffmpeg_dies_fails_in_one_line_and_leaves_nothing
 
 def test_chunks_finish_in_order_behind_the_back_end_and_a_short_one_is_refused(tmp_path):
     from talkgen.chunk_writer import ChunkFinisher
-    from talkgen.chunks import chunk_name, finished_chunk, sidecar_path
+    from talkgen.chunks import Chunk, chunk_name, finished_chunk, sidecar_path
 
     (tmp_path / "chunks").mkdir()
-    chunks = [{"index": i, "start_frame": 10 * i, "end_frame": 10 * i + 10} for i in range(3)]
+    chunks = [Chunk(i, 10 * i, 10 * i + 10) for i in range(3)]
     finisher = ChunkFinisher(tmp_path, "key")
     for chunk, frames in zip(chunks, (10, 10, 9)):  # the last one is a frame short
-        enc = media.ChunkEncoder(tmp_path / chunk_name(chunk["index"]), 64, 64, 25, preset="ultrafast", queue_mb=1)
+        enc = media.ChunkEncoder(tmp_path / chunk_name(chunk.index), 64, 64, 25, preset="ultrafast", queue_mb=1)
         for i in range(frames):
             enc.write(np.full((64, 64, 3), i * 20, np.uint8))
-        finisher.submit(enc, chunk, {"continuity": {"n": chunk["index"]}, "compute_s": 0.0, "wait_s": 0.0})
+        finisher.submit(enc, chunk, {"continuity": {"n": chunk.index}, "compute_s": 0.0, "wait_s": 0.0})
     with pytest.raises(TalkgenError, match="chunk 2 has 9 frames, the plan says 10") as err:
         finisher.join()
     assert err.value.chunk == 2

@@ -30,6 +30,7 @@ def _floats(state: dict) -> int:
     return sum(t.numel() for t in state.values() if t.is_floating_point())
 
 
+@pytest.mark.slow
 def test_counts_match_the_loaded_tiny_models(tmp_path):
     from talkgen.engines import f5_tts
     from talkgen.engines.llm import load_llm

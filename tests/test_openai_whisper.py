@@ -31,6 +31,7 @@ def tiny_large_v3(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_the_engine_loads_a_checkpoint_and_transcribes_deterministically(tmp_path, tiny_large_v3):
     config = load_recipe("cpu", ["stt.engine=openai-whisper", f"stt.model={tiny_large_v3}", "stt.beam_size=1"]).stt
     stt = load_stt(config)
@@ -56,6 +57,7 @@ def test_an_official_name_needs_the_pulled_file(tmp_path, monkeypatch):
         load_stt(config, "gpu-1x")
 
 
+@pytest.mark.slow
 def test_render_routes_a_recording_through_openai_whisper(tmp_path, tiny_large_v3):
     """The transcribe stage runs the recipe's engine. A random model says random words or none
     (Whisper's temperature fallback samples), so either the video is made with the openai-whisper

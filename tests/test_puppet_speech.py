@@ -12,8 +12,10 @@ import pytest
 
 from talkgen import media
 from talkgen.face import find_landmarks
-from talkgen.speech import SpeechTrack
-from talkgen.stages.plan import SILENCE_DB, frame_energy_db
+from talkgen.speech import SILENCE_DB, SpeechTrack
+from talkgen.stages.plan import frame_energy_db
+
+pytestmark = pytest.mark.slow
 
 SCRIPT = """Hello, and welcome. My mother bought a map of Bombay, and we ate apples by the pool.
 

@@ -51,6 +51,7 @@ def tp_renders(far, tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 def test_the_second_environment_holds_a_stack_that_conflicts_with_talkgens(far):
     code = ("import importlib.util as u, numpy, torch, transformers; "
             "print(torch.__version__, numpy.__version__, transformers.__version__, u.find_spec('talkgen'), u.find_spec('typer'))")
@@ -62,6 +63,7 @@ def test_the_second_environment_holds_a_stack_that_conflicts_with_talkgens(far):
     assert talkgen_spec == typer_spec == "None"
 
 
+@pytest.mark.slow
 def test_two_tp_test_ranks_render_under_the_second_environment_as_in_talkgens_own(tp_renders, far):
     own, there = render_detail(tp_renders / "own.report.json"), render_detail(tp_renders / "far.report.json")
     assert there["python"] == str(far) and there["torch"].startswith("2.13.0") and there["ranks"] == 2
@@ -78,6 +80,7 @@ def test_two_tp_test_ranks_render_under_the_second_environment_as_in_talkgens_ow
     assert (logs / "agent.log").is_file() and list(logs.rglob("*stderr*"))
 
 
+@pytest.mark.slow
 def test_the_far_side_loads_only_the_rank_code_of_talkgen(tp_renders):
     timing = json.loads((tp_renders / "far" / "ranks" / "rank0.timing.json").read_text())
     loaded = timing["talkgen_modules"]
@@ -85,6 +88,7 @@ def test_the_far_side_loads_only_the_rank_code_of_talkgen(tp_renders):
     assert not [m for m in loaded if m.startswith(NEAR_ONLY)], loaded
 
 
+@pytest.mark.slow
 def test_liveavatars_five_ranks_render_under_the_second_environment(far, tmp_path):
     (tmp_path / "s.txt").write_text("Hello there, this is the first sentence. And this is a second one, a little longer.")
     ckpt, lora = tmp_path / "wan", tmp_path / "lora"
@@ -117,7 +121,7 @@ for name in modules:
     importlib.import_module(name)
 import numpy as np
 from talkgen.chunk_writer import ChunkFinisher, render_one
-from talkgen.chunks import next_chunk
+from talkgen.chunks import Plan, chunk_dir, next_chunk
 from talkgen.png import write_png
 from talkgen.recipe import recipe_from_dict
 from talkgen.speech import SpeechTrack, WavWriter
@@ -137,8 +141,9 @@ class Grey:
     def continuity_after(self, end):
         return {"frame": end}
 
-plan = {"chunks": [{"index": 0, "start_frame": 0, "end_frame": 8}, {"index": 1, "start_frame": 8, "end_frame": 16}]}
-(folder / "chunks").mkdir()
+plan = Plan.from_dict({"fps": 25, "sample_rate": 16000, "samples": 16000, "total_frames": 16, "max_chunk_s": 0.32,
+                       "chunks": [{"index": 0, "start_frame": 0, "end_frame": 8}, {"index": 1, "start_frame": 8, "end_frame": 16}]})
+chunk_dir(folder)
 finisher = ChunkFinisher(folder, "k")
 chunk, continuity, pos = next_chunk(folder, plan, "k")
 while chunk is not None:
@@ -151,6 +156,7 @@ print("ok", sys.version_info[:2], np.__version__)
 """
 
 
+@pytest.mark.slow
 def test_the_far_side_code_imports_and_runs_on_python_3_10_without_torch(tp_renders, tmp_path):
     from talkgen.ranks.interpreter import code_path, far_env
     from talkgen.recipe import load_recipe
@@ -210,6 +216,7 @@ def test_a_python_without_torch_is_one_line(tmp_path):
     assert f"{py310} -m pip install torch" in line
 
 
+@pytest.mark.slow
 def test_a_torch_that_cannot_see_the_placements_gpus_is_one_line(tmp_path, far):
     from test_doctor import machine
 
@@ -218,6 +225,7 @@ def test_a_torch_that_cannot_see_the_placements_gpus_is_one_line(tmp_path, far):
     assert "install a CUDA build of torch there" in line
 
 
+@pytest.mark.slow
 def test_a_back_end_that_does_not_import_there_is_one_line_naming_the_module(tmp_path, far):
     broken = tmp_path / "LiveAvatar"
     pipeline = broken / "liveavatar" / "models" / "wan"
@@ -233,6 +241,7 @@ def test_a_back_end_that_does_not_import_there_is_one_line_naming_the_module(tmp
             "ModuleNotFoundError: No module named 'diffusers')") in line
 
 
+@pytest.mark.slow
 def test_flash_attention_missing_stops_a_gpu_render_and_is_a_warning_on_the_cpu(far):
     """From a real probe of the second environment, which has neither flash-attn."""
     from talkgen.ranks.interpreter import probe, problems
@@ -249,11 +258,13 @@ def test_flash_attention_missing_stops_a_gpu_render_and_is_a_warning_on_the_cpu(
     assert any("neither flash_attn_3 nor flash-attn" in e for e in errors)
 
 
+@pytest.mark.slow
 def test_the_puppet_does_not_take_render_python(tmp_path, far):
     line = _refused(tmp_path, "render.engine=puppet", f"render.python={far}", code=2)
     assert "the puppet renders in talkgen's own process: leave render.python blank" in line
 
 
+@pytest.mark.slow
 def test_doctor_reports_the_avatar_environment_as_seen_from_there(tmp_path, far):
     def doctor(*args):
         proc = subprocess.run([sys.executable, "-m", "talkgen", "doctor", "--json", *args], capture_output=True, text=True,
@@ -276,6 +287,7 @@ def test_doctor_reports_the_avatar_environment_as_seen_from_there(tmp_path, far)
     assert "avatar env" not in checks
 
 
+@pytest.mark.slow
 def test_a_gpu_without_bf16_is_refused_with_what_suits_the_back_end(far):
     """A probe's answer as a T4 gives it (compute 7.5, no bf16): the fix depends on the back end."""
     from talkgen.ranks.interpreter import problems

@@ -17,6 +17,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPT = " ".join(f"Sentence {i} is spoken here, and then a short pause follows." for i in range(10))
 
 
+@pytest.mark.slow
 def test_two_ranks_compute_what_one_computes(tmp_path):
     """Column- and row-parallel halves plus an all-reduce equal the whole layer, within float tolerance."""
     sys.path.insert(0, str(HERE))
@@ -53,6 +54,7 @@ def whole(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 def test_two_ranks_render_a_real_video_like_one_rank(whole):
     info = media.probe(whole / "whole.mp4")
     report = json.loads((whole / "whole.report.json").read_text())
@@ -81,6 +83,7 @@ def test_two_ranks_render_a_real_video_like_one_rank(whole):
     assert media.frame_hashes(whole / "one-ranked.mp4") == media.frame_hashes(whole / "one.mp4")
 
 
+@pytest.mark.slow
 def test_a_finished_distributed_job_reruns_without_launching(whole):
     proc = talkgen([*ARGS, "render.nproc=2", "-o", "whole.mp4", "--job-dir", "whole"], whole)
     assert proc.returncode == 0
@@ -106,6 +109,7 @@ def _workers(parent_pid: int) -> list[tuple[int, int]]:
     return out
 
 
+@pytest.mark.slow
 def test_a_killed_rank_stops_the_job_with_one_line_and_the_rerun_resumes(whole, tmp_path):
     (tmp_path / "s.txt").write_text(SCRIPT)
     args = [*ARGS, "render.nproc=2", "render.collective_timeout_s=20", "-o", "cut.mp4", "--job-dir", "cut"]
@@ -140,6 +144,7 @@ def test_a_killed_rank_stops_the_job_with_one_line_and_the_rerun_resumes(whole, 
 
 def test_a_rank_that_raises_is_named_with_its_chunk_and_error(tmp_path, monkeypatch):
     """The worker's own error report, read back by the launcher into one line."""
+    from talkgen.chunks import Chunk, Plan
     from talkgen.ranks import worker
     from talkgen.ranks.launch import describe_failure
 
@@ -149,13 +154,14 @@ def test_a_rank_that_raises_is_named_with_its_chunk_and_error(tmp_path, monkeypa
     monkeypatch.setattr(sys, "argv", ["worker", str(tmp_path)])
     with pytest.raises(SystemExit):
         worker.main()  # no request.json: it fails before any collective
-    plan = {"chunks": [{"index": 0, "start_frame": 0, "end_frame": 4}]}
+    plan = Plan(25, 16000, 2560, 4, 8.0, [Chunk(0, 0, 4)])
     failures = {0: -signal.SIGTERM, 1: 1}  # exit codes: rank 0 stopped by the launcher, rank 1 failed
     line = describe_failure(failures, tmp_path, plan, "key")
     assert line.startswith("rank 1 failed in chunk 0: FileNotFoundError:")
     assert "\n" not in line and "run again to resume" in line
 
 
+@pytest.mark.slow
 def test_nproc_must_suit_the_back_end(tmp_path):
     (tmp_path / "s.txt").write_text("Hello.")
     proc = talkgen(["render", "s.txt", "--say", "-o", "o.mp4", "render.engine=tp-test", "render.nproc=3"], tmp_path)

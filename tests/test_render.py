@@ -14,6 +14,8 @@ import pytest
 from talkgen import media
 from talkgen.sync import audio_lag_ms
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = """Hello, and welcome. This is a short test of the whole pipeline, from text to video.
 
@@ -74,6 +76,32 @@ def test_rerun_does_nothing_and_loads_no_model(rendered):
     out = subprocess.run([sys.executable, "-c", code], cwd=rendered, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['hit', 'hit', 'hit', 'hit'] []"
     assert (rendered / "out.mp4").stat().st_mtime_ns == before
+
+
+def test_an_encoder_setting_is_in_the_render_key(rendered, monkeypatch):
+    """x264's settings in media.py, not just render.crf and render.preset: a change re-encodes the chunks."""
+    from talkgen.pipeline import RenderRequest, run
+    from talkgen.recipe import load_recipe
+
+    monkeypatch.chdir(rendered)
+
+    def render() -> tuple[list[str], dict]:
+        rep = run(RenderRequest(Path("s.txt"), Path("out.mp4"), load_recipe("cpu", ["render.size=128"]), job_dir=Path("job"), say=True))
+        manifest = json.loads((rendered / "job" / "manifest.json").read_text())
+        return [s["cache"] for s in rep["stages"]], manifest["stages"]["render"]["outputs"]
+
+    before = json.loads((rendered / "job" / "manifest.json").read_text())["stages"]["render"]["outputs"]
+    with monkeypatch.context() as patch:
+        patch.setitem(media.CHUNK_VIDEO, "keyframe_s", 1)
+        caches, chunks = render()
+        assert caches == ["hit", "hit", "miss", "miss"]
+        assert chunks.keys() == before.keys() and all(chunks[k] != before[k] for k in chunks)  # every chunk encoded again
+        assert render()[0] == ["hit"] * 4  # nothing changed: all cached
+    caches, chunks = render()
+    assert caches == ["hit", "hit", "miss", "miss"] and chunks == before  # back to the first settings, bit for bit
+    with monkeypatch.context() as patch:
+        patch.setitem(media.FINAL_AUDIO, "bitrate", "96k")  # the speech's encoding is the assemble stage's alone
+        assert render()[0] == ["hit", "hit", "hit", "miss"]
 
 
 def test_changing_size_reuses_the_speech(rendered):

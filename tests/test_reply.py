@@ -16,6 +16,7 @@ def smol():
     return config, load_llm(config)
 
 
+@pytest.mark.slow
 def test_same_seed_same_reply_and_bounded_length(tmp_path, smol):
     config, llm = smol
     a = reply(["What colour is the sky?"], llm, config, tmp_path / "a.json")
@@ -27,6 +28,7 @@ def test_same_seed_same_reply_and_bounded_length(tmp_path, smol):
     assert saved["messages"][0] == {"role": "system", "content": system_prompt(config.persona, 25)}
 
 
+@pytest.mark.slow
 def test_paragraphs_are_turns_of_one_conversation(tmp_path, smol):
     config, llm = smol
     streamed = []
@@ -37,6 +39,7 @@ def test_paragraphs_are_turns_of_one_conversation(tmp_path, smol):
     assert "".join(streamed).strip()  # tokens were streamed as they came
 
 
+@pytest.mark.slow
 def test_history_is_cut_oldest_first_when_the_window_is_full(tmp_path, smol):
     config, llm = smol
     small = load_recipe("cpu", ["llm.max_reply_words=25", "llm.context_tokens=230", "llm.max_new_tokens=60"]).llm
@@ -50,6 +53,7 @@ def test_history_is_cut_oldest_first_when_the_window_is_full(tmp_path, smol):
     assert any("kept its first" in n for n in notes)
 
 
+@pytest.mark.slow
 def test_changing_the_seed_changes_the_reply(tmp_path, smol):
     config, llm = smol
     other = load_recipe("cpu", ["llm.max_reply_words=25", "llm.seed=11"]).llm
@@ -104,6 +108,7 @@ def _tiny_llama(folder, mute: bool):
     return folder
 
 
+@pytest.mark.slow
 def test_a_local_model_folder_loads_through_the_same_engine(tmp_path):
     folder = _tiny_llama(tmp_path / "tiny", mute=False)
     config = load_recipe("cpu", [f"llm.model={folder}", "llm.max_new_tokens=12"]).llm
@@ -136,6 +141,7 @@ def test_a_hub_id_maps_to_the_pulled_folder_and_never_downloads(tmp_path, monkey
     assert llm.model.config.model_type == "llama" and llm.identity()["model"] == "meta-llama/Llama-3.2-3B-Instruct"
 
 
+@pytest.mark.slow
 def test_the_next_turn_reuses_the_last_prompts_cache_and_replies_as_a_cold_start_would(tmp_path, smol):
     """The prompt cache is kept between turns, block by block at fixed positions, so a reply is
     the same whether the engine had just answered the turns before it or had done nothing."""
@@ -160,6 +166,7 @@ def test_the_next_turn_reuses_the_last_prompts_cache_and_replies_as_a_cold_start
         assert warm["raw"] == cold["raw"] and warm["tokens"] == cold["tokens"]
 
 
+@pytest.mark.slow
 def test_a_full_window_leaves_out_enough_old_turns_to_keep_the_next_prompts_beginning_steady(tmp_path, smol):
     config, llm = smol
     small = load_recipe("cpu", ["llm.max_reply_words=25", "llm.context_tokens=420", "llm.max_new_tokens=60"]).llm

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 SCRIPT = " ".join(f"Sentence {i} is spoken here, and then a short pause follows." for i in range(12))
 RENDER = ["render", "s.txt", "--say", "-o", "o.mp4", "--size", "128", "--job-dir", "job",
           "render.max_chunk_s=1.0", "render.min_chunk_s=0.5", "-q"]

@@ -14,6 +14,8 @@ from talkgen.recipe import load_recipe
 from talkgen.speech import WavWriter
 from talkgen.stages.transcribe import transcribe
 
+pytestmark = pytest.mark.slow
+
 SENTENCE = "The quick brown fox jumps over the lazy dog, and then it runs back home to sleep."
 
 

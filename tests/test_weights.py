@@ -71,6 +71,7 @@ def serving(mode, cut=None, files=FILES):
             yield front, storage
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 def test_pull_list_and_verify(tmp_path, mode):
     manifest = _manifest(tmp_path)
@@ -89,6 +90,7 @@ def test_pull_list_and_verify(tmp_path, mode):
         assert proc.returncode == 1 and "tiny-test: config.json does not match its sha256" in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 def test_an_interrupted_download_resumes(tmp_path, mode):
     manifest = _manifest(tmp_path)
@@ -115,6 +117,7 @@ def test_a_corrupted_file_is_named_and_removed(tmp_path, mode):
     assert not (tmp_path / "weights" / "tiny" / "model.bin").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 def test_the_token_goes_only_to_the_endpoints_host(tmp_path, mode):
     manifest = _manifest(tmp_path)

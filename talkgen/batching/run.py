@@ -208,12 +208,11 @@ def _with_chunk(status: dict, out: Path, plans: dict[str, list[int]]) -> dict:
     if not job or status.get("stage") != "render":
         return status
     if job not in plans:
-        import json
+        from talkgen.chunks import Plan
 
         try:
-            plan = json.loads((q.job_dir(out, job) / "plan.json").read_text(encoding="utf-8"))
-            plans[job] = [c["end_frame"] for c in plan["chunks"]]
-        except (OSError, ValueError, KeyError):
+            plans[job] = [c.end_frame for c in Plan.load(q.job_dir(out, job) / "plan.json").chunks]
+        except (OSError, ValueError, KeyError, TypeError):
             return status
     ends = plans[job]
     done = status.get("done", 0)

@@ -14,7 +14,6 @@ frames of the previous chunk, so the next chunk moves on from where the last one
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 import sys
@@ -496,4 +495,6 @@ def _checkout_id(la: LiveAvatarConfig) -> str:
 
 
 def _code_hash() -> str:
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    from talkgen.job import code_hash
+
+    return code_hash(__name__)

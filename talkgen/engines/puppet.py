@@ -11,14 +11,13 @@ own index: a chunk renders the same whether the job ran in one go or resumed aft
 
 from __future__ import annotations
 
-import hashlib
 import math
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, Iterator
 
 from talkgen.engines.avatar import AvatarParts, AvatarTraits
 from talkgen.engines.registry import Backend
-from talkgen.stages.plan import SILENCE_DB
+from talkgen.speech import SILENCE_DB
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -278,10 +277,7 @@ class PuppetAvatar:
 
 
 def _code_hash() -> str:
-    """The hash of this file and the rig's: a change to the animation invalidates cached renders."""
-    from pathlib import Path
+    """The hash of this file, the rig's and the speech track's: a change to the animation invalidates cached renders."""
+    from talkgen.job import code_hash
 
-    h = hashlib.sha256(Path(__file__).read_bytes())
-    for path in sorted((Path(__file__).resolve().parent.parent / "rig").glob("*.py")):
-        h.update(path.name.encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()[:16]
+    return code_hash(__name__, "talkgen.rig", "talkgen.speech")

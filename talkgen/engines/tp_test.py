@@ -11,9 +11,7 @@ continuity a chunk hands to the next.
 
 from __future__ import annotations
 
-import hashlib
 from importlib import metadata
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from talkgen.engines.avatar import AvatarParts, AvatarTraits
@@ -166,4 +164,6 @@ def band_energies(track: "SpeechTrack", fps: int, start: int, end: int) -> "np.n
 
 
 def _code_hash() -> str:
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    from talkgen.job import code_hash
+
+    return code_hash(__name__)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from talkgen.chunks import Chunk, Plan
 from talkgen.errors import TalkgenError
 from talkgen.placement import rank_visible_devices
 
@@ -75,7 +76,7 @@ class RankGroup:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def render(self, job_root: Path, request: dict, plan: dict, on_chunk: Callable[[dict], None] | None = None,
+    def render(self, job_root: Path, request: dict, plan: Plan, on_chunk: Callable[[Chunk], None] | None = None,
                skip: set[int] | None = None) -> float:
         """Render one job's plan on the ranks; return when the job was handed over (the start of
         its timings). Raises one TalkgenError line if a rank fails (the group is then down)."""
@@ -156,7 +157,7 @@ def stop(proc: subprocess.Popen) -> None:
         raise
 
 
-def _launch_failure(job_root: Path, group_root: Path, plan: dict, key: str, code: int, python: str, result: Path) -> str:
+def _launch_failure(job_root: Path, group_root: Path, plan: Plan, key: str, code: int, python: str, result: Path) -> str:
     try:
         found = json.loads(result.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -176,14 +177,14 @@ def _launch_failure(job_root: Path, group_root: Path, plan: dict, key: str, code
     return f"the avatar ranks' launcher under {python} failed ({said}): see {log}"
 
 
-def describe_failure(failures: dict[int, int | None], job_root: Path, plan: dict, key: str, group_root: Path | None = None) -> str:
+def describe_failure(failures: dict[int, int | None], job_root: Path, plan: Plan, key: str, group_root: Path | None = None) -> str:
     """One line, from each failed rank's exit code: which rank failed first, in which chunk, and why.
     A rank that failed before it had a job wrote its report in the group's folder."""
-    from talkgen.ranks.worker import error_path
     from talkgen.chunks import next_chunk
+    from talkgen.ranks.worker import error_path
 
     chunk, _, _ = next_chunk(job_root, plan, key)
-    where = f"chunk {chunk['index']}" if chunk else "the last chunk"
+    where = f"chunk {chunk.index}" if chunk else "the last chunk"
     group_root = group_root or job_root
     reports = {}
     for rank in failures:
@@ -210,20 +211,19 @@ def describe_failure(failures: dict[int, int | None], job_root: Path, plan: dict
 class _ChunkWatcher:
     """Polls the chunks' sidecars so the parent can show progress while the ranks work."""
 
-    def __init__(self, job_root: Path, plan: dict, key: str, on_chunk: Callable[[dict], None], skip: set[int]):
+    def __init__(self, job_root: Path, plan: Plan, key: str, on_chunk: Callable[[Chunk], None], skip: set[int]):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, args=(job_root, plan, key, on_chunk, skip), daemon=True)
         self._thread.start()
 
-    def _loop(self, job_root: Path, plan: dict, key: str, on_chunk: Callable[[dict], None], skip: set[int]) -> None:
-        from talkgen.chunks import finished_chunk, sidecar_path
+    def _loop(self, job_root: Path, plan: Plan, key: str, on_chunk: Callable[[Chunk], None], skip: set[int]) -> None:
+        from talkgen.chunks import finished_chunk
 
         seen = set(skip)
         while not self._stop.wait(0.3):
-            for chunk in plan["chunks"]:
-                i = chunk["index"]
-                if i not in seen and sidecar_path(job_root, i).is_file() and finished_chunk(job_root, chunk, key):
-                    seen.add(i)
+            for chunk in plan.chunks:
+                if chunk.index not in seen and finished_chunk(job_root, chunk, key):
+                    seen.add(chunk.index)
                     on_chunk(chunk)
 
     def stop(self) -> None:

@@ -101,6 +101,7 @@ def serve(group_root: Path, rank: int, world_size: int, local_rank: int, started
     import torch
     import torch.distributed as dist
 
+    from talkgen.chunks import chunk_dir
     from talkgen.engines.avatar import load_avatar
     from talkgen.portrait import from_launcher
     from talkgen.recipe import recipe_from_dict
@@ -137,10 +138,10 @@ def serve(group_root: Path, rank: int, world_size: int, local_rank: int, started
             if key != engine_key:
                 engine = None  # the old one goes before the new one loads: they may not both fit
                 engine = load_avatar(recipe.render, from_launcher(req["portrait"]), rank=rank, world_size=world_size,
-                                     device=device, state_dir=CURRENT_JOB / "chunks")
+                                     device=device, state_dir=chunk_dir(CURRENT_JOB))
                 engine_key, loads = key, loads + 1
             elif hasattr(engine, "state_dir"):
-                engine.state_dir = CURRENT_JOB / "chunks"
+                engine.state_dir = chunk_dir(CURRENT_JOB)
             render_job(CURRENT_JOB, rank, engine, recipe.render, req["render_key"], times)
             jobs += 1
             times.update(done=time.time(), loads=loads, jobs=jobs)
@@ -161,11 +162,11 @@ def render_job(job_root: Path, rank: int, engine, c, key: str, times: dict) -> N
     import torch.distributed as dist
 
     from talkgen.chunk_writer import ChunkFinisher, render_one
-    from talkgen.chunks import next_chunk
+    from talkgen.chunks import Plan, next_chunk
     from talkgen.speech import SpeechTrack
 
     track = SpeechTrack.load(job_root / "speech.wav", job_root / "alignment.json")
-    plan = json.loads((job_root / "plan.json").read_text(encoding="utf-8"))
+    plan = Plan.load(job_root / "plan.json")
     times["ready"] = time.time()
     finisher = ChunkFinisher(job_root, key) if rank == engine.output_rank else None
     try:
@@ -175,7 +176,7 @@ def render_job(job_root: Path, rank: int, engine, c, key: str, times: dict) -> N
             dist.broadcast_object_list(msg, src=0)
             if msg[0] is None:
                 break
-            CURRENT_CHUNK = msg[0]["chunk"]["index"]
+            CURRENT_CHUNK = msg[0]["chunk"].index
             after = render_one(job_root, msg[0]["chunk"], key, engine, track, msg[0]["continuity"], c.crf, c.preset, finisher)
             # The output rank made the frames, so it holds the continuity; rank 0 hands it to the next chunk
             # from memory while the finisher is still writing this chunk's file and sidecar.

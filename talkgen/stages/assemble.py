@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from talkgen import media
 from talkgen.errors import TalkgenError
 
+if TYPE_CHECKING:
+    import numpy as np
 
-def assemble(chunks: list[Path], wav: Path, srt: Path, joined: Path, final: Path, list_file: Path, plan: dict) -> dict:
-    expect_frames, fps = plan["total_frames"], plan["fps"]
+# The code that makes final.mp4 and final.srt, for the stage's cache key (talkgen.job.code_hash);
+# the speech's encoding is in the key as data too (media.FINAL_AUDIO).
+MADE_BY = (__name__, "talkgen.subtitles", "talkgen.media")
+
+
+def assemble(chunks: list[Path], wav: Path, srt: Path, joined: Path, final: Path, list_file: Path, frames: int, fps: int,
+             seams: list[int]) -> dict:
+    """Join the chunks (`frames` in all, one after another at `seams`) and mux the speech into `final`."""
     media.concat_videos(chunks, joined, list_file)
-    media.mux(joined, wav, final, expect_frames / fps, srt)
-    info = verify_output(media.probe(final), final, expect_frames, fps)
-    info["seams"] = seam_quality(media.frame_differences(joined), [c["end_frame"] for c in plan["chunks"][:-1]])
+    media.mux(joined, wav, final, frames / fps, srt)
+    info = verify_output(media.probe(final), final, frames, fps)
+    info["seams"] = seam_quality(media.frame_differences(joined), seams)
     return info
 
 
-def seam_quality(diffs, seams: list[int]) -> dict:
+def seam_quality(diffs: np.ndarray, seams: list[int]) -> dict:
     """How much each seam jumps: the frame difference across it over the median inside chunks.
 
     1.0 means a seam moves no more than an ordinary frame does; a jump shows as a ratio

@@ -1,6 +1,6 @@
 """plan: cut the speech into render chunks of at most max_chunk_s, at the longest pauses.
 
-plan.json is the unit of work for the renderer (and, later, for distributed ranks):
+plan.json is the unit of work for the renderer and the avatar ranks (talkgen.chunks.Plan):
 
     {"fps": 25, "sample_rate": 22050, "samples": N, "total_frames": F,
      "max_chunk_s": 8.0, "frames_per_clip": 1,
@@ -18,12 +18,17 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from talkgen.chunks import Chunk, Plan
+from talkgen.speech import SILENCE_DB
+
 if TYPE_CHECKING:
     import numpy as np
 
     from talkgen.speech import SpeechTrack
 
-SILENCE_DB = -40.0
+# The code that makes plan.json, for the stage's cache key (talkgen.job.code_hash): the cuts, the
+# loudness they are made at, and the file's form.
+MADE_BY = (__name__, "talkgen.speech", "talkgen.chunks")
 
 
 def frame_energy_db(track: "SpeechTrack", fps: int, total_frames: int) -> "np.ndarray":
@@ -64,7 +69,7 @@ def pause_lengths(silent: "np.ndarray") -> "np.ndarray":
 
 def make_plan(
     track: "SpeechTrack", fps: int, max_chunk_s: float, min_chunk_s: float, frames_per_clip: int = 1, lead_frames: int = 0
-) -> dict:
+) -> Plan:
     """Chunks whose length plus `lead_frames` is whole clips (see AvatarEngine.lead_frames);
     the last chunk runs past the speech to its clip boundary, as the back end renders it."""
     speech_frames = math.ceil(track.samples * fps / track.sample_rate)
@@ -90,24 +95,6 @@ def make_plan(
                 if pauses[b] >= best:
                     best, end = int(pauses[b]), b
             pause = best
-        chunks.append(
-            {
-                "index": len(chunks),
-                "start_frame": start,
-                "end_frame": end,
-                "start_s": round(start / fps, 4),
-                "end_s": round(end / fps, 4),
-                "pause_s": round(pause / fps, 4),
-            }
-        )
+        chunks.append(Chunk(len(chunks), start, end, round(start / fps, 4), round(end / fps, 4), round(pause / fps, 4)))
         start = end
-    return {
-        "fps": fps,
-        "sample_rate": track.sample_rate,
-        "samples": track.samples,
-        "total_frames": start,
-        "max_chunk_s": max_chunk_s,
-        "frames_per_clip": clip,
-        "lead_frames": lead,
-        "chunks": chunks,
-    }
+    return Plan(fps, track.sample_rate, track.samples, start, max_chunk_s, chunks, frames_per_clip=clip, lead_frames=lead)

@@ -8,14 +8,23 @@ talkgen.ranks.launch and write into the same chunk store.
 
 from __future__ import annotations
 
-from typing import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
+from talkgen import media
 from talkgen.chunk_writer import ChunkFinisher, render_one
-from talkgen.chunks import clear_stale_chunks, chunk_name, finished_chunk, next_chunk, state_file
+from talkgen.chunks import Plan, all_finished, clear_stale_chunks, chunk_name, next_chunk
 from talkgen.engines.avatar import AvatarEngine
-from talkgen.errors import TalkgenError
-from talkgen.job import Job, StageRecord
+from talkgen.job import Job, StageRecord, cache_key, code_hash
 from talkgen.speech import SpeechTrack
+
+if TYPE_CHECKING:
+    from talkgen.portrait import Portrait
+    from talkgen.recipe import Recipe, RenderConfig
+
+# The code that turns frames into the chunk store's files, for the render key; the back end's
+# own code is in its identity, and how x264 is set up in the key as data (media.chunk_encoding).
+MADE_BY = (__name__, "talkgen.chunk_writer", "talkgen.chunks")
 
 # Render settings that say how and where to run, not what the frames are: changing one
 # (raising a timeout after a silent rank, moving to other cards) must resume the render, not
@@ -24,12 +33,19 @@ from talkgen.speech import SpeechTrack
 HOW_TO_RUN = ("launcher", "python", "gpus", "collective_timeout_s", "max_chunk_s", "min_chunk_s", "portrait", "liveavatar")
 
 
-def render_settings(config) -> dict:
+def render_settings(config: RenderConfig) -> dict:
     """The render settings that belong in a render cache key."""
     return {k: v for k, v in config.__dict__.items() if k not in HOW_TO_RUN}
 
 
-def rank_request(recipe, portrait, job_root, key: str) -> dict:
+def render_key(config: RenderConfig, engine: dict, **inputs: Any) -> str:
+    """The render cache key: the inputs named (plan, speech, portrait), the settings that shape
+    the frames, the back end's identity, the encoder's settings and the code of this stage."""
+    return cache_key(**inputs, render=render_settings(config), engine=engine,
+                     encoder=media.chunk_encoding(config.crf, config.preset), talkgen=code_hash(*MADE_BY))
+
+
+def rank_request(recipe: Recipe, portrait: Portrait, job_root: Path, key: str) -> dict:
     """What the avatar ranks get for one job: the recipe as they read it, the prepared
     portrait (written into the job), the render key, the backend and the GPUs."""
     from talkgen.engines.avatar import rank_recipe
@@ -40,33 +56,21 @@ def rank_request(recipe, portrait, job_root, key: str) -> dict:
             "backend": "nccl" if c.device == "cuda" else "gloo", "gpus": c.gpus}
 
 
-def collect(job: Job, key: str, plan: dict, reused: int) -> StageRecord:
-    """The stage record once every chunk is on disk; an error naming the first missing one.
-    A complete render needs no continuity state, so any state file left is deleted."""
-    outputs = {}
-    compute = wait = 0.0
-    states = []
-    for i, chunk in enumerate(plan["chunks"]):
-        meta = finished_chunk(job.root, chunk, key)
-        if meta is None:
-            raise TalkgenError(f"chunk {chunk['index']} is missing after the render: run the same command again to resume")
-        outputs[chunk_name(chunk["index"])] = meta["sha256"]
-        states.append(state_file(meta.get("continuity")))
-        if i >= reused:
-            compute += meta.get("compute_s", 0.0)
-            wait += meta.get("wait_s", 0.0)
-    for path in filter(None, states):
-        path.unlink(missing_ok=True)
-    return StageRecord(key=key, outputs=outputs, extra={
-        "chunks": len(plan["chunks"]), "reused_chunks": reused, "backend_compute_s": round(compute, 3),
-        "encode_wait_s": round(wait, 3),
+def collect(job: Job, key: str, plan: Plan, reused: int) -> StageRecord:
+    """The stage record once every chunk is on disk; an error naming the first missing one."""
+    metas = all_finished(job.root, plan, key)
+    rendered = metas[reused:]
+    return StageRecord(key=key, outputs={chunk_name(c.index): m["sha256"] for c, m in zip(plan.chunks, metas)}, extra={
+        "chunks": len(plan.chunks), "reused_chunks": reused,
+        "backend_compute_s": round(sum(m.get("compute_s", 0.0) for m in rendered), 3),
+        "encode_wait_s": round(sum(m.get("wait_s", 0.0) for m in rendered), 3),
     })
 
 
 def render_chunks(
     job: Job,
     key: str,
-    plan: dict,
+    plan: Plan,
     engine: AvatarEngine,
     track: SpeechTrack,
     crf: int,
@@ -78,7 +82,7 @@ def render_chunks(
     chunk, continuity, pos = next_chunk(job.root, plan, key)
     reused = pos
     if on_frames:
-        on_frames(sum(c["end_frame"] - c["start_frame"] for c in plan["chunks"][:reused]))
+        on_frames(plan.frames_before(reused))
     finisher = ChunkFinisher(job.root, key)
     try:
         while chunk is not None:

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from talkgen.engines.llm import LLMEngine
 from talkgen.errors import TalkgenError
 from talkgen.job import write_json_atomic
 from talkgen.text.script import has_words
 
+if TYPE_CHECKING:
+    from talkgen.recipe import LLMConfig
+
+# The code that makes reply.json, for the stage's cache key (talkgen.job.code_hash); the LLM's own module is added to it.
+MADE_BY = (__name__,)
 RETRY_SEED_OFFSET = 7919
 
 
@@ -80,7 +85,7 @@ def answer(
     system: dict,
     history: list[dict],
     llm: LLMEngine,
-    config,
+    config: LLMConfig,
     on_text: Callable[[str], None] | None = None,
     note: Callable[[str], None] = lambda msg: None,
     dropped: int = 0,
@@ -117,7 +122,7 @@ def answer(
 def reply(
     turns: list[str],
     llm: LLMEngine,
-    config,
+    config: LLMConfig,
     out_path: Path,
     on_text: Callable[[str], None] | None = None,
     note: Callable[[str], None] = lambda msg: None,

@@ -11,6 +11,8 @@ from talkgen.speech import SILENT_SYMBOLS, WavWriter
 from talkgen.text.normalize import normalize
 from talkgen.text.script import has_words, paragraphs, sentences
 
+# The code that makes the speech, for the stage's cache key (talkgen.job.code_hash); the voice's own module is added to it.
+MADE_BY = (__name__, "talkgen.stages.voice", "talkgen.text")
 LEAD_IN_S = 0.2
 TAIL_S = 0.4
 

@@ -25,8 +25,11 @@ from talkgen.text.script import has_words
 if TYPE_CHECKING:
     import numpy as np
 
+    from talkgen.engines.silero_vad import VAD
     from talkgen.engines.stt import STTEngine
 
+# The code that makes transcript.json, for the stage's cache key (talkgen.job.code_hash); the STT engine's module is added to it.
+MADE_BY = (__name__, "talkgen.engines.silero_vad")
 MARGIN = int(0.25 * SAMPLE_RATE)  # kept around speech so the first and last words are not clipped
 
 
@@ -38,7 +41,7 @@ class SpeechSpan:
 
 
 def speech_pieces(
-    audio_path: Path, vad, piece_s: float, threshold: float, span: SpeechSpan, progress: Callable[[float], None] | None = None
+    audio_path: Path, vad: VAD, piece_s: float, threshold: float, span: SpeechSpan, progress: Callable[[float], None] | None = None
 ) -> Iterator[tuple["np.ndarray", int]]:
     """Yield (audio, start_sample) pieces that hold speech, trimmed and cut at silences."""
     import numpy as np
@@ -125,7 +128,7 @@ def ahead(items: Iterator, depth: int = 2) -> Iterator:
 def transcribe(
     audio_path: Path,
     stt: "STTEngine",
-    vad,
+    vad: VAD,
     out_path: Path,
     piece_s: float,
     threshold: float,

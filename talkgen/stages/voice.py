@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from talkgen.placement import release
 
+if TYPE_CHECKING:
+    from talkgen.engines.f5_tts import Reference
+    from talkgen.recipe import STTConfig, TTSConfig
 
-def reference_voice(tts_config, stt_config, recipe: str, note: Callable[[str], None]):
+
+def reference_voice(tts_config: TTSConfig, stt_config: STTConfig, recipe: str, note: Callable[[str], None]) -> Reference:
     """The f5-tts Reference; without --voice-text, talkgen's own speech-to-text writes the transcript.
 
     The recording is checked (length, silence) before any model loads.
