@@ -9,7 +9,8 @@ Llama; it compares the planner's estimate for each with what torch allocated; it
 with the tp-test back end in bf16 in process, through torchrun with NCCL as one rank
 (render.launcher=torchrun), and as two ranks when there are two GPUs or more; it renders once
 under render.python (this interpreter named explicitly: the probe and the far-side launcher);
-it runs `talkgen batch` with one warm worker rendering two jobs on one rank group, and runs `talkgen doctor --json`, keeping nvidia-smi's own output beside it. Prints a table
+it runs `talkgen batch` with one warm worker rendering two jobs on one rank group, and runs
+`talkgen doctor --json`, keeping nvidia-smi's own output beside it. Prints a table
 and writes $OUT/gpu_check.json (or ./gpu_check.json), doctor.json and nvidia-smi.{out,rc,txt}.
 """
 

@@ -62,7 +62,8 @@ def handles_errors(fn):
 @app.command()
 @handles_errors
 def render(
-    script: Path = typer.Argument(..., help="A script (.txt; paragraphs are questions, or lines to say with --say) or a recorded question (.wav, .mp3, or a video with sound such as .mp4)."),
+    script: Path = typer.Argument(..., help="A script (.txt; paragraphs are questions, or lines to say with --say) "
+                                        "or a recorded question (.wav, .mp3, or a video with sound such as .mp4)."),
     overrides: Optional[List[str]] = typer.Argument(None, help="Recipe overrides such as render.size=256", show_default=False),
     output: Path = typer.Option(..., "-o", "--output", help="The video to write (.mp4); .srt and .report.json go beside it."),
     say: bool = typer.Option(False, "--say", help="Speak the script (or the recording's transcript) as written: no LLM."),
@@ -120,7 +121,8 @@ def _set_voice(rec, voice: Optional[Path], voice_text: Optional[str]) -> None:
 @app.command()
 @handles_errors
 def batch(
-    inputs: List[str] = typer.Argument(..., help="A folder of scripts and recordings, files, or a jobs.yaml; key=value recipe overrides may follow.", show_default=False),
+    inputs: List[str] = typer.Argument(..., help="A folder of scripts and recordings, files, or a jobs.yaml; "
+                                                    "key=value recipe overrides may follow.", show_default=False),
     output: Path = typer.Option(..., "-o", "--output", help="The folder to write <name>.mp4, .srt, .report.json and batch.report.json into."),
     say: bool = typer.Option(False, "--say", help="Speak each script (or recording's transcript) as written: no LLM."),
     persona: Optional[str] = typer.Option(None, "--persona", help="Who the avatar is when it answers (shortcut for llm.persona)."),
@@ -187,7 +189,8 @@ def _results_only_on_stdout():
 @handles_errors
 def chat(
     overrides: Optional[List[str]] = typer.Argument(None, help="Recipe overrides such as llm.max_reply_words=30", show_default=False),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="Recipe name from recipes/ or a path to a .yaml file (default: cpu, or the resumed session's)."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="Recipe name from recipes/ or a path to a .yaml file "
+                                                      "(default: cpu, or the resumed session's)."),
     persona: Optional[str] = typer.Option(None, "--persona", help="Who the avatar is (shortcut for llm.persona)."),
     no_video: bool = typer.Option(False, "--no-video", help="Text only: no speech and no clips."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue a session: its id under .talkgen/chats, or its folder."),
@@ -355,7 +358,8 @@ def doctor(
 @handles_errors
 def check(
     video: Path = typer.Argument(..., help="The video to check (.mp4 or anything ffmpeg reads)."),
-    job_dir: Optional[Path] = typer.Option(None, "--job-dir", help="The render's job directory, to compare the audio with its speech.wav at every seam (found from VIDEO's report when left out)."),
+    job_dir: Optional[Path] = typer.Option(None, "--job-dir", help="The render's job directory, to compare the audio with its speech.wav "
+                                                  "at every seam (found from VIDEO's report when left out)."),
     as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
 ) -> None:
     """Is VIDEO sound? Streams, durations, audio start, frozen frames, lip sync, seams. Exit 0 if so, 1 with reasons."""

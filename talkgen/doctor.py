@@ -333,7 +333,8 @@ def _cuda(recipe, m: Machine) -> Check:
                      "install the NVIDIA driver (sudo apt-get install nvidia-driver-570-server) and reboot", data)
     if "torch does not import" in error:
         return Check("cuda", bad, error, "./install.sh (torch 2.9.1)", data)
-    return Check("cuda", bad, f"CUDA fails to initialise: {error}", "read dmesg | grep -i nvrm and nvidia-smi; a reboot after a driver update often clears it", data)
+    return Check("cuda", bad, f"CUDA fails to initialise: {error}",
+                 "read dmesg | grep -i nvrm and nvidia-smi; a reboot after a driver update often clears it", data)
 
 
 def _precision(recipe, gpus: list[Gpu]) -> Check | None:

@@ -20,6 +20,8 @@ from talkgen.engines.registry import Backend
 if TYPE_CHECKING:
     import numpy as np
 
+    from pathlib import Path
+
     from talkgen.engines.footprint import Need
     from talkgen.portrait import Portrait
     from talkgen.recipe import RenderConfig
