@@ -7,9 +7,12 @@ import functools
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from talkgen.batching.jobs import Options
 
 app = typer.Typer(
     add_completion=False,
@@ -59,38 +62,71 @@ def handles_errors(fn):
     return wrapper
 
 
+# The options `render` and `batch` share, declared once; the command gets them as one
+# batching.jobs.Options (`job`). In a batch they apply to every job; a job's own settings win.
+_JOB_OPTIONS = (
+    ("say", bool, typer.Option(False, "--say", help="Speak the script (or the recording's transcript) as written: no LLM.")),
+    ("persona", Optional[str], typer.Option(None, "--persona", help="Who the avatar is when it answers (shortcut for llm.persona).")),
+    ("recipe", str, typer.Option("cpu", "--recipe", help="Recipe name from recipes/ or a path to a .yaml file.")),
+    ("portrait", Optional[Path], typer.Option(None, "--portrait", help="Picture of a face (JPEG/PNG); default: the bundled astronaut "
+                                                                      "(in a batch, for every job without its own).")),
+    ("voice", Optional[Path], typer.Option(None, "--voice", help="A 2-15 s recording of the voice to clone "
+                                                                "(needs tts.engine=f5-tts, as in gpu-1x).")),
+    ("voice_text", Optional[str], typer.Option(None, "--voice-text", help="What the --voice recording says; default: talkgen transcribes it.")),
+    ("size", Optional[int], typer.Option(None, "--size", help="Output width and height in pixels (shortcut for render.size).")),
+    ("force", Optional[List[str]], typer.Option(None, "--force", help="Redo this stage even if cached (repeatable; in a batch, in every job).")),
+    ("from_stage", Optional[str], typer.Option(None, "--from", help="Redo this stage and every stage after it (in a batch, in every job).")),
+)
+
+
+def _takes_job_options(fn):
+    """Give a command the shared options (_JOB_OPTIONS) in place of its `job` parameter."""
+    import inspect
+
+    sig = inspect.signature(fn)
+    own = [p for p in sig.parameters.values() if p.name != "job"]
+    shared = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option, annotation=kind)
+              for name, kind, option in _JOB_OPTIONS]
+
+    @functools.wraps(fn)
+    def command(**values):
+        from talkgen.batching.jobs import Options
+
+        given = {name: values.pop(name) for name, _, _ in _JOB_OPTIONS}
+        job = Options(**{**given, "force": list(given["force"] or [])})
+        return fn(job=job, **values)
+
+    at = next(i for i, p in enumerate(own) if p.name == "output") + 1  # in --help: after -o, before the command's own
+    command.__signature__ = sig.replace(parameters=own[:at] + shared + own[at:])  # what Typer reads the options from
+    command.__annotations__ = {k: v for k, v in fn.__annotations__.items() if k != "job"}  # Typer resolves these
+    return command
+
+
 @app.command()
 @handles_errors
+@_takes_job_options
 def render(
     script: Path = typer.Argument(..., help="A script (.txt; paragraphs are questions, or lines to say with --say) "
                                         "or a recorded question (.wav, .mp3, or a video with sound such as .mp4)."),
     overrides: Optional[List[str]] = typer.Argument(None, help="Recipe overrides such as render.size=256", show_default=False),
     output: Path = typer.Option(..., "-o", "--output", help="The video to write (.mp4); .srt and .report.json go beside it."),
-    say: bool = typer.Option(False, "--say", help="Speak the script (or the recording's transcript) as written: no LLM."),
-    persona: Optional[str] = typer.Option(None, "--persona", help="Who the avatar is when it answers (shortcut for llm.persona)."),
-    recipe: str = typer.Option("cpu", "--recipe", help="Recipe name from recipes/ or a path to a .yaml file."),
-    portrait: Optional[Path] = typer.Option(None, "--portrait", help="Picture of a face (JPEG/PNG). Default: the bundled astronaut."),
-    voice: Optional[Path] = typer.Option(None, "--voice", help="A 2-15 s recording of the voice to clone (needs tts.engine=f5-tts, as in gpu-1x)."),
-    voice_text: Optional[str] = typer.Option(None, "--voice-text", help="What the --voice recording says; default: talkgen transcribes it."),
-    size: Optional[int] = typer.Option(None, "--size", help="Output width and height in pixels (shortcut for render.size)."),
     job_dir: Optional[Path] = typer.Option(None, "--job-dir", help="Job directory (default .talkgen/jobs/<output>-<hash>)."),
-    force: Optional[List[str]] = typer.Option(None, "--force", help="Redo this stage even if cached (repeatable)."),
-    from_stage: Optional[str] = typer.Option(None, "--from", help="Redo this stage and every stage after it."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bars or summary table."),
     as_json: bool = typer.Option(False, "--json", help="Print the render report (as in the .report.json) on stdout instead of the video's path."),
+    job: Options | None = None,
 ) -> None:
     """Render a talking-avatar video that answers SCRIPT (or says it, with --say)."""
     from talkgen.batching.jobs import build_recipe
     from talkgen.pipeline import RenderRequest, run
 
-    rec = build_recipe(recipe, list(overrides or []), size, persona, voice, voice_text)
+    rec = build_recipe(job.recipe, list(overrides or []), job.size, job.persona, job.voice, job.voice_text)
     from talkgen.progress import RichProgress
 
     from talkgen.stopping import Terminated
 
     console = _stderr()
     prog = RichProgress(console, enabled=not quiet)
-    request = RenderRequest(script, output, rec, portrait, job_dir, list(force or []), from_stage, say)
+    request = RenderRequest(script, output, rec, job.portrait, job_dir, job.force, job.from_stage, job.say)
     try:
         report = run(request, prog)
     except Terminated as exc:
@@ -120,35 +156,28 @@ def _set_voice(rec, voice: Optional[Path], voice_text: Optional[str]) -> None:
 
 @app.command()
 @handles_errors
+@_takes_job_options
 def batch(
     inputs: List[str] = typer.Argument(..., help="A folder of scripts and recordings, files, or a jobs.yaml; "
                                                     "key=value recipe overrides may follow.", show_default=False),
     output: Path = typer.Option(..., "-o", "--output", help="The folder to write <name>.mp4, .srt, .report.json and batch.report.json into."),
-    say: bool = typer.Option(False, "--say", help="Speak each script (or recording's transcript) as written: no LLM."),
-    persona: Optional[str] = typer.Option(None, "--persona", help="Who the avatar is when it answers (shortcut for llm.persona)."),
-    recipe: str = typer.Option("cpu", "--recipe", help="Recipe name from recipes/ or a path to a .yaml file."),
-    portrait: Optional[Path] = typer.Option(None, "--portrait", help="Picture of a face for every job without its own."),
-    voice: Optional[Path] = typer.Option(None, "--voice", help="A 2-15 s recording of the voice to clone (needs tts.engine=f5-tts)."),
-    voice_text: Optional[str] = typer.Option(None, "--voice-text", help="What the --voice recording says; default: talkgen transcribes it."),
-    size: Optional[int] = typer.Option(None, "--size", help="Output width and height in pixels (shortcut for render.size)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Warm workers (default: from the recipe and the machine; 1 for the cpu recipe)."),
     ray: Optional[str] = typer.Option(None, "--ray", help="Run the workers on a Ray cluster: auto, or HOST:PORT of its head."),
-    force: Optional[List[str]] = typer.Option(None, "--force", help="Redo this stage of every job even if cached (repeatable)."),
-    from_stage: Optional[str] = typer.Option(None, "--from", help="Redo this stage and every stage after it, in every job."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the cost and the job list, and exit."),
     as_json: bool = typer.Option(False, "--json", help="Print the batch report (or with --dry-run the plan) as JSON on stdout."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No live view."),
+    job: Options | None = None,
 ) -> None:
     """Render many videos with the models loaded once: finished jobs are skipped, interrupted ones resumed."""
+    import dataclasses
     import json
 
-    from talkgen.batching import jobs, run as batches
+    from talkgen.batching import run as batches
 
     files, items = [], []
     for arg in inputs:
         (items if "=" in arg and not Path(arg).exists() else files).append(arg)
-    opts = jobs.Options(recipe=recipe, overrides=items, say=say, persona=persona, portrait=portrait, voice=voice,
-                        voice_text=voice_text, size=size, force=list(force or []), from_stage=from_stage)
+    opts = dataclasses.replace(job, overrides=items)
     specs, n = batches.prepare([Path(f) for f in files], opts, workers, ray)
     err = _stderr()
     if dry_run:
