@@ -32,6 +32,7 @@ from talkgen.report import StageReport
 
 if TYPE_CHECKING:
     from talkgen.chunks import Plan
+    from talkgen.engines.avatar import AvatarTraits
     from talkgen.portrait import Portrait
     from talkgen.speech import SpeechTrack
 
@@ -403,19 +404,19 @@ def _speak(r: Run, text: str, portrait: _PortraitOnce) -> SpeechTrack:
     return SpeechTrack.load(r.job.path("speech.wav"), r.job.path("alignment.json"))
 
 
-def _plan(r: Run, track: SpeechTrack) -> tuple[Plan, dict]:
+def _plan(r: Run, track: SpeechTrack) -> tuple[Plan, AvatarTraits]:
     from talkgen.chunks import Plan
-    from talkgen.engines.avatar import avatar_traits
+    from talkgen.engines.avatar import traits_for
     from talkgen.stages import plan as stage
 
     c = r.recipe.render
-    traits = avatar_traits(c)
-    max_chunk_s = min(c.max_chunk_s, traits["max_chunk_s"])
+    traits = traits_for(c)
+    max_chunk_s = min(c.max_chunk_s, traits.max_chunk_s)
     key = cache_key(speech=r.job.stages["speak"].outputs, fps=c.fps, max_chunk_s=max_chunk_s, min_chunk_s=c.min_chunk_s,
-                    frames_per_clip=traits["frames_per_clip"], lead_frames=traits["lead_frames"], talkgen=code_hash(*stage.MADE_BY))
+                    frames_per_clip=traits.frames_per_clip, lead_frames=traits.lead_frames, talkgen=code_hash(*stage.MADE_BY))
 
     def work() -> StageRecord:
-        plan = stage.make_plan(track, c.fps, max_chunk_s, c.min_chunk_s, traits["frames_per_clip"], traits["lead_frames"])
+        plan = stage.make_plan(track, c.fps, max_chunk_s, c.min_chunk_s, traits.frames_per_clip, traits.lead_frames)
         write_json_atomic(r.job.path("plan.json"), plan.to_dict())
         return StageRecord(key="", outputs=r.job.output_hashes(["plan.json"]), extra={"chunks": len(plan.chunks)})
 
@@ -423,13 +424,13 @@ def _plan(r: Run, track: SpeechTrack) -> tuple[Plan, dict]:
     return Plan.load(r.job.path("plan.json")), traits
 
 
-def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: Plan, traits: dict, track: SpeechTrack) -> StageRecord:
+def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: Plan, traits: AvatarTraits, track: SpeechTrack) -> StageRecord:
     from talkgen.placement import runs_in_ranks
     from talkgen.portrait import portrait_hash
     from talkgen.stages import render as stage
 
     c = r.recipe.render
-    key = stage.render_key(c, traits["identity"], plan=r.job.stages["plan"].outputs, speech=r.job.stages["speak"].outputs,
+    key = stage.render_key(c, traits.identity, plan=r.job.stages["plan"].outputs, speech=r.job.stages["speak"].outputs,
                            portrait=portrait_hash(portrait_path))
 
     def work() -> StageRecord:
@@ -468,10 +469,10 @@ def _render(r: Run, portrait_path: Path | None, portrait: _PortraitOnce, plan: P
         # Everything but the back end's own frame making: start-up, broadcasts, encoder waits, teardown.
         rec.extra["overhead_ratio"] = round(max(0.0, wall - rec.extra["backend_compute_s"]) / wall, 4)
         rec.extra["ranks"] = c.nproc
-        rec.extra["check_expects"] = traits["check"]  # what talkgen check may expect of this back end's video
+        rec.extra["check_expects"] = traits.check  # what talkgen check may expect of this back end's video
         return rec
 
-    return r.stage("render", key, work, c.engine, traits["identity"].get("version", ""), roles=("avatar", "ranks"))
+    return r.stage("render", key, work, c.engine, traits.identity.get("version", ""), roles=("avatar", "ranks"))
 
 
 def _assemble(r: Run, plan: Plan, render_rec: StageRecord, track: SpeechTrack, ffmpeg_version: str) -> dict:

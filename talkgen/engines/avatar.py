@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 from talkgen.engines.registry import backend, checked
@@ -85,11 +85,6 @@ def traits_for(config: RenderConfig) -> AvatarTraits:
     if config.nproc != traits.world_size:
         raise UsageError(f"render.engine={config.engine} runs as {traits.world_size} process(es): set render.nproc={traits.world_size}")
     return traits
-
-
-def avatar_traits(config: RenderConfig) -> dict:
-    """traits_for(config) as a dict, for the callers that read the traits by key (pipeline.py)."""
-    return asdict(traits_for(config))
 
 
 def check_avatar(config: RenderConfig) -> None:
