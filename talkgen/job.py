@@ -17,6 +17,7 @@ import functools
 import hashlib
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,7 +82,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     from talkgen import stopping
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+    # The thread too: a batch worker's look-ahead writes beside the job it is running.
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}{path.suffix}")
     stopping.temporary(tmp, True)  # a stop that cannot wait for this block still removes it
     try:
         yield tmp

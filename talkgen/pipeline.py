@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from talkgen.speech import SpeechTrack
 
 STAGES = ["transcribe", "reply", "speak", "plan", "render", "assemble"]
+# The stages a look-ahead may run: every one before the picture. Their engines (speech to text,
+# LLM, voice) are not the avatar's, so one job's front can run while another job renders.
+FRONT = ("transcribe", "reply", "speak")
 
 
 def _engine_code(kind: str, engine: str) -> str:
@@ -58,6 +61,11 @@ class RenderRequest:
     force: list[str] = field(default_factory=list)
     from_stage: str | None = None
     say: bool = False
+    # Stop after this stage (a batch worker's look-ahead: the text and voice of its next job,
+    # made while this one's picture renders); None runs the whole job.
+    until: str | None = None
+    # What a look-ahead already made of this job: those stages are reported as done "ahead".
+    ahead: list[StageReport] = field(default_factory=list)
 
 
 @dataclass
@@ -152,15 +160,20 @@ class Run:
     engines: Engines
     group_root: Path | None = None  # where the avatar's rank group lives: the job itself for a render
     reports: list[StageReport] = field(default_factory=list)
+    ahead: dict[str, StageReport] = field(default_factory=dict)  # stages a look-ahead made, by name
 
     def stage(self, name: str, key: str, work: Callable[[], StageRecord], engine: str, version: str = "",
               roles: tuple[str, ...] = ()) -> StageRecord:
         """Run `work` unless the stage is fresh; record and report it either way."""
         t = time.perf_counter()
-        if name in self.stale:
+        if name in self.stale and name not in self.ahead:
             self.job.forget(name)
+        made_ahead = None
         if self.job.is_fresh(name, key):
             cache = "hit"
+            before = self.ahead.get(name)
+            if before is not None and before.cache == "miss":
+                cache, made_ahead = "ahead", before.wall_s  # made for this job by the worker's look-ahead
         else:
             try:
                 rec = work()
@@ -174,7 +187,8 @@ class Run:
             cache = "miss"
         rec = self.job.stages[name]
         detail = {k: v for k, v in rec.extra.items() if k != "output"}
-        self.reports.append(StageReport(name, cache, time.perf_counter() - t, engine, version, rec.device, detail=detail))
+        wall = made_ahead if made_ahead is not None else time.perf_counter() - t
+        self.reports.append(StageReport(name, cache, wall, engine, version, rec.device, detail=detail))
         self.progress.done(name, cache)
         return rec
 
@@ -192,7 +206,8 @@ def resident_roles(recipe: Recipe) -> set[str]:
 def run(req: RenderRequest, progress: Progress | None = None, engines: Engines | None = None,
         group_root: Path | None = None) -> dict:
     """One job. `engines` is the worker's holder (a batch), else one made for this job and
-    closed after it; `group_root` is where a rank group it starts keeps its files."""
+    closed after it; `group_root` is where a rank group it starts keeps its files.
+    With `req.until` the job stops after that stage and returns {"stages": [StageReport...]}."""
     if engines is not None:
         return _run(req, progress or Progress(), engines, group_root)
     engines = Engines(keep=resident_roles(req.recipe))
@@ -208,6 +223,8 @@ def _run(req: RenderRequest, progress: Progress, engines: Engines, group_root: P
 
     t_start = time.perf_counter()
     check_output(req.output)
+    if req.until is not None and req.until not in FRONT:
+        raise ValueError(f"a job can stop early only after one of {FRONT}, not {req.until}")
     recipe = req.recipe
     stale = stale_stages(req.force, req.from_stage)
     kind = input_kind(req.script)
@@ -225,13 +242,14 @@ def _run(req: RenderRequest, progress: Progress, engines: Engines, group_root: P
     gpu_plan = check_placement(recipe, engines_needed(recipe, kind, req.say))  # before any model loads
     from talkgen.placement import runs_in_ranks
 
-    if recipe.render.python and runs_in_ranks(recipe.render):
+    if recipe.render.python and runs_in_ranks(recipe.render) and req.until is None:
         from talkgen.ranks.interpreter import check_rank_python
 
         check_rank_python(recipe.render)  # the back end's own environment: before anything loads
     with Job(req.job_dir or default_job_dir(req.output)) as job:
-        engines.on_status = progress.note
-        r = Run(job, recipe, stale, progress, engines, group_root)
+        if req.until is None:
+            engines.on_status = progress.note  # a look-ahead's notes would land in the running job's view
+        r = Run(job, recipe, stale, progress, engines, group_root, ahead={s.name: s for s in req.ahead})
         portrait = _PortraitOnce(req.portrait, recipe.render.size)
         if kind == "audio":
             transcript = _transcribe(r, req.script, portrait)
@@ -242,12 +260,18 @@ def _run(req: RenderRequest, progress: Progress, engines: Engines, group_root: P
 
             turns = paragraphs(script_text)
             spoken_source = script_text
+        if req.until == "transcribe":
+            return {"stages": r.reports}
         if req.say:
             speech_text = spoken_source
         else:
             replies = _reply(r, turns, portrait)
             speech_text = "\n\n".join(t["reply"] for t in replies["turns"])
+        if req.until == "reply":
+            return {"stages": r.reports}
         track = _speak(r, speech_text, portrait)
+        if req.until == "speak":
+            return {"stages": r.reports}
         plan, traits = _plan(r, track)
         render_rec = _render(r, req.portrait, portrait, plan, traits, track)
         info = _assemble(r, plan, render_rec, track, ffmpeg_version)

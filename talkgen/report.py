@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 @dataclass
 class StageReport:
     name: str
-    cache: str  # "hit" or "miss"
+    cache: str  # "miss" (made now), "hit" (cached) or "ahead" (made for this job by a batch worker's look-ahead)
     wall_s: float
     engine: str = ""
     version: str = ""
@@ -29,7 +29,7 @@ def peak_rss_mb() -> dict:
 
 
 def cost(stages: list[StageReport], gpus: int, gpu_hour_usd: float, video_s: float) -> dict:
-    device_s = sum(s.wall_s for s in stages if s.cache == "miss")
+    device_s = sum(s.wall_s for s in stages if s.cache != "hit")
     gpu_hours = device_s * gpus / 3600
     usd = gpu_hours * gpu_hour_usd
     return {

@@ -83,6 +83,30 @@ def test_a_worker_loads_each_model_once_and_every_job_writes_its_files(mixed):
     # Each job's own settings: the persona and the reply length reached the LLM of the job that asked.
     ask1 = json.loads((d / "videos" / "ask1.report.json").read_text())
     assert len(ask1["conversation"][0]["reply"].split()) <= 12 + 8
+    # The worker's look-ahead made each later job's reply and speech while the job before it rendered.
+    caches = {j["name"]: {s["name"]: s["cache"] for s in json.loads((d / "videos" / f"{j['name']}.report.json").read_text())["stages"]}
+              for j in rep["jobs"]}
+    assert caches["q0"] == dict.fromkeys(["speak", "plan", "render", "assemble"], "miss")
+    assert caches["second"] == {"speak": "ahead", "plan": "miss", "render": "miss", "assemble": "miss"}
+    assert caches["ask1"] == caches["ask2"] == {"reply": "ahead", "speak": "ahead", "plan": "miss", "render": "miss",
+                                                "assemble": "miss"}
+
+
+@pytest.mark.slow
+def test_a_job_made_ahead_is_the_video_a_render_of_its_own_makes(mixed):
+    """ask2's reply and speech were made by the look-ahead, beside ask1's rendering, with the LLM
+    and the voice warm from ask1: the same reply, speech and video as a render on its own."""
+    d, _ = mixed
+    proc = talkgen(["render", "in/ask2.txt", "-o", "alone.mp4", "--job-dir", "alone", "--size", "96",
+                    "llm.max_reply_words=12"], d)
+    assert proc.returncode == 0, proc.stderr
+    job = d / "videos" / ".talkgen-batch" / "jobs" / "ask2"
+    def said(folder: Path) -> list:
+        return [(t["question"], t["raw"], t["reply"], t["tokens"]) for t in json.loads((folder / "reply.json").read_text())["turns"]]
+
+    assert said(job) == said(d / "alone")
+    assert (job / "speech.wav").read_bytes() == (d / "alone" / "speech.wav").read_bytes()
+    assert (d / "videos" / "ask2.mp4").read_bytes() == (d / "alone.mp4").read_bytes()
 
 
 @pytest.mark.slow

@@ -1,6 +1,6 @@
 """The batch's live view on stderr: jobs done, running and failed; each worker's job and stage; time left.
 
-On a terminal it is a rich Live table redrawn a few times a second; elsewhere (a log, a
+"next" is the job a worker's look-ahead is making ready, and its stage. On a terminal it is a rich Live table redrawn a few times a second; elsewhere (a log, a
 pipe) it is one line per job as it finishes, never a redraw.
 """
 
@@ -37,13 +37,13 @@ class LiveView:
         head = (f"{done} done, {running} running, {failed} failed, {max(0, pending)} waiting of {self.total}; "
                 f"{time.monotonic() - self.started:.0f} s so far" + (f", about {left_s:.0f} s left" if left_s is not None else ""))
         table = Table(title=head, title_justify="left", show_edge=False)
-        for col in ("worker", "node", "job", "stage", "chunk", "progress"):
+        for col in ("worker", "node", "job", "stage", "chunk", "progress", "next"):
             table.add_column(col, overflow="fold")
         for w in workers:
             total = w.get("total")
             prog = f"{w.get('done', 0):.0f}/{total:.0f} {w.get('unit', '')}" if total else ""
             table.add_row(w.get("worker", "?"), str(w.get("node", ""))[:16], w.get("job") or "(idle)", w.get("stage") or "",
-                          w.get("chunk", ""), prog)
+                          w.get("chunk", ""), prog, w.get("ahead", ""))
         self._live.update(table)
 
     def close(self) -> None:

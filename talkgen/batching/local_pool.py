@@ -106,9 +106,10 @@ class LocalPool:
     def check_shared(self, probe: Path, token: str) -> list[str]:
         return []  # one machine: one filesystem
 
-    def submit(self, worker: LocalWorker, spec: dict) -> None:
+    def submit(self, worker: LocalWorker, spec: dict, ahead: dict | None = None) -> None:
+        """Run `spec` on `worker`; `ahead` is the job it gets next (its look-ahead begins it)."""
         worker.job = spec["name"]
-        worker.conn.send(spec)
+        worker.conn.send({"spec": spec, "ahead": ahead})
 
     def poll(self, timeout: float) -> list[tuple[LocalWorker, dict | None, str | None]]:
         """(worker, result, None) for each finished job; (worker, None, why) for each worker lost."""

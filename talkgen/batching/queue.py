@@ -1,7 +1,8 @@
 """The batch's state on disk, in the output folder, so that a killed batch picks up where it was.
 
     <out>/.talkgen-batch/lock         held by the batch writing this folder (its pid inside)
-    <out>/.talkgen-batch/queue.json   every job: its digest, status, worker, error, result
+    <out>/.talkgen-batch/queue.json   every job: its digest, status, worker, error, result (and the
+                                      worker it is promised to next, whose look-ahead begins it)
     <out>/.talkgen-batch/jobs/<name>/ each job's job directory (stages, chunks): a resume starts here
     <out>/.talkgen-batch/workers/<id>/ each worker's status (for the live view), log and rank group
 

@@ -5,8 +5,8 @@ group of its own with one bundle: the GPUs its placement needs (all on one node,
 5-rank LiveAvatar worker gets its 5 GPUs together) and a CPU per rank. Ray sets the
 actor's CUDA_VISIBLE_DEVICES, and the recipe's placement counts within it.
 
-Jobs are pulled from the coordinator's queue one at a time; results come back as the
-actor's return values. An actor whose process or node dies raises on its pending result:
+Jobs are pulled from the coordinator's queue one at a time, each with the job the worker
+gets next (which its look-ahead begins); results come back as the actor's return values. An actor whose process or node dies raises on its pending result:
 the coordinator gives the job back to the queue and another worker resumes it from its
 job folder, which is why the output folder must be one path that every node sees
 (check_shared, before the first job).
@@ -85,8 +85,8 @@ class WorkerActor:
     def info(self) -> dict:
         return self.worker.info()
 
-    def run(self, spec: dict) -> dict:
-        return self.worker.run(spec)
+    def run(self, spec: dict, ahead: dict | None = None) -> dict:
+        return self.worker.run(spec, ahead)
 
     def check_path(self, probe: str, token: str) -> bool:
         return self.worker.check_path(probe, token)
@@ -157,9 +157,10 @@ class RayPool:
         seen = ray.get([w.actor.check_path.remote(str(probe), token) for w in self.workers], timeout=120)
         return [f"Ray node {w.node}" for w, ok in zip(self.workers, seen) if not ok]
 
-    def submit(self, worker: RayWorker, spec: dict) -> None:
+    def submit(self, worker: RayWorker, spec: dict, ahead: dict | None = None) -> None:
+        """Run `spec` on `worker`; `ahead` is the job it gets next (its look-ahead begins it)."""
         worker.job = spec["name"]
-        worker.ref = worker.actor.run.remote(spec)
+        worker.ref = worker.actor.run.remote(spec, ahead)
 
     def poll(self, timeout: float) -> list[tuple[RayWorker, dict | None, str | None]]:
         ray = _ray()

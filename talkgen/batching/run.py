@@ -143,25 +143,36 @@ def _drive(pool, queue: q.Queue, todo: deque, results: dict, view, out: Path) ->
     specs = {s.name: s for s in todo}
     losses: dict[str, int] = {}
     busy: dict[str, str] = {}  # worker id -> job name
+    # worker id -> the job it runs next, which its look-ahead is already making (text, voice).
+    # A job is promised ahead only while every worker has one waiting, so none idles at the end.
+    promised: dict[str, JobSpec] = {}
     walls: list[float] = []
     plans: dict[str, list[int]] = {}  # each running job's chunk end frames, for the live view
     remaining = len(todo)
     starts_left = 2 * len(pool.workers) + len(todo)  # workers that die at start must not be replaced forever
     while remaining:
         for w in [w for w in pool.workers if w.id not in busy]:
-            if not todo:
+            spec = promised.pop(w.id, None) or (todo.popleft() if todo else None)
+            if spec is None:
                 break
-            spec = todo.popleft()
+            nxt = todo.popleft() if len(todo) >= len(pool.workers) else None
             busy[w.id] = spec.name
-            queue.set(spec.name, spec.digest(), "running", worker=w.id, node=w.node)
-            pool.submit(w, spec.__dict__)
+            queue.set(spec.name, spec.digest(), "running", worker=w.id, node=w.node, promised_to=None)
+            if nxt is not None:
+                promised[w.id] = nxt
+                queue.set(nxt.name, nxt.digest(), "pending", promised_to=w.id)
+            pool.submit(w, spec.__dict__, nxt.__dict__ if nxt is not None else None)
         if not pool.workers:
-            for name in list(busy.values()) + [s.name for s in todo]:
+            for name in list(busy.values()) + [s.name for s in promised.values()] + [s.name for s in todo]:
                 results[name] = _failed(name, out, "no worker is left to run it (every worker was lost)")
                 queue.set(name, specs[name].digest(), "failed", error=results[name]["error"])
             break
         for w, result, lost in pool.poll(0.25):
             name = busy.pop(w.id, None)
+            if lost is not None and w.id in promised:
+                back = promised.pop(w.id)  # never started as its own job: back to the queue, no loss counted
+                todo.appendleft(back)
+                queue.set(back.name, back.digest(), "pending", promised_to=None)
             if lost is not None:
                 if name is None:
                     if starts_left > 0:

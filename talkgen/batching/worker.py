@@ -5,6 +5,10 @@ The worker keeps every engine loaded between jobs when the recipe's memory plan 
 after their stage, as in a render. A multi-rank avatar's rank group is launched with the
 first job that needs it and serves the rest (its files in the worker's own folder).
 
+While a job's picture renders, the worker makes the text and voice of the next job it was
+given (its look-ahead: the stages up to `speak`, whose engines the avatar does not use), so
+the LLM and the voice are not idle while the avatar works. It needs every engine resident.
+
 A job that fails is a result with its one-line reason, never an exception: the next job
 runs. Progress goes to the worker's status.json, which the live view reads (on one machine
 or across a Ray cluster: the output folder is shared).
@@ -17,6 +21,7 @@ import os
 import resource
 import socket
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -24,8 +29,10 @@ from pathlib import Path
 from talkgen.batching import queue
 from talkgen.batching.jobs import JobSpec
 from talkgen.errors import TalkgenError
-from talkgen.holder import ROLES, Engines
+from talkgen.holder import ROLES, Engines, leave_a_core
 from talkgen.pipeline import Progress
+
+AHEAD_UNTIL = "speak"  # a look-ahead makes the next job's transcript, reply and speech
 
 
 def peak_rss_mb() -> float:
@@ -39,11 +46,23 @@ class StatusProgress(Progress):
         self.path, self.worker, self.node = path, worker, node
         self.state: dict = {"worker": worker, "node": node, "job": None}
         self._last = 0.0
+        self._lock = threading.Lock()  # the job and the look-ahead report from two threads
+        self.front_done = threading.Event()  # set when the running job is past its look-ahead stages
+        self.front_done.set()
         self.write(force=True)
 
     def job(self, name: str | None) -> None:
+        ahead = self.state.get("ahead")
         self.state = {"worker": self.worker, "node": self.node, "job": name, "stage": None, "done": 0, "total": None,
-                      "unit": "", "since": time.time()}
+                      "unit": "", "since": time.time(), **({"ahead": ahead} if ahead else {})}
+        self.write(force=True)
+
+    def ahead(self, name: str | None, stage: str | None = None) -> None:
+        """The look-ahead's job and stage ("q3 reply"), beside the running job."""
+        if name is None:
+            self.state.pop("ahead", None)
+        else:
+            self.state["ahead"] = f"{name} {stage}" if stage else name
         self.write(force=True)
 
     def stage(self, name: str, total: float | None, unit: str) -> None:
@@ -57,6 +76,8 @@ class StatusProgress(Progress):
     def done(self, name: str, cache: str) -> None:
         self.state.update(stage=name, finished=name)
         self.write(force=True)
+        if name == AHEAD_UNTIL:
+            self.front_done.set()
 
     def write(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -65,10 +86,21 @@ class StatusProgress(Progress):
         self._last = now
         from talkgen.job import write_json_atomic
 
-        try:
-            write_json_atomic(self.path, self.state)
-        except OSError:
-            pass  # the live view is a view: a status file that cannot be written costs nothing else
+        with self._lock:
+            try:
+                write_json_atomic(self.path, dict(self.state))
+            except OSError:
+                pass  # the live view is a view: a status file that cannot be written costs nothing else
+
+
+class AheadProgress(Progress):
+    """A look-ahead's progress: its stage, shown beside the running job's."""
+
+    def __init__(self, status: StatusProgress, name: str):
+        self.status, self.name = status, name
+
+    def stage(self, name: str, total: float | None, unit: str) -> None:
+        self.status.ahead(self.name, name)
 
 
 def keep_for(recipe, engines_needed: set[str]) -> set[str] | str:
@@ -93,17 +125,20 @@ class Worker:
         self.node = node or socket.gethostname()
         self.dir = queue.worker_dir(out, worker_id)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.engines = Engines(keep="all")
+        self.engines = Engines(keep="all", on_load=self._loaded)
         self.progress = StatusProgress(self.dir / "status.json", worker_id, self.node)
         self.jobs = 0
         self.started = time.time()
+        self._ahead: dict[str, tuple[threading.Thread, list]] = {}  # job name -> its look-ahead and what it made
+        self._sharing_cpu = False  # an LLM on the CPU shares it with the job rendering beside it
 
-    def run(self, spec_data: dict) -> dict:
-        """Run one job; its result (done or failed, with one line) for the batch report."""
-        from talkgen.pipeline import RenderRequest, engines_needed, run
-        from talkgen.inputs import input_kind
+    def run(self, spec_data: dict, ahead: dict | None = None) -> dict:
+        """Run one job; its result (done or failed, with one line) for the batch report.
+        `ahead` is the job this worker runs next: its look-ahead starts once this job is past its voice."""
+        from talkgen.pipeline import RenderRequest
 
         spec = JobSpec(**spec_data)
+        made = self._finish_ahead(spec.name)
         video = queue.video_path(self.out, spec.name)
         result = {"name": spec.name, "status": "failed", "error": None, "output": str(video), "worker": self.id,
                   "node": self.node, "wall_s": 0.0, "video_s": 0.0, "cache_hits": 0, "stages": 0, "cost_usd": 0.0,
@@ -112,11 +147,14 @@ class Worker:
         t = time.perf_counter()
         try:
             recipe = spec.to_recipe()
-            keep = keep_for(recipe, engines_needed(recipe, input_kind(Path(spec.input)), spec.say))
+            keep = self._keep(spec, recipe)
             self.engines.keep = set(ROLES) if keep == "all" else keep
             req = RenderRequest(Path(spec.input), video, recipe, Path(spec.portrait) if spec.portrait else None,
-                                queue.job_dir(self.out, spec.name), list(spec.force), spec.from_stage, spec.say)
-            rep = run(req, self.progress, engines=self.engines, group_root=self.dir)
+                                queue.job_dir(self.out, spec.name), list(spec.force), spec.from_stage, spec.say, ahead=made)
+            self.progress.front_done.clear()
+            if ahead is not None and keep == "all":
+                self._look_ahead(JobSpec(**ahead))
+            rep = self._run(req)
         except TalkgenError as exc:
             result["error"] = _one_line(str(exc))
         except OSError as exc:
@@ -132,12 +170,79 @@ class Worker:
                           srt=rep["artifacts"]["subtitles"], report=rep["artifacts"]["report"],
                           video_sha256=sha256_file(video))
         finally:
+            self.progress.front_done.set()
             self.progress.job(None)
         self.jobs += 1
         result["wall_s"] = round(time.perf_counter() - t, 3)
         result["peak_rss_mb"] = peak_rss_mb()
         result["worker_info"] = self.info()
         return result
+
+    def _run(self, req) -> dict:
+        from talkgen.pipeline import run
+
+        return run(req, self.progress, engines=self.engines, group_root=self.dir)
+
+    @staticmethod
+    def _keep(spec: JobSpec, recipe) -> set[str] | str:
+        from talkgen.inputs import input_kind
+        from talkgen.pipeline import engines_needed
+
+        return keep_for(recipe, engines_needed(recipe, input_kind(Path(spec.input)), spec.say))
+
+    def _look_ahead(self, spec: JobSpec) -> None:
+        """Start making `spec`'s text and voice in a thread of its own, once the running job is past
+        its own (the two never use the same engine at once); only if every engine stays resident."""
+        from talkgen.pipeline import RenderRequest
+
+        if spec.name in self._ahead:
+            return
+        try:
+            recipe = spec.to_recipe()
+            if self._keep(spec, recipe) != "all":
+                return
+        except (TalkgenError, OSError):
+            return  # its own run reports what is wrong with it
+        if recipe.llm.device == "cpu" and not self._sharing_cpu:
+            self._sharing_cpu = True
+            leave_a_core()
+        made: list = []
+        req = RenderRequest(Path(spec.input), queue.video_path(self.out, spec.name), recipe,
+                            Path(spec.portrait) if spec.portrait else None, queue.job_dir(self.out, spec.name),
+                            list(spec.force), spec.from_stage, spec.say, until=AHEAD_UNTIL)
+
+        def work() -> None:
+            from talkgen.pipeline import run
+
+            self.progress.front_done.wait()
+            try:
+                made.extend(run(req, AheadProgress(self.progress, spec.name), engines=self.engines,
+                                group_root=self.dir)["stages"])
+            except (TalkgenError, OSError):
+                pass  # the job's own run meets it again and reports it in one line
+            except Exception:  # noqa: BLE001 - a bug: logged; the job's own run meets it again
+                self._log(f"look-ahead of {spec.name} failed:\n{traceback.format_exc()}")
+            finally:
+                self.progress.ahead(None)
+
+        thread = threading.Thread(target=work, name=f"talkgen-ahead-{spec.name}", daemon=True)
+        self._ahead[spec.name] = (thread, made)
+        thread.start()
+
+    def _finish_ahead(self, name: str | None = None) -> list:
+        """Wait for the look-ahead of job `name` (every look-ahead, for None); what it made."""
+        names = [name] if name is not None else list(self._ahead)
+        made = []
+        for n in names:
+            entry = self._ahead.pop(n, None)
+            if entry is not None:
+                entry[0].join()
+                made.extend(entry[1])
+        return made
+
+    def _loaded(self, role: str, model: str, seconds: float) -> None:
+        if role == "llm" and self._sharing_cpu:
+            leave_a_core()  # a load sets torch's threads again
 
     def info(self) -> dict:
         return {"worker": self.id, "node": self.node, "loads": dict(self.engines.loads), "rank_launches": self.engines.launches,
@@ -151,6 +256,7 @@ class Worker:
             return False
 
     def close(self) -> None:
+        self._finish_ahead()
         self.engines.close()
 
     def _log(self, text: str) -> None:
@@ -179,10 +285,10 @@ def serve_pipe(conn, out: str, worker_id: str, env: dict) -> None:
     try:
         conn.send({"ready": worker.info()})
         while True:
-            spec = conn.recv()
-            if spec is None:
+            msg = conn.recv()
+            if msg is None:
                 break
-            conn.send({"result": worker.run(spec)})
+            conn.send({"result": worker.run(msg["spec"], msg.get("ahead"))})
     except (KeyboardInterrupt, EOFError, BrokenPipeError):
         pass
     finally:

@@ -8,11 +8,10 @@ the recipe) and how it shares the CPU between the reply and the clip beside it.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable
 
-from talkgen.holder import Engines
+from talkgen.holder import Engines, leave_a_core
 from talkgen.recipe import Recipe
 
 
@@ -26,12 +25,7 @@ class Models:
         def loaded(role: str, model: str, seconds: float) -> None:
             log("load", model=role, seconds=round(seconds, 3))
             if role == "llm" and self._video and self.recipe.llm.device == "cpu":
-                # Leave a core to the clip rendering beside it. Torch's threads wait for each other
-                # at every layer, so one descheduled thread stalls them all: measured here with the
-                # cores busy, 9.5 tokens/s on one thread against 1.3 on two.
-                import torch
-
-                torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
+                leave_a_core()  # the clip renders beside the reply
 
         self.engines = Engines(keep="all", on_load=loaded, on_status=status)
 
