@@ -135,8 +135,6 @@ class Worker:
     def run(self, spec_data: dict, ahead: dict | None = None) -> dict:
         """Run one job; its result (done or failed, with one line) for the batch report.
         `ahead` is the job this worker runs next: its look-ahead starts once this job is past its voice."""
-        from talkgen.pipeline import RenderRequest
-
         spec = JobSpec(**spec_data)
         made = self._finish_ahead(spec.name)
         video = queue.video_path(self.out, spec.name)
@@ -149,8 +147,7 @@ class Worker:
             recipe = spec.to_recipe()
             keep = self._keep(spec, recipe)
             self.engines.keep = set(ROLES) if keep == "all" else keep
-            req = RenderRequest(Path(spec.input), video, recipe, Path(spec.portrait) if spec.portrait else None,
-                                queue.job_dir(self.out, spec.name), list(spec.force), spec.from_stage, spec.say, ahead=made)
+            req = self._request(spec, recipe, ahead=made)
             self.progress.front_done.clear()
             if ahead is not None and keep == "all":
                 self._look_ahead(JobSpec(**ahead))
@@ -178,10 +175,17 @@ class Worker:
         result["worker_info"] = self.info()
         return result
 
-    def _run(self, req) -> dict:
+    def _request(self, spec: JobSpec, recipe, **extra):
+        from talkgen.pipeline import RenderRequest
+
+        return RenderRequest(Path(spec.input), queue.video_path(self.out, spec.name), recipe,
+                             Path(spec.portrait) if spec.portrait else None, queue.job_dir(self.out, spec.name),
+                             list(spec.force), spec.from_stage, spec.say, **extra)
+
+    def _run(self, req, progress: Progress | None = None) -> dict:
         from talkgen.pipeline import run
 
-        return run(req, self.progress, engines=self.engines, group_root=self.dir)
+        return run(req, progress or self.progress, engines=self.engines, group_root=self.dir)
 
     @staticmethod
     def _keep(spec: JobSpec, recipe) -> set[str] | str:
@@ -193,8 +197,6 @@ class Worker:
     def _look_ahead(self, spec: JobSpec) -> None:
         """Start making `spec`'s text and voice in a thread of its own, once the running job is past
         its own (the two never use the same engine at once); only if every engine stays resident."""
-        from talkgen.pipeline import RenderRequest
-
         if spec.name in self._ahead:
             return
         try:
@@ -207,17 +209,12 @@ class Worker:
             self._sharing_cpu = True
             leave_a_core()
         made: list = []
-        req = RenderRequest(Path(spec.input), queue.video_path(self.out, spec.name), recipe,
-                            Path(spec.portrait) if spec.portrait else None, queue.job_dir(self.out, spec.name),
-                            list(spec.force), spec.from_stage, spec.say, until=AHEAD_UNTIL)
+        req = self._request(spec, recipe, until=AHEAD_UNTIL)
 
         def work() -> None:
-            from talkgen.pipeline import run
-
             self.progress.front_done.wait()
             try:
-                made.extend(run(req, AheadProgress(self.progress, spec.name), engines=self.engines,
-                                group_root=self.dir)["stages"])
+                made.extend(self._run(req, AheadProgress(self.progress, spec.name))["stages"])
             except (TalkgenError, OSError):
                 pass  # the job's own run meets it again and reports it in one line
             except Exception:  # noqa: BLE001 - a bug: logged; the job's own run meets it again
