@@ -249,7 +249,8 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.slow
 def test_a_sigkilled_batch_reruns_skipping_finished_jobs_and_resuming_the_interrupted_one(tmp_path):
-    scripts(tmp_path / "in", 3, words=20)
+    scripts(tmp_path / "in", 3)
+    (tmp_path / "in" / "q1.txt").write_text(" ".join(f"Word1 number {k}." for k in range(20)) + "\n")  # long: the kill lands in it
     args = ["batch", "in", "-o", "out", *SAY, "-q"]
     proc = subprocess.Popen([sys.executable, "-m", "talkgen", *args], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

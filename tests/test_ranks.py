@@ -14,7 +14,7 @@ import pytest
 from talkgen import media
 
 HERE = Path(__file__).resolve().parent
-SCRIPT = " ".join(f"Sentence {i} is spoken here, and then a short pause follows." for i in range(10))
+SCRIPT = " ".join(f"Sentence {i} is spoken here, and then a short pause follows." for i in range(5))
 
 
 @pytest.mark.slow

@@ -134,53 +134,62 @@ def _chunk_count(job: Path) -> int:
     return len([p for p in d.glob("*.mp4") if not p.name.startswith(".")]) if d.is_dir() else 0
 
 
-def test_killed_render_resumes_at_the_first_missing_chunk_and_matches(tmp_path):
-    (tmp_path / "s.txt").write_text(LONG)
-    args = ["render", "s.txt", "--say", "--size", "160", "render.max_chunk_s=1.0", "render.min_chunk_s=0.5", "-q"]
-    talkgen(*args, "-o", "whole.mp4", "--job-dir", "whole", cwd=tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "talkgen", *args, "-o", "cut.mp4", "--job-dir", "cut"], cwd=tmp_path,
+# LONG said in chunks of 0.5-1 s: over 30 of them, at 64 px (what is checked is the same at any size).
+LONG_ARGS = ["render", "s.txt", "--say", "--size", "64", "render.max_chunk_s=1.0", "render.min_chunk_s=0.5", "-q"]
+
+
+@pytest.fixture(scope="module")
+def long_render(tmp_path_factory):
+    """LONG rendered once, uninterrupted (whole.mp4, job folder whole): the tests below only read it."""
+    d = tmp_path_factory.mktemp("long")
+    (d / "s.txt").write_text(LONG)
+    talkgen(*LONG_ARGS, "-o", "whole.mp4", "--job-dir", "whole", cwd=d)
+    return d
+
+
+def test_killed_render_resumes_at_the_first_missing_chunk_and_matches(long_render):
+    d, args = long_render, LONG_ARGS
+    proc = subprocess.Popen([sys.executable, "-m", "talkgen", *args, "-o", "cut.mp4", "--job-dir", "cut"], cwd=d,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while _chunk_count(tmp_path / "cut") < 5 and time.time() < deadline and proc.poll() is None:
+    while _chunk_count(d / "cut") < 5 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    killed_at = _chunk_count(tmp_path / "cut")
-    plan = json.loads((tmp_path / "whole" / "plan.json").read_text())
+    killed_at = _chunk_count(d / "cut")
+    plan = json.loads((d / "whole" / "plan.json").read_text())
     assert 5 <= killed_at < len(plan["chunks"]), "the kill must land in the middle of the render"
-    assert not (tmp_path / "cut.mp4").exists()
+    assert not (d / "cut.mp4").exists()
     # Resumed with a longer rank timeout, as after a rank that went silent: a setting that says
     # how to run, not what the frames are, so the finished chunks are kept.
-    talkgen(*args, "render.collective_timeout_s=120", "-o", "cut.mp4", "--job-dir", "cut", cwd=tmp_path)
-    assert not list((tmp_path / "cut").rglob(".*.tmp-*")), "half-written files were left behind"
-    report = json.loads((tmp_path / "cut.report.json").read_text())
+    talkgen(*args, "render.collective_timeout_s=120", "-o", "cut.mp4", "--job-dir", "cut", cwd=d)
+    assert not list((d / "cut").rglob(".*.tmp-*")), "half-written files were left behind"
+    report = json.loads((d / "cut.report.json").read_text())
     render = next(s for s in report["stages"] if s["name"] == "render")
     assert render["detail"]["reused_chunks"] >= killed_at - 1  # a chunk being renamed at the kill may be redone
-    assert media.frame_hashes(tmp_path / "cut.mp4") == media.frame_hashes(tmp_path / "whole.mp4")
-    a = media.decode_audio(tmp_path / "cut.mp4", 16000)
-    b = media.decode_audio(tmp_path / "whole.mp4", 16000)
+    assert media.frame_hashes(d / "cut.mp4") == media.frame_hashes(d / "whole.mp4")
+    a = media.decode_audio(d / "cut.mp4", 16000)
+    b = media.decode_audio(d / "whole.mp4", 16000)
     assert len(a) == len(b) and np.allclose(a, b, atol=1e-4)
 
 
-def test_audio_lines_up_with_the_speech_at_every_seam(tmp_path):
+def test_audio_lines_up_with_the_speech_at_every_seam(long_render):
     """Measure, at each of 30+ chunk joins, where the final file's audio sits against speech.wav."""
-    (tmp_path / "s.txt").write_text(LONG)
-    talkgen("render", "s.txt", "--say", "--size", "64", "render.max_chunk_s=1.0", "render.min_chunk_s=0.5",
-            "-q", "-o", "o.mp4", "--job-dir", "job", cwd=tmp_path)
-    plan = json.loads((tmp_path / "job" / "plan.json").read_text())
+    job = long_render / "whole"
+    plan = json.loads((job / "plan.json").read_text())
     seams = [c["end_frame"] for c in plan["chunks"][:-1]]
     assert len(seams) >= 30
-    report = json.loads((tmp_path / "o.report.json").read_text())
+    report = json.loads((long_render / "whole.report.json").read_text())
     assert [s["frame"] for s in report["seams"]["per_seam"]] == seams
     sr = 8000  # enough to resolve well under a frame, and quick to correlate
-    ref = media.decode_audio(tmp_path / "job" / "speech.wav", sr)
-    got = media.decode_audio(tmp_path / "o.mp4", sr)
+    ref = media.decode_audio(job / "speech.wav", sr)
+    got = media.decode_audio(long_render / "whole.mp4", sr)
     lags = [audio_lag_ms(ref, got, sr, f * sr // 25, half=sr // 2, search=sr // 10)[0] for f in seams]
     assert max(abs(x) for x in lags) <= 40, lags
     # The video side: the joined file holds exactly the chunks' frames, in order, at the planned indices.
     chunk_hashes = []
     for c in plan["chunks"]:
-        h = media.frame_hashes(tmp_path / "job" / "chunks" / f"{c['index']:05d}.mp4")
+        h = media.frame_hashes(job / "chunks" / f"{c['index']:05d}.mp4")
         assert len(h) == c["end_frame"] - c["start_frame"]
         chunk_hashes += h
-    assert media.frame_hashes(tmp_path / "o.mp4") == chunk_hashes
+    assert media.frame_hashes(long_render / "whole.mp4") == chunk_hashes

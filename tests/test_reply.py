@@ -39,16 +39,29 @@ def test_paragraphs_are_turns_of_one_conversation(tmp_path, smol):
     assert "".join(streamed).strip()  # tokens were streamed as they came
 
 
-@pytest.mark.slow
-def test_history_is_cut_oldest_first_when_the_window_is_full(tmp_path, smol):
-    config, llm = smol
-    small = load_recipe("cpu", ["llm.max_reply_words=25", "llm.context_tokens=230", "llm.max_new_tokens=60"]).llm
+# A window of 300 tokens with replies of at most 12 words fills at the 7th of 10 turns, and again
+# at the 10th: the same pattern of left-out turns as 420 tokens and 25 words, at half the tokens made.
+SMALL_WINDOW = ["llm.max_reply_words=12", "llm.context_tokens=300", "llm.max_new_tokens=30"]
+
+
+@pytest.fixture(scope="module")
+def full_window(tmp_path_factory, smol):
+    """Ten turns through a window that fills twice: the conversation, its notes and the config."""
+    _, llm = smol
+    small = load_recipe("cpu", SMALL_WINDOW).llm
     notes = []
-    turns = [f"Tell me one short fact about the number {n}." for n in range(1, 6)]
-    out = reply(turns, llm, small, tmp_path / "r.json", note=notes.append)
+    turns = [f"Tell me one short fact about the number {n}." for n in range(1, 11)]
+    out = reply(turns, llm, small, tmp_path_factory.mktemp("window") / "r.json", note=notes.append)
+    return out, notes, small
+
+
+@pytest.mark.slow
+def test_history_is_cut_oldest_first_when_the_window_is_full(tmp_path, smol, full_window):
+    _, llm = smol
+    out, notes, small = full_window
     assert any("left out the" in n and "oldest turn" in n for n in notes)
-    assert out["turns"][-1]["prompt_messages"] < 2 * len(turns)
-    notes.clear()
+    assert out["turns"][-1]["prompt_messages"] < 2 * len(out["turns"])
+    notes = []
     reply(["word " * 400 + "?"], llm, small, tmp_path / "q.json", note=notes.append)
     assert any("kept its first" in n for n in notes)
 
@@ -167,12 +180,8 @@ def test_the_next_turn_reuses_the_last_prompts_cache_and_replies_as_a_cold_start
 
 
 @pytest.mark.slow
-def test_a_full_window_leaves_out_enough_old_turns_to_keep_the_next_prompts_beginning_steady(tmp_path, smol):
-    config, llm = smol
-    small = load_recipe("cpu", ["llm.max_reply_words=25", "llm.context_tokens=420", "llm.max_new_tokens=60"]).llm
-    notes = []
-    turns = [f"Tell me one short fact about the number {n}." for n in range(1, 11)]
-    out = reply(turns, llm, small, tmp_path / "r.json", note=notes.append)
+def test_a_full_window_leaves_out_enough_old_turns_to_keep_the_next_prompts_beginning_steady(full_window):
+    out, notes, _ = full_window
     dropped = [t["dropped_turns"] for t in out["turns"]]
     assert dropped == sorted(dropped) and dropped[-1] >= 2
     # Each time the window fills, several turns go at once, so the count holds for the turns after.

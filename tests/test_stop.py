@@ -18,7 +18,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-SCRIPT = " ".join(f"Sentence {i} is spoken here, and then a short pause follows." for i in range(12))
+SCRIPT = " ".join(f"Sentence {i} is spoken here, and then a short pause follows." for i in range(6))
 RENDER = ["render", "s.txt", "--say", "-o", "o.mp4", "--size", "128", "--job-dir", "job",
           "render.max_chunk_s=1.0", "render.min_chunk_s=0.5", "-q"]
 
@@ -123,7 +123,7 @@ HANGING = textwrap.dedent("""
 
 @pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT, None])
 def test_a_second_signal_or_the_grace_period_ends_a_stop_at_once(tmp_path, second):
-    proc = subprocess.Popen([sys.executable, "-c", HANGING, str(tmp_path), "2" if second is None else "60"],
+    proc = subprocess.Popen([sys.executable, "-c", HANGING, str(tmp_path), "1" if second is None else "60"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     child = int(proc.stdout.readline())
     assert list(tmp_path.glob(".out.txt.tmp-*"))
@@ -175,7 +175,7 @@ def test_a_signal_another_thread_took_still_wakes_the_main_thread(sig):
 
 def test_a_chat_told_to_stop_keeps_the_turn_and_renders_its_clip_on_resume(tmp_path):
     # 768 px through x264's slow preset keeps the clip rendering for a while after the reply.
-    args = ["chat", "--session-dir", "s", "render.size=768", "render.preset=slow", "llm.max_reply_words=60"]
+    args = ["chat", "--session-dir", "s", "render.size=768", "render.preset=slow", "llm.max_reply_words=25"]
     proc = subprocess.Popen([sys.executable, "-m", "talkgen", *args], cwd=tmp_path, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     proc.stdin.write("Tell me about the sea.\n")
