@@ -45,6 +45,7 @@ class LLMConfig:
     seed: int = 0
     context_tokens: int = 2048
     dtype: str = "auto"  # auto: bfloat16 on CUDA and on CPUs with native bf16, else float32
+    weights: str = "auto"  # auto: the bundled GGUF's own blocks on a CPU (gguf), else dense
     device: str = _placed("llm")
 
 

@@ -63,6 +63,19 @@ def compute_dtype(config: LLMConfig) -> str:
     return "bfloat16" if cpu_has_bf16() else "float32"
 
 
+def weights_mode(config: LLMConfig) -> str:
+    """gguf: the bundled GGUF's quantised blocks decode each token (see gguf_blocks); dense:
+    every layer computes with dequantised weights in the compute dtype."""
+    if config.weights not in ("auto", "gguf", "dense"):
+        raise UsageError(f"llm.weights '{config.weights}' must be auto, gguf or dense")
+    bundled_cpu = config.model in BUNDLED and not config.device.startswith("cuda")
+    if config.weights == "gguf" and not bundled_cpu:
+        raise UsageError("llm.weights=gguf needs the bundled GGUF model on the CPU: set llm.weights=dense or auto")
+    if config.weights == "auto":
+        return "gguf" if bundled_cpu else "dense"
+    return config.weights
+
+
 def model_folder(config: LLMConfig, recipe: str = "cpu") -> Path:
     """A local model folder, or a hub id (e.g. meta-llama/Llama-3.2-3B-Instruct) that the weights
     manifest maps to the folder `talkgen weights pull` fills; never a download."""
@@ -91,6 +104,7 @@ def identity(config: LLMConfig) -> dict:
     return {
         "engine": "transformers", "transformers": metadata.version("transformers"), "model": config.model,
         "model_version": version, "dtype": compute_dtype(config), "device": config.device,
+        "weights": weights_mode(config),
     }
 
 
@@ -122,7 +136,7 @@ def formats(config: LLMConfig) -> list[tuple[str, str]]:
 def converted_dir(config: LLMConfig) -> Path:
     ident = identity(config)
     tag = ident["model_version"].replace(":", "-").replace("/", "_")
-    return cache_root() / "llm" / f"{config.model}-{tag}-bf16-v2"
+    return cache_root() / "llm" / f"{config.model}-{tag}-bf16-v3"
 
 
 def convert_gguf(gguf: Path, dest: Path) -> None:
@@ -155,6 +169,10 @@ def convert_gguf(gguf: Path, dest: Path) -> None:
             # first fill the embedding with random numbers (0.5 s of the load) before tying it.
             state.pop("lm_head.weight", None)
         safetensors.torch.save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        from talkgen.engines import gguf_blocks
+
+        text = config.get_text_config(decoder=True)
+        gguf_blocks.save(gguf_blocks.read_gguf(gguf, text.num_attention_heads, text.num_key_value_heads), tmp / gguf_blocks.FILE)
         tokenizer.save_pretrained(tmp)
         (tmp / "talkgen.json").write_text(json.dumps({"source": str(gguf), "size": gguf.stat().st_size}) + "\n")
         try:
@@ -245,6 +263,9 @@ class TransformersLLM:
         dtype = getattr(torch, compute_dtype(config))
         self.model = model_class.from_pretrained(str(folder), dtype=dtype, local_files_only=True).to(config.device)
         self.model.eval()
+        self.weights = weights_mode(config)
+        if self.weights == "gguf":
+            self._install_blocks(folder)
         self.load_s = time.perf_counter() - t
         import inspect
 
@@ -258,6 +279,18 @@ class TransformersLLM:
         self.prefilled_tokens = 0  # tokens run through the model to prefill prompts: the cost the cache saves
         if not self.tokenizer.chat_template:
             raise UsageError(f"the model in {folder} has no chat template: use an instruct/chat model")
+
+    def _install_blocks(self, folder: Path) -> None:
+        from talkgen.engines import gguf_blocks
+
+        if not gguf_blocks.kernel_available():
+            import torch
+
+            raise TalkgenError(f"torch {torch.__version__} has no int4 CPU kernel for llm.weights=gguf: set llm.weights=dense")
+        try:
+            gguf_blocks.install(self.model, folder / gguf_blocks.FILE)
+        except (OSError, ValueError) as e:
+            raise TalkgenError(f"the LLM's GGUF blocks in {folder} are unusable ({e}): delete that folder and run again") from None
 
     def identity(self) -> dict:
         return identity(self.config)
