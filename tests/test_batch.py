@@ -48,8 +48,8 @@ def mixed(tmp_path_factory):
         "  - input: in/q0.txt\n"
         "    say: true\n"
         "  - {input: in/q1.txt, name: second, say: true, overrides: [render.crf=23]}\n"
-        "  - {input: in/ask1.txt, persona: a cheerful astronomer, overrides: {llm.max_reply_words: 12}}\n"
-        "  - {input: in/ask2.txt, overrides: [llm.max_reply_words=12]}\n"
+        "  - {input: in/ask1.txt, persona: a cheerful astronomer, overrides: {llm.max_reply_words: 6}}\n"
+        "  - {input: in/ask2.txt, overrides: [llm.max_reply_words=6]}\n"
     )
     proc = talkgen(["batch", "jobs.yaml", "-o", "videos", "--size", "96", "--json"], d)
     assert proc.returncode == 0, proc.stderr
@@ -82,7 +82,7 @@ def test_a_worker_loads_each_model_once_and_every_job_writes_its_files(mixed):
     assert t["throughput"] > 0 and {"gpu_hours", "cost_per_video_minute_usd"} <= set(t)
     # Each job's own settings: the persona and the reply length reached the LLM of the job that asked.
     ask1 = json.loads((d / "videos" / "ask1.report.json").read_text())
-    assert len(ask1["conversation"][0]["reply"].split()) <= 12 + 8
+    assert len(ask1["conversation"][0]["reply"].split()) <= 6 + 8
 
 
 @pytest.mark.slow
