@@ -19,7 +19,8 @@ def talkgen(args, cwd, timeout=600, **kw):
     return subprocess.run([sys.executable, "-m", "talkgen", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, **kw)
 
 
-def scripts(folder: Path, n: int, words: int = 6) -> Path:
+def scripts(folder: Path, n: int, words: int = 3) -> Path:
+    """n scripts of `words` short sentences (about 1.7 s of speech each)."""
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         (folder / f"q{i}.txt").write_text(" ".join(f"Word{i} number {k}." for k in range(words)) + "\n")
@@ -226,7 +227,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.slow
 def test_a_sigkilled_batch_reruns_skipping_finished_jobs_and_resuming_the_interrupted_one(tmp_path):
     scripts(tmp_path / "in", 3)
-    (tmp_path / "in" / "q1.txt").write_text(" ".join(f"Word1 number {k}." for k in range(20)) + "\n")  # long: the kill lands in it
+    (tmp_path / "in" / "q1.txt").write_text(" ".join(f"Word1 number {k}." for k in range(10)) + "\n")  # long: the kill lands in it
     args = ["batch", "in", "-o", "out", *SAY, "-q"]
     proc = subprocess.Popen([sys.executable, "-m", "talkgen", *args], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -259,7 +260,7 @@ def test_a_sigkilled_batch_reruns_skipping_finished_jobs_and_resuming_the_interr
 
 @pytest.mark.slow
 def test_two_workers_share_the_jobs_and_each_loads_once(tmp_path):
-    scripts(tmp_path / "in", 4)
+    scripts(tmp_path / "in", 4, words=6)  # long enough that the second worker is up before the first has done them all
     proc = talkgen(["batch", "in", "-o", "out", *SAY, "--workers", "2"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     rep = report(tmp_path / "out")
@@ -339,7 +340,7 @@ def test_workers_default_to_one_per_share_of_the_machines_gpus(monkeypatch, tmp_
 def test_the_live_view_shows_each_workers_job_on_a_terminal_and_results_stay_off_it(tmp_path):
     import pexpect
 
-    scripts(tmp_path / "in", 2, words=20)
+    scripts(tmp_path / "in", 2, words=10)
     child = pexpect.spawn(sys.executable, ["-m", "talkgen", "batch", "in", "-o", "out", *SAY], cwd=str(tmp_path),
                           env=dict(os.environ), encoding="utf-8", timeout=300, dimensions=(40, 200))
     child.expect(r"2 job\(s\), about [\d.]+ video minutes")  # the cost, before the first job
