@@ -45,13 +45,13 @@ def _caches(report):
 
 @pytest.mark.slow
 def test_a_recorded_question_is_answered_without_the_network(tmp_path, no_network):
-    recipe = load_recipe("cpu", ["render.size=96", "llm.max_reply_words=30"])
+    recipe = load_recipe("cpu", ["render.size=96", "llm.max_reply_words=15"])
     report = run(RenderRequest(QUESTION, tmp_path / "a.mp4", recipe, job_dir=tmp_path / "job"))
     assert list(_caches(report)) == ["transcribe", "reply", "speak", "plan", "render", "assemble"]
     transcript = json.loads((tmp_path / "job" / "transcript.json").read_text())
     assert "tallest mountain" in transcript["text"].lower()
     answer = report["conversation"][0]["reply"]
-    assert answer and len(answer.split()) <= 30
+    assert answer and len(answer.split()) <= 15
     assert report["conversation"][0]["question"] == transcript["text"]
     # The answer is what was spoken and subtitled.
     srt = (tmp_path / "a.srt").read_text()

@@ -19,7 +19,8 @@ def talkgen(args, cwd, timeout=600, **kw):
     return subprocess.run([sys.executable, "-m", "talkgen", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, **kw)
 
 
-def scripts(folder: Path, n: int, words: int = 6) -> Path:
+def scripts(folder: Path, n: int, words: int = 3) -> Path:
+    """n scripts of `words` short sentences (about 1.7 s of speech each)."""
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         (folder / f"q{i}.txt").write_text(" ".join(f"Word{i} number {k}." for k in range(words)) + "\n")
@@ -48,8 +49,8 @@ def mixed(tmp_path_factory):
         "  - input: in/q0.txt\n"
         "    say: true\n"
         "  - {input: in/q1.txt, name: second, say: true, overrides: [render.crf=23]}\n"
-        "  - {input: in/ask1.txt, persona: a cheerful astronomer, overrides: {llm.max_reply_words: 12}}\n"
-        "  - {input: in/ask2.txt, overrides: [llm.max_reply_words=12]}\n"
+        "  - {input: in/ask1.txt, persona: a cheerful astronomer, overrides: {llm.max_reply_words: 6}}\n"
+        "  - {input: in/ask2.txt, overrides: [llm.max_reply_words=6]}\n"
     )
     proc = talkgen(["batch", "jobs.yaml", "-o", "videos", "--size", "96", "--json"], d)
     assert proc.returncode == 0, proc.stderr
@@ -82,7 +83,7 @@ def test_a_worker_loads_each_model_once_and_every_job_writes_its_files(mixed):
     assert t["throughput"] > 0 and {"gpu_hours", "cost_per_video_minute_usd"} <= set(t)
     # Each job's own settings: the persona and the reply length reached the LLM of the job that asked.
     ask1 = json.loads((d / "videos" / "ask1.report.json").read_text())
-    assert len(ask1["conversation"][0]["reply"].split()) <= 12 + 8
+    assert len(ask1["conversation"][0]["reply"].split()) <= 6 + 8
     # The worker's look-ahead made each later job's reply and speech while the job before it rendered.
     caches = {j["name"]: {s["name"]: s["cache"] for s in json.loads((d / "videos" / f"{j['name']}.report.json").read_text())["stages"]}
               for j in rep["jobs"]}
@@ -98,7 +99,7 @@ def test_a_job_made_ahead_is_the_video_a_render_of_its_own_makes(mixed):
     and the voice warm from ask1: the same reply, speech and video as a render on its own."""
     d, _ = mixed
     proc = talkgen(["render", "in/ask2.txt", "-o", "alone.mp4", "--job-dir", "alone", "--size", "96",
-                    "llm.max_reply_words=12"], d)
+                    "llm.max_reply_words=6"], d)
     assert proc.returncode == 0, proc.stderr
     job = d / "videos" / ".talkgen-batch" / "jobs" / "ask2"
     def said(folder: Path) -> list:
@@ -250,7 +251,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.slow
 def test_a_sigkilled_batch_reruns_skipping_finished_jobs_and_resuming_the_interrupted_one(tmp_path):
     scripts(tmp_path / "in", 3)
-    (tmp_path / "in" / "q1.txt").write_text(" ".join(f"Word1 number {k}." for k in range(20)) + "\n")  # long: the kill lands in it
+    (tmp_path / "in" / "q1.txt").write_text(" ".join(f"Word1 number {k}." for k in range(10)) + "\n")  # long: the kill lands in it
     args = ["batch", "in", "-o", "out", *SAY, "-q"]
     proc = subprocess.Popen([sys.executable, "-m", "talkgen", *args], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -283,7 +284,7 @@ def test_a_sigkilled_batch_reruns_skipping_finished_jobs_and_resuming_the_interr
 
 @pytest.mark.slow
 def test_two_workers_share_the_jobs_and_each_loads_once(tmp_path):
-    scripts(tmp_path / "in", 4)
+    scripts(tmp_path / "in", 4, words=6)  # long enough that the second worker is up before the first has done them all
     proc = talkgen(["batch", "in", "-o", "out", *SAY, "--workers", "2"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     rep = report(tmp_path / "out")
@@ -363,7 +364,7 @@ def test_workers_default_to_one_per_share_of_the_machines_gpus(monkeypatch, tmp_
 def test_the_live_view_shows_each_workers_job_on_a_terminal_and_results_stay_off_it(tmp_path):
     import pexpect
 
-    scripts(tmp_path / "in", 2, words=20)
+    scripts(tmp_path / "in", 2, words=10)
     child = pexpect.spawn(sys.executable, ["-m", "talkgen", "batch", "in", "-o", "out", *SAY], cwd=str(tmp_path),
                           env=dict(os.environ), encoding="utf-8", timeout=300, dimensions=(40, 200))
     child.expect(r"2 job\(s\), about [\d.]+ video minutes")  # the cost, before the first job

@@ -48,7 +48,7 @@ def test_a_node_removed_mid_batch_gives_its_job_back_and_nothing_is_lost(cluster
     c, nodes = cluster
     (tmp_path / "in").mkdir()
     for i in range(4):
-        (tmp_path / "in" / f"q{i}.txt").write_text(" ".join(f"Word{i} number {k}." for k in range(24)) + "\n")
+        (tmp_path / "in" / f"q{i}.txt").write_text(" ".join(f"Word{i} number {k}." for k in range(16)) + "\n")
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "talkgen", "batch", "in", "-o", "out", "--say", "--size", "96", "render.max_chunk_s=1",

@@ -19,7 +19,7 @@ from talkgen import media
 
 HERE = Path(__file__).resolve().parent
 STANDIN = HERE / "standin_liveavatar"
-SCRIPT = " ".join(f"Sentence {i} is spoken here, and then a short pause follows." for i in range(4))
+SCRIPT = " ".join(f"Sentence {i} is spoken here, and then a short pause follows." for i in range(2))
 TP = ["render", "s.txt", "--say", "--size", "96", "render.engine=tp-test", "render.max_chunk_s=1", "render.min_chunk_s=0.5", "-q"]
 # Modules of talkgen that must never load on the far side: they need talkgen's own environment.
 NEAR_ONLY = ("talkgen.cli", "talkgen.pipeline", "talkgen.face", "talkgen.weights", "talkgen.stages", "talkgen.chat",

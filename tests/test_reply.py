@@ -12,7 +12,8 @@ from talkgen.stages.reply import bound_words, reply, system_prompt
 
 @pytest.fixture(scope="module")
 def smol():
-    config = load_recipe("cpu", ["llm.max_reply_words=25"]).llm
+    # Replies of at most 12 words: every test here checks the structure of a reply, not its length.
+    config = load_recipe("cpu", ["llm.max_reply_words=12"]).llm
     return config, load_llm(config)
 
 
@@ -23,9 +24,9 @@ def test_same_seed_same_reply_and_bounded_length(tmp_path, smol):
     b = reply(["What colour is the sky?"], llm, config, tmp_path / "b.json")
     assert a["turns"][0]["reply"] == b["turns"][0]["reply"]
     assert a["turns"][0]["reply"]
-    assert len(a["turns"][0]["reply"].split()) <= 25
+    assert len(a["turns"][0]["reply"].split()) <= 12
     saved = json.loads((tmp_path / "a.json").read_text())
-    assert saved["messages"][0] == {"role": "system", "content": system_prompt(config.persona, 25)}
+    assert saved["messages"][0] == {"role": "system", "content": system_prompt(config.persona, 12)}
 
 
 @pytest.mark.slow
@@ -69,7 +70,7 @@ def test_history_is_cut_oldest_first_when_the_window_is_full(tmp_path, smol, ful
 @pytest.mark.slow
 def test_changing_the_seed_changes_the_reply(tmp_path, smol):
     config, llm = smol
-    other = load_recipe("cpu", ["llm.max_reply_words=25", "llm.seed=11"]).llm
+    other = load_recipe("cpu", ["llm.max_reply_words=12", "llm.seed=11"]).llm
     a = reply(["Tell me a story about a cat."], llm, config, tmp_path / "a.json")
     b = reply(["Tell me a story about a cat."], llm, other, tmp_path / "b.json")
     assert a["turns"][0]["reply"] != b["turns"][0]["reply"]
@@ -160,10 +161,13 @@ def test_the_next_turn_reuses_the_last_prompts_cache_and_replies_as_a_cold_start
     the same whether the engine had just answered the turns before it or had done nothing."""
     from talkgen.stages.reply import answer
 
-    config, llm = smol
+    short, llm = smol
     turns = ["Tell me about the sea.", "And the mountains?", "What about rivers?", "And forests?", "And deserts?",
-             "Which of those would you visit first?"]
-    out = reply(turns[:-1], llm, config, tmp_path / "r.json")
+             "And the ice at the poles?", "Which of those would you visit first?"]
+    # The conversation so far in replies of at most 12 words: six turns of them make prompts of
+    # over 200 tokens for fewer tokens generated than five of 25 words. The answers compared are of 25.
+    out = reply(turns[:-1], llm, short, tmp_path / "r.json")
+    config = load_recipe("cpu", ["llm.max_reply_words=25"]).llm
     system, history = out["messages"][0], out["messages"][1:]
     # The next turn; then a prompt that parts from the kept one inside it (the last turn left
     # out, another question), so the kept cache must be cut back before it is used.
