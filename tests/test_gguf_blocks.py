@@ -96,7 +96,8 @@ def test_the_blocks_are_as_close_to_the_gguf_as_the_dense_model(models):
         cache, rows = DynamicCache(config=model.config), []
         with torch.inference_mode():
             for i in range(ids.shape[1]):
-                rows.append(model(input_ids=ids[:, i:i + 1], past_key_values=cache, use_cache=True).logits[0, -1].float())
+                step = model(input_ids=ids[:, i:i + 1], use_cache=True, **{dense._cache_arg: cache})  # its name moved in transformers 5
+                rows.append(step.logits[0, -1].float())
         return torch.stack(rows)
 
     want = stepwise(reference)
