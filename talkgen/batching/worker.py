@@ -46,24 +46,26 @@ class StatusProgress(Progress):
         self.path, self.worker, self.node = path, worker, node
         self.state: dict = {"worker": worker, "node": node, "job": None}
         self._last = 0.0
-        self._lock = threading.Lock()  # the job and the look-ahead report from two threads
+        self._lock = threading.RLock()  # the job and the look-ahead report from two threads
         self.front_done = threading.Event()  # set when the running job is past its look-ahead stages
         self.front_done.set()
         self.write(force=True)
 
     def job(self, name: str | None) -> None:
-        ahead = self.state.get("ahead")
-        self.state = {"worker": self.worker, "node": self.node, "job": name, "stage": None, "done": 0, "total": None,
-                      "unit": "", "since": time.time(), **({"ahead": ahead} if ahead else {})}
-        self.write(force=True)
+        with self._lock:  # else a look-ahead's stage set between the read and the new state is lost
+            ahead = self.state.get("ahead")
+            self.state = {"worker": self.worker, "node": self.node, "job": name, "stage": None, "done": 0, "total": None,
+                          "unit": "", "since": time.time(), **({"ahead": ahead} if ahead else {})}
+            self.write(force=True)
 
     def ahead(self, name: str | None, stage: str | None = None) -> None:
         """The look-ahead's job and stage ("q3 reply"), beside the running job."""
-        if name is None:
-            self.state.pop("ahead", None)
-        else:
-            self.state["ahead"] = f"{name} {stage}" if stage else name
-        self.write(force=True)
+        with self._lock:
+            if name is None:
+                self.state.pop("ahead", None)
+            else:
+                self.state["ahead"] = f"{name} {stage}" if stage else name
+            self.write(force=True)
 
     def stage(self, name: str, total: float | None, unit: str) -> None:
         self.state.update(stage=name, done=0, total=total, unit=unit)
