@@ -3,7 +3,7 @@
 SmolLM2's GGUF stores its linear layers as Q4_1 (blocks of 32 four-bit values with a scale
 and a minimum) and its tied embedding as Q8_0 (blocks of 32 bytes with a scale). Dequantised
 to bfloat16, every generated token reads 270 MB of weights; kept in blocks it reads about
-80 MB, and a token takes 28 ms instead of 69 on one core here. Both block kinds map exactly
+100 MB, and a token takes 28 ms instead of 69 on one core here. Both block kinds map exactly
 onto torch's int4 weight format, w = (q - 8) * scale + zero in groups of 32:
 
 - Q4_1, w = q * d + m:          scale d, zero m + 8d;
@@ -13,8 +13,8 @@ onto torch's int4 weight format, w = (q - 8) * scale + zero in groups of 32:
 The kernel pays off for a few rows at a time (one row a generated token); for a prompt's
 blocks of 128 tokens the dense weights are faster, so each layer keeps both and picks by
 the number of rows: a pure function of the prompt, so a reply stays the same whether or not a
-chat's cache was kept. Rows never mix in either kernel: a row's result does not depend on the
-rows beside it or on the number of threads.
+chat's cache was kept. Rows never mix in the int4 kernel: a row's result does not depend on
+the rows beside it or on the number of threads (tested).
 
 This module imports torch at its top: only the LLM's loader and converter import it.
 """

@@ -68,7 +68,7 @@ def weights_mode(config: LLMConfig) -> str:
     every layer computes with dequantised weights in the compute dtype."""
     if config.weights not in ("auto", "gguf", "dense"):
         raise UsageError(f"llm.weights '{config.weights}' must be auto, gguf or dense")
-    bundled_cpu = config.model in BUNDLED and not config.device.startswith("cuda")
+    bundled_cpu = config.model in BUNDLED and config.device == "cpu"
     if config.weights == "gguf" and not bundled_cpu:
         raise UsageError("llm.weights=gguf needs the bundled GGUF model on the CPU: set llm.weights=dense or auto")
     if config.weights == "auto":
