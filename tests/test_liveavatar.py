@@ -412,8 +412,10 @@ def test_a_render_keeps_only_the_seeds_it_can_still_resume_from(tmp_path, weight
     engine, track, plan = _staged(tmp_path, weights, "state")
     held = []
     _render(tmp_path / "job", engine, track, plan, on_frames=lambda n: held.append(len(list((tmp_path / "state").glob("*.npy")))))
-    # The last finished chunk's seed, the one of the chunk still finishing, and the one just made.
-    assert max(held) <= 3
+    # The last finished chunk's seed, the one of the chunk being finished, the one of the chunk
+    # queued behind it (the chunk writer holds one) and the one just made: 4 at most of the 6.
+    # Quiet, the finisher keeps up and 3 is the most seen; under load the queue fills (CI: 4).
+    assert max(held) <= 4
     assert not list((tmp_path / "state").glob("*.npy"))  # a finished render needs none
 
 
