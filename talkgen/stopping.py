@@ -152,6 +152,64 @@ def deferred() -> Iterator[None]:
             raise Terminated(signum)
 
 
+def _woken(signum: int, frame) -> None:
+    """WAKE's handler: nothing; being woken is the point (see main_wakes)."""
+
+
+WAKE = signal.SIGUSR1  # sent to the main thread alone, to wake it (main_wakes)
+
+
+@contextlib.contextmanager
+def main_wakes() -> Iterator[None]:
+    """While the block runs (in the main thread), a signal that another thread took still wakes
+    the main thread, so that its Python handler runs even while the main thread sleeps in a system call.
+
+    The kernel queues a Ctrl-C, SIGTERM or SIGHUP for the whole process and wakes the main
+    thread to take it; but whichever thread first unblocks signals takes it off the queue, and
+    glibc's pthread_create and CPython's subprocess (around its vfork) both unblock them in the
+    thread that calls them: chat's render thread does both for every chunk, and a new thread
+    does it as it starts. Python's handler then runs in that thread, which only marks the signal
+    for the main thread: asleep in readline's select() at chat's prompt, the main thread is not
+    woken, and the Ctrl-C waits for the next key (seen with the kernel's signal tracepoints:
+    the main thread woken, the render thread dequeuing the SIGINT microseconds before it ran).
+
+    Here Python's handler, in whichever thread it runs, also writes the signal's number to a
+    pipe (signal.set_wakeup_fd); a thread reads the pipe and sends WAKE to the main thread by
+    its thread id, which no other thread can take. WAKE's own handler does nothing, but
+    interrupting the main thread's system call makes Python run the marked handlers there. When
+    the main thread took the signal itself, as it mostly does, WAKE only interrupts it once more.
+    Blocking the signals in talkgen's threads instead would not do: children inherit the mask of
+    the thread that starts them, and ffmpeg and the ranks' launcher are started from such threads.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    main = threading.main_thread().ident
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)  # set_wakeup_fd's rule: a signal handler must never block
+
+    def relay() -> None:
+        try:
+            while data := os.read(read_end, 64):
+                if any(sig != WAKE for sig in data):
+                    signal.pthread_kill(main, WAKE)
+        finally:
+            os.close(read_end)
+
+    saved_handler = signal.signal(WAKE, _woken)
+    saved_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    thread = threading.Thread(target=relay, name="talkgen-signal-relay", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(saved_fd)
+        os.close(write_end)  # the relay reads to the end of the pipe and leaves
+        thread.join(timeout=5)
+        if not thread.is_alive():  # else a late WAKE must still find a handler: leave _woken in place
+            signal.signal(WAKE, saved_handler if saved_handler is not None else signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def handling() -> Iterator[None]:
     """While the block runs (in the main thread), SIGTERM and SIGHUP raise Terminated there.

@@ -141,6 +141,38 @@ def test_a_second_signal_or_the_grace_period_ends_a_stop_at_once(tmp_path, secon
     proc.stderr.close()
 
 
+# The main thread asleep in a system call (as in readline's select() at chat's prompt) while
+# another thread runs Python's handler for the signal: the kernel queues a Ctrl-C or SIGTERM for
+# the process, and a thread that unblocks signals first (every pthread_create, every subprocess
+# start) takes it. Sending it to that thread is the same case, made certain.
+TAKEN_ELSEWHERE = textwrap.dedent("""
+    import contextlib, os, signal, sys, threading, time
+    from talkgen import stopping
+
+    sig, wakes = int(sys.argv[1]), sys.argv[2] == "wakes"
+    r, w = os.pipe()
+
+    def other():
+        time.sleep(0.3)
+        signal.pthread_kill(threading.get_ident(), sig)
+
+    with stopping.handling(), stopping.main_wakes() if wakes else contextlib.nullcontext():
+        threading.Thread(target=other, daemon=True).start()
+        try:
+            os.read(r, 1)
+        except (KeyboardInterrupt, stopping.Terminated) as exc:
+            print(type(exc).__name__, flush=True)
+""")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_another_thread_took_still_wakes_the_main_thread(sig):
+    woken = subprocess.run([sys.executable, "-c", TAKEN_ELSEWHERE, str(int(sig)), "wakes"], capture_output=True, text=True, timeout=20)
+    assert woken.stdout.strip() == ("KeyboardInterrupt" if sig == signal.SIGINT else "Terminated"), woken.stderr
+    with pytest.raises(subprocess.TimeoutExpired):  # without main_wakes, the main thread sleeps on
+        subprocess.run([sys.executable, "-c", TAKEN_ELSEWHERE, str(int(sig)), "sleeps"], capture_output=True, timeout=3)
+
+
 def test_a_chat_told_to_stop_keeps_the_turn_and_renders_its_clip_on_resume(tmp_path):
     # 768 px through x264's slow preset keeps the clip rendering for a while after the reply.
     args = ["chat", "--session-dir", "s", "render.size=768", "render.preset=slow", "llm.max_reply_words=25"]
