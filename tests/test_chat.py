@@ -248,7 +248,8 @@ def test_ctrl_c_stops_a_reply_then_a_render_and_a_crash_loses_only_the_clip_in_f
         child.expect_exact("avatar> ")
         child.expect(r"\w+\W+\w+\W+\w+")
         child.sendintr()
-        child.expect_exact("[stopped]")
+        # The prompt instead: the reply ran to its end, the Ctrl-C not taken (say so now, not in 180 s).
+        assert child.expect_exact(["[stopped]", PROMPT]) == 0, "the reply ran to its end: its Ctrl-C was not taken"
         child.expect_exact(PROMPT)
         ask(child, "Hi!")
         wait_for_an_encoder(gate)  # the clip's first chunk is being encoded, and cannot finish
