@@ -152,6 +152,87 @@ def deferred() -> Iterator[None]:
             raise Terminated(signum)
 
 
+_wakes = 0  # how many times _woken has run: main_wakes' relay counts the main thread's passes
+
+
+def _woken(signum: int, frame) -> None:
+    """WAKE's handler: only counts; being woken is the point (see main_wakes)."""
+    global _wakes
+    _wakes += 1
+
+
+WAKE = signal.SIGUSR1  # sent to the main thread alone, to wake it (main_wakes)
+WAKE_AGAIN_S = 0.05  # main_wakes: how long the relay waits for WAKE's handler before sending WAKE again
+
+
+@contextlib.contextmanager
+def main_wakes() -> Iterator[None]:
+    """While the block runs (in the main thread), a signal that another thread took still wakes
+    the main thread, so that its Python handler runs even while the main thread sleeps in a system call.
+
+    The kernel queues a Ctrl-C, SIGTERM or SIGHUP for the whole process and wakes the main
+    thread to take it; but whichever thread first unblocks signals takes it off the queue, and
+    glibc's pthread_create and CPython's subprocess (around its vfork) both unblock them in the
+    thread that calls them: chat's render thread does both for every chunk, and a new thread
+    does it as it starts. Python's handler then runs in that thread, which only marks the signal
+    for the main thread: asleep in readline's select() at chat's prompt, the main thread is not
+    woken, and the Ctrl-C waits for the next key (seen with the kernel's signal tracepoints:
+    the main thread woken, the render thread dequeuing the SIGINT microseconds before it ran).
+
+    Here Python's handler, in whichever thread it runs, also writes the signal's number to a
+    pipe (signal.set_wakeup_fd); a thread reads the pipe and sends WAKE to the main thread by
+    its thread id, which no other thread can take. WAKE's own handler only counts, but
+    interrupting the main thread's system call makes Python run the marked handlers there. When
+    the main thread took the signal itself, as it mostly does, WAKE only interrupts it once or twice more.
+
+    Blocking the signals in talkgen's threads instead would not do: children inherit the mask of
+    the thread that starts them, and ffmpeg and the ranks' launcher are started from such threads.
+
+    One WAKE is not enough: it can land while the main thread is not in a system call, e.g. while
+    it waits for the GIL at its last check for signals before a blocking read or select (a loaded
+    machine makes that wait long). The main thread then goes to sleep with the signal marked and
+    no WAKE left to interrupt it. So the relay sends WAKE again, every WAKE_AGAIN_S, until WAKE's
+    own handler has run twice after the signal came: Python runs the marked handlers in one pass,
+    and a second pass starts after the first ran _woken, hence after the signal was marked, so it
+    runs that signal's handler (the first pass may have passed it by before it was marked).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    main = threading.main_thread().ident
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)  # set_wakeup_fd's rule: a signal handler must never block
+    leaving = threading.Event()
+
+    def relay() -> None:
+        try:
+            while data := os.read(read_end, 64):
+                if all(sig == WAKE for sig in data):
+                    continue
+                # Two runs of _woken from now on: see the docstring. Between two WAKEs the relay
+                # waits, so a main thread busy in C code gets one WAKE a WAKE_AGAIN_S, not a flood.
+                done = _wakes + 2
+                while _wakes < done and not leaving.is_set():
+                    signal.pthread_kill(main, WAKE)
+                    leaving.wait(WAKE_AGAIN_S)
+        finally:
+            os.close(read_end)
+
+    saved_handler = signal.signal(WAKE, _woken)
+    saved_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    thread = threading.Thread(target=relay, name="talkgen-signal-relay", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(saved_fd)
+        leaving.set()  # a relay still sending WAKE stops
+        os.close(write_end)  # the relay reads to the end of the pipe and leaves
+        thread.join(timeout=5)
+        if not thread.is_alive():  # else a late WAKE must still find a handler: leave _woken in place
+            signal.signal(WAKE, saved_handler if saved_handler is not None else signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def handling() -> Iterator[None]:
     """While the block runs (in the main thread), SIGTERM and SIGHUP raise Terminated there.

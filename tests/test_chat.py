@@ -5,6 +5,7 @@ the tests check the structure of the conversation, the files of the session, the
 frames and durations, and the session log.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -30,7 +31,12 @@ def spawn(args: list[str], cwd: Path, env: dict | None = None) -> pexpect.spawn:
     # The first start in a test session converts the bundled LLM once (about 20 s).
     child = pexpect.spawn(sys.executable, ["-m", "talkgen", "chat", *args], cwd=str(cwd), env=env or dict(os.environ),
                           encoding="utf-8", timeout=180, dimensions=(50, 250))
-    child.expect_exact(PROMPT)
+    try:
+        child.expect_exact(PROMPT)
+    except BaseException:  # no prompt: the chat is not left running
+        child.kill(signal.SIGKILL)
+        child.close(force=True)
+        raise
     return child
 
 
@@ -189,6 +195,33 @@ def gated_ffmpeg(folder: Path) -> tuple[dict, Path]:
     return {**os.environ, "TALKGEN_FFMPEG": str(wrapper)}, gate
 
 
+def stop_chats(chats: list[pexpect.spawn], gate: Path) -> None:
+    """A test's end, passed or failed: SIGKILL its chats, then what they left of their encoders.
+    A gated wrapper leaves by itself once its chat is gone, and a real ffmpeg at the end of its
+    input; the ones still running are killed too (those whose command line names the test's folder)."""
+    import time
+
+    for child in chats:
+        if child.isalive():
+            child.kill(signal.SIGKILL)
+        child.close(force=True)
+    pids = [int(f.name.split("-")[1]) for f in gate.glob("started-*")]
+    deadline = time.monotonic() + 10
+    while pids and time.monotonic() < deadline:
+        for pid in list(pids):
+            try:
+                mine = str(gate.parent).encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                mine = False
+            if not mine or state == "Z":
+                pids.remove(pid)
+        time.sleep(0.05)
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def wait_for_an_encoder(gate: Path, timeout: float = 180) -> None:
     import time
 
@@ -201,64 +234,69 @@ def wait_for_an_encoder(gate: Path, timeout: float = 180) -> None:
 @pytest.mark.slow
 def test_ctrl_c_stops_a_reply_then_a_render_and_a_crash_loses_only_the_clip_in_flight(tmp_path):
     env, gate = gated_ffmpeg(tmp_path)
-    # Chunks of at most 0.4 s: every clip has at least 4 (lead-in and tail alone are 0.6 s). With
-    # its encoders held, the render can make the frames of 3 chunks at most before it waits, so
-    # it is still rendering, and reads the stop at its next frame, once the gate opens.
-    args = ["--session-dir", "s", "render.size=96", "render.max_chunk_s=0.4", "render.min_chunk_s=0.2",
-            "llm.max_reply_words=200", "llm.max_new_tokens=300"]
-    child = spawn(args, tmp_path, env)
-    child.logfile_read = (tmp_path / "terminal.log").open("w")  # what the chat showed, to read when this fails
-    child.sendline("Tell me a long story about a dragon and a knight.")
-    child.expect_exact("avatar> ")
-    child.expect(r"\w+\W+\w+\W+\w+")
-    child.sendintr()
-    child.expect_exact("[stopped]")
-    child.expect_exact(PROMPT)
-    ask(child, "Hi!")
-    wait_for_an_encoder(gate)  # the clip's first chunk is being encoded, and cannot finish
-    child.sendintr()
-    if child.expect_exact(["stopping the clips being rendered", pexpect.TIMEOUT], timeout=20) == 1:
-        # Seen in about 1 run in 12 (terminal.log: no line at all after the prompt): the Ctrl-C
-        # did not wake the prompt's read. A person presses it again, and so does the test; the
-        # lost one is a known bug, not what this test is about.
+    chats: list[pexpect.spawn] = []  # stopped at the end, also when the test fails
+    try:
+        # Chunks of at most 0.4 s: every clip has at least 4 (lead-in and tail alone are 0.6 s). With
+        # its encoders held, the render can make the frames of 3 chunks at most before it waits, so
+        # it is still rendering, and reads the stop at its next frame, once the gate opens.
+        args = ["--session-dir", "s", "render.size=96", "render.max_chunk_s=0.4", "render.min_chunk_s=0.2",
+                "llm.max_reply_words=200", "llm.max_new_tokens=300"]
+        child = spawn(args, tmp_path, env)
+        chats.append(child)
+        child.logfile_read = (tmp_path / "terminal.log").open("w")  # what the chat showed, to read when this fails
+        child.sendline("Tell me a long story about a dragon and a knight.")
+        child.expect_exact("avatar> ")
+        child.expect(r"\w+\W+\w+\W+\w+")
         child.sendintr()
-        child.expect_exact("stopping the clips being rendered")
-    (gate / "open").touch()
-    child.expect_exact("clip 1 stopped")
-    plan = json.loads((tmp_path / "s" / "turns" / "0001" / "plan.json").read_text())
-    assert len(plan["chunks"]) >= 4, "a clip this short could finish while its encoders were held"
-    # A crash while the second clip renders: the reply is kept and the clip is made on resume.
-    (gate / "open").unlink()
-    for started in gate.glob("started-*"):
-        started.unlink()
-    ask(child, "Bye!")
-    wait_for_an_encoder(gate)
-    child.kill(signal.SIGKILL)
-    child.close()
-    records = jsonl(tmp_path / "s" / "history.jsonl")
-    assert [(r["type"], r["turn"]) for r in records] == [("turn", 1), ("clip_stopped", 1), ("turn", 2)]
-    assert records[0]["question"] == "Hi!" and records[2]["question"] == "Bye!"
+        # The prompt instead: the reply ran to its end, the Ctrl-C not taken (say so now, not in 180 s).
+        assert child.expect_exact(["[stopped]", PROMPT]) == 0, "the reply ran to its end: its Ctrl-C was not taken"
+        child.expect_exact(PROMPT)
+        ask(child, "Hi!")
+        wait_for_an_encoder(gate)  # the clip's first chunk is being encoded, and cannot finish
+        child.sendintr()
+        # One Ctrl-C, taken at once, while the render thread starts encoders and their threads: such a
+        # thread could take the SIGINT off the queue before the main thread ran, and the prompt slept
+        # on until the next key (about 1 run in 12, before stopping.main_wakes).
+        child.expect_exact("stopping the clips being rendered", timeout=20)
+        (gate / "open").touch()
+        child.expect_exact("clip 1 stopped")
+        plan = json.loads((tmp_path / "s" / "turns" / "0001" / "plan.json").read_text())
+        assert len(plan["chunks"]) >= 4, "a clip this short could finish while its encoders were held"
+        # A crash while the second clip renders: the reply is kept and the clip is made on resume.
+        (gate / "open").unlink()
+        for started in gate.glob("started-*"):
+            started.unlink()
+        ask(child, "Bye!")
+        wait_for_an_encoder(gate)
+        child.kill(signal.SIGKILL)
+        child.close()
+        records = jsonl(tmp_path / "s" / "history.jsonl")
+        assert [(r["type"], r["turn"]) for r in records] == [("turn", 1), ("clip_stopped", 1), ("turn", 2)]
+        assert records[0]["question"] == "Hi!" and records[2]["question"] == "Bye!"
 
-    (gate / "open").touch()
-    child = pexpect.spawn(sys.executable, ["-m", "talkgen", "chat", "--resume", "s", *args[2:]], cwd=str(tmp_path),
-                          env=env, encoding="utf-8", timeout=180, dimensions=(50, 250))
-    seen = set()
-    while len(seen) < 2:  # the clip may be ready before or after the prompt shows
-        seen.add(child.expect([CLIP, re.escape(PROMPT)]))
-        if seen == {0}:
-            assert child.match.group(1) == "2"
-    # Ctrl-C twice at an empty prompt leaves.
-    child.sendintr()
-    child.expect_exact("Ctrl-C again")
-    child.sendintr()
-    assert finish(child) == 0
-    records = jsonl(tmp_path / "s" / "history.jsonl")
-    assert [(r["type"], r["turn"]) for r in records] == [("turn", 1), ("clip_stopped", 1), ("turn", 2), ("clip", 2)]
-    frames, _ = video_frames(tmp_path / "s" / "turns" / "0002" / "clip.mp4")
-    assert frames == records[3]["frames"]
-    events = [e["event"] for e in jsonl(tmp_path / "s" / "events.jsonl")]
-    assert events.count("reply_stopped") == 1 and events.count("render_stopped") == 1
-    assert not (tmp_path / "s" / "turns" / "0001" / "clip.mp4").exists()
+        (gate / "open").touch()
+        child = pexpect.spawn(sys.executable, ["-m", "talkgen", "chat", "--resume", "s", *args[2:]], cwd=str(tmp_path),
+                              env=env, encoding="utf-8", timeout=180, dimensions=(50, 250))
+        chats.append(child)
+        seen = set()
+        while len(seen) < 2:  # the clip may be ready before or after the prompt shows
+            seen.add(child.expect([CLIP, re.escape(PROMPT)]))
+            if seen == {0}:
+                assert child.match.group(1) == "2"
+        # Ctrl-C twice at an empty prompt leaves.
+        child.sendintr()
+        child.expect_exact("Ctrl-C again")
+        child.sendintr()
+        assert finish(child) == 0
+        records = jsonl(tmp_path / "s" / "history.jsonl")
+        assert [(r["type"], r["turn"]) for r in records] == [("turn", 1), ("clip_stopped", 1), ("turn", 2), ("clip", 2)]
+        frames, _ = video_frames(tmp_path / "s" / "turns" / "0002" / "clip.mp4")
+        assert frames == records[3]["frames"]
+        events = [e["event"] for e in jsonl(tmp_path / "s" / "events.jsonl")]
+        assert events.count("reply_stopped") == 1 and events.count("render_stopped") == 1
+        assert not (tmp_path / "s" / "turns" / "0001" / "clip.mp4").exists()
+    finally:
+        stop_chats(chats, gate)
 
 
 @pytest.mark.slow

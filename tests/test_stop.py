@@ -141,6 +141,74 @@ def test_a_second_signal_or_the_grace_period_ends_a_stop_at_once(tmp_path, secon
     proc.stderr.close()
 
 
+# The main thread asleep in a system call (as in readline's select() at chat's prompt) while
+# another thread runs Python's handler for the signal: the kernel queues a Ctrl-C or SIGTERM for
+# the process, and a thread that unblocks signals first (every pthread_create, every subprocess
+# start) takes it. Sending it to that thread is the same case, made certain. The other thread
+# sends it once the kernel shows the main thread in read(r) (/proc/self/task/TID/syscall: the call's
+# number, then its first argument, the fd), not after a fixed sleep: on a loaded machine the main
+# thread could still be on its way there, and would take the signal itself, awake.
+TAKEN_ELSEWHERE = textwrap.dedent("""
+    import contextlib, os, signal, sys, threading, time
+    from talkgen import stopping
+
+    sig, wakes = int(sys.argv[1]), sys.argv[2] == "wakes"
+    r, w = os.pipe()
+    main = threading.get_native_id()
+
+    def asleep_in_read():
+        fields = open(f"/proc/self/task/{main}/syscall").read().split()
+        return fields[0] != "running" and len(fields) > 1 and int(fields[1], 16) == r
+
+    def other():
+        deadline = time.monotonic() + 10
+        while not asleep_in_read() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        signal.pthread_kill(threading.get_ident(), sig)
+
+    with stopping.handling(), stopping.main_wakes() if wakes else contextlib.nullcontext():
+        try:
+            threading.Thread(target=other, daemon=True).start()
+            os.read(r, 1)
+        except (KeyboardInterrupt, stopping.Terminated) as exc:
+            print(type(exc).__name__, flush=True)
+""")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_another_thread_took_still_wakes_the_main_thread(sig):
+    woken = subprocess.run([sys.executable, "-c", TAKEN_ELSEWHERE, str(int(sig)), "wakes"], capture_output=True, text=True, timeout=20)
+    assert woken.stdout.strip() == ("KeyboardInterrupt" if sig == signal.SIGINT else "Terminated"), woken.stderr
+    with pytest.raises(subprocess.TimeoutExpired):  # without main_wakes, the main thread sleeps on
+        subprocess.run([sys.executable, "-c", TAKEN_ELSEWHERE, str(int(sig)), "sleeps"], capture_output=True, timeout=3)
+
+
+# A WAKE can be spent without the main thread running the handlers, as when it lands while the
+# main thread waits for the GIL at its last check for signals before it goes to sleep in a read.
+# Here the main thread takes the WAKE itself (sigtimedwait, with WAKE blocked, so its handler never
+# runs) after a signal number was written to the wakeup pipe as a signal's handler writes it: the
+# relay must send WAKE again.
+SPENT_WAKE = textwrap.dedent("""
+    import os, signal
+    from talkgen import stopping
+
+    with stopping.main_wakes():
+        signal.pthread_sigmask(signal.SIG_BLOCK, {stopping.WAKE})
+        fd = signal.set_wakeup_fd(-1)
+        signal.set_wakeup_fd(fd)
+        os.write(fd, bytes([signal.SIGINT]))  # a SIGINT, as Python's handler reports it
+        first = signal.sigtimedwait({stopping.WAKE}, 10)
+        again = signal.sigtimedwait({stopping.WAKE}, 10)
+        print(first is not None, again is not None, flush=True)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {stopping.WAKE})
+""")
+
+
+def test_a_wake_the_main_thread_did_not_act_on_is_sent_again():
+    out = subprocess.run([sys.executable, "-c", SPENT_WAKE], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["True", "True"], out.stdout + out.stderr
+
+
 def test_a_chat_told_to_stop_keeps_the_turn_and_renders_its_clip_on_resume(tmp_path):
     # 768 px through x264's slow preset keeps the clip rendering for a while after the reply.
     args = ["chat", "--session-dir", "s", "render.size=768", "render.preset=slow", "llm.max_reply_words=25"]

@@ -19,6 +19,7 @@ from talkgen.chat.session import Session
 from talkgen.chat.turns import Chat, shown
 from talkgen.errors import TalkgenError, UsageError
 from talkgen.recipe import Recipe
+from talkgen import stopping
 from talkgen.stopping import Terminated
 
 
@@ -123,6 +124,13 @@ def start(recipe: Recipe, video: bool, session: Session, persona: str | None) ->
     chat = Chat(session, recipe, screen, models, video, history=sessions.messages(session.records),
                 dropped=sessions.dropped(session.records))
     session.log("start", recipe=recipe.name, video=video, interactive=interactive, resumed_turns=len(sessions.turns(session.records)))
+    # The clip's threads take a Ctrl-C or SIGTERM now and then: the prompt must still wake for it.
+    with stopping.main_wakes():
+        _converse(chat, models, session, video)
+
+
+def _converse(chat: Chat, models: Models, session: Session, video: bool) -> None:
+    screen = chat.screen
     try:
         if video:
             chat.renderer = Renderer(Callbacks(chat.render, chat.ready, chat.stopped, chat.failed),
