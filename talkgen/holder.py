@@ -27,19 +27,6 @@ from typing import Any, Callable
 ROLES = ("stt", "vad", "llm", "tts", "avatar", "ranks")
 
 
-def leave_a_core() -> None:
-    """Torch's CPU threads, one fewer than the cores, for an LLM that runs beside other work
-    (chat's clip, a batch worker's rendering job). Torch's threads wait for each other at every
-    layer, so one descheduled thread stalls them all: measured with the cores busy, 9.5 tokens/s
-    on one thread against 1.3 on two."""
-    import os
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
-
-
 def _key(*parts: Any) -> str:
     return json.dumps(parts, sort_keys=True, default=str)
 

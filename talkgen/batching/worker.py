@@ -29,7 +29,7 @@ from pathlib import Path
 from talkgen.batching import queue
 from talkgen.batching.jobs import JobSpec
 from talkgen.errors import TalkgenError
-from talkgen.holder import ROLES, Engines, leave_a_core
+from talkgen.holder import ROLES, Engines
 from talkgen.pipeline import Progress
 
 AHEAD_UNTIL = "speak"  # a look-ahead makes the next job's transcript, reply and speech
@@ -127,12 +127,11 @@ class Worker:
         self.node = node or socket.gethostname()
         self.dir = queue.worker_dir(out, worker_id)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.engines = Engines(keep="all", on_load=self._loaded)
+        self.engines = Engines(keep="all")
         self.progress = StatusProgress(self.dir / "status.json", worker_id, self.node)
         self.jobs = 0
         self.started = time.time()
         self._ahead: dict[str, tuple[threading.Thread, list]] = {}  # job name -> its look-ahead and what it made
-        self._sharing_cpu = False  # an LLM on the CPU shares it with the job rendering beside it
 
     def run(self, spec_data: dict, ahead: dict | None = None) -> dict:
         """Run one job; its result (done or failed, with one line) for the batch report.
@@ -207,9 +206,6 @@ class Worker:
                 return
         except (TalkgenError, OSError):
             return  # its own run reports what is wrong with it
-        if recipe.llm.device == "cpu" and not self._sharing_cpu:
-            self._sharing_cpu = True
-            leave_a_core()
         made: list = []
         req = self._request(spec, recipe, until=AHEAD_UNTIL)
 
@@ -238,10 +234,6 @@ class Worker:
                 entry[0].join()
                 made.extend(entry[1])
         return made
-
-    def _loaded(self, role: str, model: str, seconds: float) -> None:
-        if role == "llm" and self._sharing_cpu:
-            leave_a_core()  # a load sets torch's threads again
 
     def info(self) -> dict:
         return {"worker": self.id, "node": self.node, "loads": dict(self.engines.loads), "rank_launches": self.engines.launches,

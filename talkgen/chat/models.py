@@ -11,21 +11,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from talkgen.holder import Engines, leave_a_core
+from talkgen.holder import Engines
 from talkgen.recipe import Recipe
 
 
 class Models:
-    def __init__(self, recipe: Recipe, log: Callable[..., None], status: Callable[[str], None], state_dir: Path, video: bool):
+    def __init__(self, recipe: Recipe, log: Callable[..., None], status: Callable[[str], None], state_dir: Path):
         self.recipe = recipe
-        self._video = video
         self._state_dir = state_dir
         self._portrait = None
 
         def loaded(role: str, model: str, seconds: float) -> None:
             log("load", model=role, seconds=round(seconds, 3))
-            if role == "llm" and self._video and self.recipe.llm.device == "cpu":
-                leave_a_core()  # the clip renders beside the reply
 
         self.engines = Engines(keep="all", on_load=loaded, on_status=status)
 

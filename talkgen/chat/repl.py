@@ -120,7 +120,7 @@ def start(recipe: Recipe, video: bool, session: Session, persona: str | None) ->
     if persona is not None and persona != sessions.persona(session.records):
         session.add({"type": "persona", "persona": persona})
     recipe.llm.persona = sessions.persona(session.records) or recipe.llm.persona
-    models = Models(recipe, session.log, screen.status, session.root / "avatar-state", video)
+    models = Models(recipe, session.log, screen.status, session.root / "avatar-state")
     chat = Chat(session, recipe, screen, models, video, history=sessions.messages(session.records),
                 dropped=sessions.dropped(session.records))
     session.log("start", recipe=recipe.name, video=video, interactive=interactive, resumed_turns=len(sessions.turns(session.records)))

@@ -260,7 +260,8 @@ class TransformersLLM:
         # One core fewer than the machine has: torch's threads wait for each other at every layer,
         # so when another process takes a core the reply crawls (measured on 2 busy cores: a render's
         # reply took 120 s on two threads and 53 s on one), while on idle cores two threads were only 14%
-        # faster than one (24 against 28 ms a token). Chat and batch workers ask the same.
+        # faster than one (24 against 28 ms a token). So chat's clip or a batch worker's rendering job
+        # beside the reply has a core of its own too.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
         t = time.perf_counter()
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
