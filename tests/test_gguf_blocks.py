@@ -4,14 +4,12 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
-from talkgen.engines import transformers_llm
+from talkgen.engines import gguf_blocks, transformers_llm
 from talkgen.engines.llm import load_llm
 from talkgen.errors import UsageError
 from talkgen.recipe import load_recipe
-
-torch = pytest.importorskip("torch")
-gguf_blocks = pytest.importorskip("talkgen.engines.gguf_blocks")
 
 
 @pytest.fixture(scope="module")

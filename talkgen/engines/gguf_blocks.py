@@ -16,15 +16,18 @@ the number of rows: a pure function of the prompt, so a reply stays the same whe
 chat's cache was kept. Rows never mix in the int4 kernel: a row's result does not depend on
 the rows beside it or on the number of threads (tested).
 
-This module imports torch at its top: only the LLM's loader and converter import it.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 FILE = "blocks.safetensors"
 GROUP = 32
@@ -38,6 +41,8 @@ _LINEARS = {
 
 
 def kernel_available() -> bool:
+    import torch
+
     return hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu") and hasattr(torch.ops.aten, "_convert_weight_to_int4pack_for_cpu")
 
 
@@ -85,63 +90,46 @@ def save(blocks: dict[str, np.ndarray], path: Path) -> None:
     save_file({k: np.ascontiguousarray(v) for k, v in blocks.items()}, str(path), metadata={"group": str(GROUP)})
 
 
-def _values(packed: torch.Tensor) -> torch.Tensor:
-    """uint8 pairs back to one int32 value (0..15) an element, as torch's packer takes them."""
-    return torch.stack([packed & 15, packed >> 4], dim=-1).reshape(packed.shape[0], -1).to(torch.int32)
+def _int4_part(values: "torch.Tensor", scale: "torch.Tensor", zero: "torch.Tensor", dtype: "torch.dtype") -> tuple:
+    """Values 0..15 with a scale and zero a group, as the kernel takes them: w = (q - 8) * scale + zero."""
+    import torch
+
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(values.to(torch.int32), 1)
+    return packed, torch.stack([scale.t(), zero.t()], dim=-1).to(dtype).contiguous()  # [K / group, N, 2]
 
 
-def _scales_zeros(scale: torch.Tensor, zero: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return torch.stack([scale.t(), zero.t()], dim=-1).to(dtype).contiguous()  # [K / group, N, 2]
+@functools.cache
+def _block_layer() -> type:
+    import torch
+
+    class BlockLayer(torch.nn.Module):
+        """A bias-free projection with its dense weight, and its blocks as int4 products that add up to it."""
+
+        def __init__(self, weight: torch.Tensor, parts: list[tuple]):
+            super().__init__()
+            self.weight = weight  # the model's own parameter (the head's is the embedding's): no second copy
+            self.parts = parts
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            rows = x.numel() // x.shape[-1]
+            if rows > DECODE_ROWS:
+                return torch.nn.functional.linear(x, self.weight)
+            x2 = x.reshape(rows, x.shape[-1])
+            y = None
+            for packed, scales_zeros in self.parts:
+                part = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, packed, GROUP, scales_zeros)
+                y = part if y is None else y + part
+            return y.reshape(*x.shape[:-1], y.shape[-1])
+
+    return BlockLayer
 
 
-def _int4(x2: torch.Tensor, packed: torch.Tensor, scales_zeros: torch.Tensor) -> torch.Tensor:
-    return torch.ops.aten._weight_int4pack_mm_for_cpu(x2, packed, GROUP, scales_zeros)
-
-
-class BlockLinear(torch.nn.Module):
-    """A bias-free linear layer with its dense weight and its Q4_1 blocks."""
-
-    def __init__(self, weight: torch.Tensor, q: torch.Tensor, d: torch.Tensor, m: torch.Tensor):
-        super().__init__()
-        self.weight = torch.nn.Parameter(weight, requires_grad=False)
-        self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(_values(q), 1)
-        d, m = d.float(), m.float()
-        self.scales_zeros = _scales_zeros(d, m + 8 * d, weight.dtype)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.numel() // x.shape[-1]
-        if rows > DECODE_ROWS:
-            return torch.nn.functional.linear(x, self.weight)
-        y = _int4(x.reshape(rows, x.shape[-1]), self.packed, self.scales_zeros)
-        return y.reshape(*x.shape[:-1], y.shape[-1])
-
-
-class BlockHead(torch.nn.Module):
-    """The output projection, tied to the embedding, with its Q8_0 blocks as two int4 halves."""
-
-    def __init__(self, weight: torch.Tensor, q8: torch.Tensor, d: torch.Tensor):
-        super().__init__()
-        self.weight = weight  # the embedding's, shared: not a second copy
-        d = d.float()
-        # Shifted in int8 (an arithmetic shift: -1 is 16 * -1 + 15); the packer takes int32.
-        self.high = torch.ops.aten._convert_weight_to_int4pack_for_cpu(((q8 >> 4) + 8).to(torch.int32), 1)
-        self.low = torch.ops.aten._convert_weight_to_int4pack_for_cpu((q8 & 15).to(torch.int32), 1)
-        self.high_sz = _scales_zeros(16 * d, torch.zeros_like(d), weight.dtype)
-        self.low_sz = _scales_zeros(d, 8 * d, weight.dtype)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.numel() // x.shape[-1]
-        if rows > DECODE_ROWS:
-            return torch.nn.functional.linear(x, self.weight)
-        x2 = x.reshape(rows, x.shape[-1])
-        y = _int4(x2, self.high, self.high_sz) + _int4(x2, self.low, self.low_sz)
-        return y.reshape(*x.shape[:-1], y.shape[-1])
-
-
-def install(model: torch.nn.Module, path: Path) -> int:
+def install(model: "torch.nn.Module", path: Path) -> int:
     """Swap the model's linear layers (and tied head) for block layers from `path`; how many were swapped."""
+    import torch
     from safetensors.torch import load_file
 
+    layer = _block_layer()
     blocks = load_file(str(path))
     swapped = 0
     for key in [k for k in blocks if k.endswith(".q") and k.startswith("model.layers.")]:
@@ -150,12 +138,18 @@ def install(model: torch.nn.Module, path: Path) -> int:
         old = model.get_submodule(name)
         if old.bias is not None or old.weight.shape[1] != blocks[key].shape[1] * 2:
             raise ValueError(f"{name} in {path} does not match the model's layer")
-        setattr(model.get_submodule(parent), child, BlockLinear(old.weight.data, blocks[key], blocks[f"{name}.d"], blocks[f"{name}.m"]))
+        packed, d, m = blocks[key], blocks[f"{name}.d"].float(), blocks[f"{name}.m"].float()
+        values = torch.stack([packed & 15, packed >> 4], dim=-1).reshape(packed.shape[0], -1)  # the uint8 pairs apart
+        setattr(model.get_submodule(parent), child, layer(old.weight, [_int4_part(values, d, m + 8 * d, old.weight.dtype)]))
         swapped += 1
     if "lm_head.q8" in blocks:
         head = model.get_output_embeddings()
-        if head.bias is not None or head.weight.shape != blocks["lm_head.q8"].shape:
+        q8, d = blocks["lm_head.q8"], blocks["lm_head.d"].float()
+        if head.bias is not None or head.weight.shape != q8.shape:
             raise ValueError(f"the output projection in {path} does not match the model's")
-        model.set_output_embeddings(BlockHead(head.weight, blocks["lm_head.q8"], blocks["lm_head.d"]))
+        # Shifted in int8 (an arithmetic shift: -1 is 16 * -1 + 15).
+        parts = [_int4_part((q8 >> 4) + 8, 16 * d, torch.zeros_like(d), head.weight.dtype),
+                 _int4_part(q8 & 15, d, 8 * d, head.weight.dtype)]
+        model.set_output_embeddings(layer(head.weight, parts))
         swapped += 1
     return swapped
