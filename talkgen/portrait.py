@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from talkgen.errors import UsageError
+from talkgen.packaged import default_portrait
 
 if TYPE_CHECKING:
     import numpy as np
 
     from talkgen.face import FaceLandmarks
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-DEFAULT_PORTRAIT = EXAMPLES / "portrait.png"
+DEFAULT_PORTRAIT = default_portrait()
 
 
 @dataclass

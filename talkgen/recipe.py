@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from talkgen.errors import UsageError
+from talkgen.packaged import recipes_dir
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 DEFAULT_RECIPE = "cpu"
 
 
@@ -149,9 +149,9 @@ class Recipe:
 
 
 def list_recipes() -> list[tuple[str, str]]:
-    """(name, description) of every recipe in recipes/."""
+    """(name, description) of every recipe that ships with talkgen."""
     out = []
-    for path in sorted(RECIPES_DIR.glob("*.yaml")):
+    for path in sorted(recipes_dir().glob("*.yaml")):
         try:
             recipe = load_recipe(str(path))
             out.append((path.stem, recipe.description))
@@ -164,7 +164,7 @@ def resolve_path(name_or_path: str) -> Path:
     if name_or_path.endswith((".yaml", ".yml")) or "/" in name_or_path:
         path = Path(name_or_path)
     else:
-        path = RECIPES_DIR / f"{name_or_path}.yaml"
+        path = recipes_dir() / f"{name_or_path}.yaml"
     if not path.is_file():
         known = ", ".join(name for name, _ in _names())
         raise UsageError(f"no recipe '{name_or_path}': use one of {known} or a path to a .yaml file")
@@ -172,7 +172,7 @@ def resolve_path(name_or_path: str) -> Path:
 
 
 def _names() -> list[tuple[str, Path]]:
-    return [(p.stem, p) for p in sorted(RECIPES_DIR.glob("*.yaml"))]
+    return [(p.stem, p) for p in sorted(recipes_dir().glob("*.yaml"))]
 
 
 def load_recipe(name_or_path: str = DEFAULT_RECIPE, overrides: list[str] | None = None) -> Recipe:

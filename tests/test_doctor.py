@@ -232,3 +232,15 @@ def test_server_driver_with_fabric_manager_stopped_needs_only_the_service():
     facts.fabric_manager_running = True
     found = {c.name: c for c in run_doctor(load_recipe("h100-8x"), Path("."), machine=m)}
     assert found["fabric"].status == "ok"
+
+
+def test_a_production_engine_whose_package_is_missing_fails_packages_with_the_install_line(monkeypatch):
+    from talkgen import doctor as doc
+    from talkgen.recipe import load_recipe
+
+    # The production extra is installed here; a name no index has stands in for it being absent.
+    monkeypatch.setattr(doc, "EXTRA_PACKAGES", {("stt", "openai-whisper"): "talkgen-no-such-package"})
+    check = doc._packages(load_recipe("gpu-1x"))
+    assert check.status == "fail" and "missing: talkgen-no-such-package" in check.detail
+    assert "talkgen[production]" in check.fix and "build-constraints.txt" in check.fix
+    assert doc._packages(load_recipe("cpu")).status == "ok"  # the cpu recipe needs no production package

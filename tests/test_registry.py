@@ -14,7 +14,8 @@ from talkgen.engines.avatar import AvatarParts
 from talkgen.engines.registry import KINDS, LISTED, SECTIONS, Backend, backend, chosen, names
 from talkgen.engines.tts import tts_identity
 from talkgen.errors import UsageError
-from talkgen.recipe import RECIPES_DIR, load_recipe
+from talkgen.packaged import recipes_dir
+from talkgen.recipe import load_recipe
 
 HEAVY = ("torch", "transformers", "ray", "onnxruntime", "faster_whisper", "whisper", "piper", "f5_tts", "vocos", "cv2")
 OPTIONAL = ("check", "memory", "formats", "doctor")  # None: the back end has none of it
@@ -59,7 +60,7 @@ def test_names_are_unique_within_a_kind():
     assert len(pairs) == len(set(pairs))
 
 
-@pytest.mark.parametrize("recipe", sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
+@pytest.mark.parametrize("recipe", sorted(p.stem for p in recipes_dir().glob("*.yaml")))
 def test_every_recipe_engine_resolves(recipe):
     r = load_recipe(recipe)
     for kind in KINDS:

