@@ -1,12 +1,11 @@
 """talkgen check on a real render, and on copies of it broken the ways peers' videos break."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+import incli
 import video_fixtures
 
 SCRIPT = """Hello, and welcome. This is a short test of the whole pipeline, from text to video.
@@ -15,7 +14,7 @@ It speaks 2 paragraphs, with about 12 words each; then it stops."""
 
 
 def talkgen(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "talkgen", *args], cwd=cwd, capture_output=True, text=True)
+    return incli.talkgen(list(args), cwd)
 
 
 @pytest.fixture(scope="module")
