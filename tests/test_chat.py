@@ -27,10 +27,16 @@ SHORT = ["llm.max_reply_words=6"]  # the tests check the conversation's structur
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def spawn(args: list[str], cwd: Path, env: dict | None = None) -> pexpect.spawn:
+def ignore_ctrl_c() -> None:
+    """A chat's start as from a shell's background job (or a test run started from one): SIGINT
+    ignored, which Python then keeps. Chat at a terminal must take Ctrl-C all the same."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def spawn(args: list[str], cwd: Path, env: dict | None = None, **kw) -> pexpect.spawn:
     # The first start in a test session converts the bundled LLM once (about 20 s).
     child = pexpect.spawn(sys.executable, ["-m", "talkgen", "chat", *args], cwd=str(cwd), env=env or dict(os.environ),
-                          encoding="utf-8", timeout=180, dimensions=(50, 250))
+                          encoding="utf-8", timeout=180, dimensions=(50, 250), **kw)
     try:
         child.expect_exact(PROMPT)
     except BaseException:  # no prompt: the chat is not left running
@@ -241,7 +247,7 @@ def test_ctrl_c_stops_a_reply_then_a_render_and_a_crash_loses_only_the_clip_in_f
         # it is still rendering, and reads the stop at its next frame, once the gate opens.
         args = ["--session-dir", "s", "render.size=96", "render.max_chunk_s=0.4", "render.min_chunk_s=0.2",
                 "llm.max_reply_words=200", "llm.max_new_tokens=300"]
-        child = spawn(args, tmp_path, env)
+        child = spawn(args, tmp_path, env, preexec_fn=ignore_ctrl_c)
         chats.append(child)
         child.logfile_read = (tmp_path / "terminal.log").open("w")  # what the chat showed, to read when this fails
         child.sendline("Tell me a long story about a dragon and a knight.")
@@ -276,7 +282,7 @@ def test_ctrl_c_stops_a_reply_then_a_render_and_a_crash_loses_only_the_clip_in_f
 
         (gate / "open").touch()
         child = pexpect.spawn(sys.executable, ["-m", "talkgen", "chat", "--resume", "s", *args[2:]], cwd=str(tmp_path),
-                              env=env, encoding="utf-8", timeout=180, dimensions=(50, 250))
+                              env=env, encoding="utf-8", timeout=180, dimensions=(50, 250), preexec_fn=ignore_ctrl_c)
         chats.append(child)
         seen = set()
         while len(seen) < 2:  # the clip may be ready before or after the prompt shows

@@ -1,13 +1,12 @@
 """talkgen check on a real render, and on copies of it broken the ways peers' videos break."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from talkgen import media
+import incli
+import video_fixtures
 
 SCRIPT = """Hello, and welcome. This is a short test of the whole pipeline, from text to video.
 
@@ -15,7 +14,7 @@ It speaks 2 paragraphs, with about 12 words each; then it stops."""
 
 
 def talkgen(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "talkgen", *args], cwd=cwd, capture_output=True, text=True)
+    return incli.talkgen(list(args), cwd)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +58,7 @@ def test_good_render_is_sound_and_its_job_is_found(good):
 @pytest.mark.parametrize("shift", [-0.5, 0.3, 1.0])
 def test_shifted_audio_fails(good, shift):
     bad = good / f"shift{shift}.mp4"
-    media.shift_audio(good / "out.mp4", bad, shift)
+    video_fixtures.shift_audio(good / "out.mp4", bad, shift)
     proc = talkgen("check", bad.name, "--json", cwd=good)
     assert proc.returncode == 1
     found = findings(proc)
@@ -76,7 +75,7 @@ def test_shifted_audio_fails(good, shift):
 @pytest.mark.slow
 def test_frozen_picture_during_speech_fails(good):
     bad = good / "frozen.mp4"
-    media.freeze_video(good / "out.mp4", bad, 25, 75)  # 2 s of one frame while the first sentence is spoken
+    video_fixtures.freeze_video(good / "out.mp4", bad, 25, 75)  # 2 s of one frame while the first sentence is spoken
     proc = talkgen("check", bad.name, "--json", cwd=good)
     found = findings(proc)
     assert proc.returncode == 1 and not found["frozen frames"]["ok"]
@@ -121,7 +120,7 @@ def test_render_refuses_success_when_its_check_fails(good, monkeypatch):
 
     def broken_mux(video, job_dir=None):
         late = video.with_name("late.mp4")
-        media.shift_audio(video, late, 1.0)
+        video_fixtures.shift_audio(video, late, 1.0)
         return real(late, job_dir)
 
     monkeypatch.setattr(check, "check_video", broken_mux)
@@ -172,7 +171,7 @@ def test_a_back_end_that_does_not_claim_lip_sync_is_not_judged(good):
     sync = next(f for f in report["check"]["findings"] if f["name"] == "lip sync")
     assert sync["ok"] and not sync["judged"] and sync["detail"].startswith("not judged: render.engine=tp-test does not claim lip sync")
     # A copy with its audio 1 s late, checked against the tp-test job: the seams fail, lip sync is still not judged.
-    media.shift_audio(good / "tp.mp4", good / "tp-late.mp4", 1.0)
+    video_fixtures.shift_audio(good / "tp.mp4", good / "tp-late.mp4", 1.0)
     proc = talkgen("check", "tp-late.mp4", "--job-dir", "tpjob", cwd=good)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     lines = {line[6:21].strip(): line for line in proc.stdout.splitlines()[:-1]}

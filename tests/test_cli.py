@@ -1,4 +1,8 @@
-"""The command line's contract: one-line errors, exit 2 for usage and 1 for failures, nothing half-written."""
+"""The command line's contract: one-line errors, exit 2 for usage and 1 for failures, nothing half-written.
+
+Run in the test process (tests/incli.py); test_a_bad_input_is_one_line_from_the_real_process and
+test_help_is_light start `python -m talkgen`, as what they check is the process's.
+"""
 
 import json
 import subprocess
@@ -10,12 +14,7 @@ import pytest
 
 from talkgen import media
 
-
-def run(args, cwd, env=None):
-    import os
-
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "talkgen", *args], cwd=cwd, capture_output=True, text=True, env=full_env)
+from incli import talkgen as run
 
 
 def assert_one_line_error(proc, code, fragment):
@@ -64,13 +63,22 @@ def test_bad_input(work, setup, args, code, fragment):
     assert not list(work.glob("*.mp4")) and not list(work.glob("*.srt"))
 
 
+def test_a_bad_input_is_one_line_from_the_real_process(work):
+    """The in-process runs above see what the command prints; this sees what a person running it does
+    (nothing an import or a warning adds on the way)."""
+    proc = subprocess.run([sys.executable, "-m", "talkgen", "render", "missing.txt", "--say", "-o", "o.mp4"], cwd=work,
+                          capture_output=True, text=True)
+    assert_one_line_error(proc, 2, "does not exist")
+
+
 def test_portrait_without_a_face(work):
+    """Noise: the face finder finds no face it can trust."""
     import cv2
 
     rng = np.random.default_rng(0)
     cv2.imwrite(str(work / "noise.png"), rng.integers(0, 255, (300, 300, 3), dtype=np.uint8))
     proc = run(["render", "s.txt", "--say", "-o", "o.mp4", "--portrait", "noise.png"], work)
-    assert_one_line_error(proc, 2, "face")
+    assert_one_line_error(proc, 2, "no usable face")
     assert not (work / "o.mp4").exists()
     # It failed before any speech was made.
     assert not list(work.glob(".talkgen/jobs/*/speech.wav"))
@@ -173,5 +181,5 @@ def test_help_is_light(tmp_path):
     code = "import sys, talkgen.cli; print(sorted(m for m in ('torch', 'numpy', 'cv2', 'onnxruntime', 'piper') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
-    proc = run(["--help"], tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "talkgen", "--help"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0 and "render" in proc.stdout

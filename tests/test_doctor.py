@@ -9,20 +9,19 @@ hand). Small scripts replay them through the environment hooks the code reads.
 """
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from incli import talkgen
 
 DATA = Path(__file__).resolve().parent / "data" / "doctor"
 
 
 def doctor(*args, env=None, cwd=None):
-    full = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "talkgen", "doctor", *args], capture_output=True, text=True, env=full, cwd=cwd)
+    return talkgen(["doctor", *args], cwd or Path.cwd(), env)
 
 
 def machine(name: str, tmp_path: Path) -> dict:

@@ -1,10 +1,8 @@
 """The bundled SmolLM2 decoding from its GGUF's own blocks (llm.weights=gguf), against the GGUF read in float32."""
 
-import subprocess
-import sys
-
 import pytest
 import torch
+from incli import talkgen
 
 from talkgen.engines import gguf_blocks, transformers_llm
 from talkgen.engines.llm import load_llm
@@ -134,8 +132,7 @@ def test_the_weights_setting_is_checked_and_names_the_engine():
 def test_a_bad_weights_setting_is_one_line_and_exit_2(tmp_path):
     script = tmp_path / "q.txt"
     script.write_text("What is a comet?\n")
-    proc = subprocess.run([sys.executable, "-m", "talkgen", "render", str(script), "-o", str(tmp_path / "out.mp4"), "llm.weights=int3"],
-                          capture_output=True, text=True, timeout=120)
+    proc = talkgen(["render", str(script), "-o", str(tmp_path / "out.mp4"), "llm.weights=int3"], tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].endswith("llm.weights 'int3' must be auto, gguf or dense")
     assert "Traceback" not in proc.stderr

@@ -5,6 +5,8 @@ from talkgen import media
 from talkgen.errors import TalkgenError
 from talkgen.speech import WavWriter
 
+import video_fixtures
+
 
 def _encode(path, frames, size=64, fps=25, colour_step=7):
     enc = media.ChunkEncoder(path, size, size, fps, preset="ultrafast")
@@ -46,7 +48,7 @@ def test_join_and_mux_keep_every_frame_and_the_audio(tmp_path):
     assert kinds["audio"]["codec_name"] == "aac"
     assert kinds["subtitle"]["codec_name"] == "mov_text"
     assert abs(float(kinds["audio"]["duration"]) - 2.0) <= 0.024  # at most one AAC frame over
-    assert len(media.frame_hashes(final)) == 50
+    assert len(video_fixtures.frame_hashes(final)) == 50
 
 
 def test_missing_ffmpeg_is_one_clear_line(monkeypatch):
@@ -99,7 +101,7 @@ def test_a_queued_encoder_copies_frames_the_engine_reuses(tmp_path):
         queued.write(buffer)
     queued.close()
     _encode(tmp_path / "d.mp4", 30, colour_step=8)
-    assert media.frame_hashes(tmp_path / "q.mp4") == media.frame_hashes(tmp_path / "d.mp4")
+    assert video_fixtures.frame_hashes(tmp_path / "q.mp4") == video_fixtures.frame_hashes(tmp_path / "d.mp4")
 
 
 def test_a_queued_encoder_whose_ffmpeg_dies_fails_in_one_line_and_leaves_nothing(tmp_path, monkeypatch):

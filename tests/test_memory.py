@@ -1,14 +1,13 @@
 """The GPU memory planner: parameter counts read from the tiny models' real files equal
 what the real loaders build, and the per-GPU arithmetic refuses what cannot fit."""
 
-import subprocess
-import sys
 from dataclasses import asdict
 
 import pytest
 import tiny_f5
 import torch
 from conftest import ROOT
+from incli import talkgen
 from test_reply import _tiny_llama
 
 from talkgen.errors import TalkgenError
@@ -104,8 +103,7 @@ def test_only_the_engines_the_job_loads_are_planned():
 @pytest.mark.parametrize("recipe", ["gpu-1x", "h100-8x"])
 def test_gpu_recipes_refuse_this_machine_in_one_line_before_any_work(tmp_path, recipe):
     (tmp_path / "s.txt").write_text("Hello there.")
-    proc = subprocess.run([sys.executable, "-m", "talkgen", "render", "s.txt", "--say", "--recipe", recipe, "-o", "o.mp4"],
-                          cwd=tmp_path, capture_output=True, text=True)
+    proc = talkgen(["render", "s.txt", "--say", "--recipe", recipe, "-o", "o.mp4"], tmp_path)
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
     assert proc.stderr.startswith(f"error: placement of recipe '{recipe}' needs GPUs this machine lacks")
     assert "no GPU visible" in proc.stderr
@@ -170,9 +168,8 @@ def test_a_render_under_cuda_visible_devices_is_refused_with_its_numbering_befor
     smi.write_text(f"#!/bin/sh\ncat <<'EOF'\n{H100}\nEOF\n")
     smi.chmod(0o755)
     (tmp_path / "s.txt").write_text("Hello there.")
-    env = {**__import__("os").environ, "TALKGEN_NVIDIA_SMI": str(smi), "CUDA_VISIBLE_DEVICES": "0,1,2,3"}
-    proc = subprocess.run([sys.executable, "-m", "talkgen", "render", "s.txt", "--say", "--recipe", "h100-8x", "-o", "o.mp4"],
-                          cwd=tmp_path, capture_output=True, text=True, env=env)
+    env = {"TALKGEN_NVIDIA_SMI": str(smi), "CUDA_VISIBLE_DEVICES": "0,1,2,3"}
+    proc = talkgen(["render", "s.txt", "--say", "--recipe", "h100-8x", "-o", "o.mp4"], tmp_path, env)
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "CUDA_VISIBLE_DEVICES='0,1,2,3' leaves 4 GPU(s) visible" in proc.stderr
     assert not (tmp_path / ".talkgen").exists()

@@ -13,6 +13,8 @@ import pytest
 
 from talkgen import media
 
+import video_fixtures
+
 HERE = Path(__file__).resolve().parent
 SCRIPT = " ".join(f"Sentence {i} is spoken here, and then a short pause follows." for i in range(5))
 
@@ -75,12 +77,12 @@ def test_two_ranks_render_a_real_video_like_one_rank(whole):
     assert np.allclose(a, b, atol=1e-4)
     one = next(s for s in json.loads((whole / "one.report.json").read_text())["stages"] if s["name"] == "render")["detail"]
     assert one["startup_s"] == one["load_s"] > 0 and one["backend_compute_s"] > 0  # in process: no launch
-    assert len(media.frame_hashes(whole / "one.mp4")) == len(media.frame_hashes(whole / "whole.mp4"))
+    assert len(video_fixtures.frame_hashes(whole / "one.mp4")) == len(video_fixtures.frame_hashes(whole / "whole.mp4"))
     # One rank through the launcher (render.launcher=torchrun) is the same job as in process.
     proc = talkgen([*ARGS, "render.nproc=1", "render.launcher=torchrun", "-o", "one-ranked.mp4", "--job-dir", "one-ranked"], whole)
     assert proc.returncode == 0, proc.stderr
     assert (whole / "one-ranked" / "ranks" / "logs").is_dir()  # it went through torchrun
-    assert media.frame_hashes(whole / "one-ranked.mp4") == media.frame_hashes(whole / "one.mp4")
+    assert video_fixtures.frame_hashes(whole / "one-ranked.mp4") == video_fixtures.frame_hashes(whole / "one.mp4")
 
 
 @pytest.mark.slow
@@ -139,7 +141,7 @@ def test_a_killed_rank_stops_the_job_with_one_line_and_the_rerun_resumes(whole, 
     render = next(s for s in report["stages"] if s["name"] == "render")
     assert render["detail"]["reused_chunks"] == kept
     # Resumed with the continuity state from the last kept chunk: the same frames as the uninterrupted job.
-    assert media.frame_hashes(tmp_path / "cut.mp4") == media.frame_hashes(whole / "whole.mp4")
+    assert video_fixtures.frame_hashes(tmp_path / "cut.mp4") == video_fixtures.frame_hashes(whole / "whole.mp4")
 
 
 def test_a_rank_that_raises_is_named_with_its_chunk_and_error(tmp_path, monkeypatch):

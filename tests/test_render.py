@@ -14,6 +14,8 @@ import pytest
 from talkgen import media
 from talkgen.sync import audio_lag_ms
 
+import video_fixtures
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +63,7 @@ def test_outputs_are_a_browser_ready_video_with_subtitles_and_report(rendered):
     plan = json.loads(Path(report["artifacts"]["plan"]).read_text())
     assert plan["total_frames"] == frames
     # Speech is about 8 s here: the mouth must have moved while it was spoken.
-    hashes = media.frame_hashes(rendered / "out.mp4")
+    hashes = video_fixtures.frame_hashes(rendered / "out.mp4")
     assert len(set(hashes)) > frames // 2
 
 
@@ -167,7 +169,7 @@ def test_killed_render_resumes_at_the_first_missing_chunk_and_matches(long_rende
     report = json.loads((d / "cut.report.json").read_text())
     render = next(s for s in report["stages"] if s["name"] == "render")
     assert render["detail"]["reused_chunks"] >= killed_at - 1  # a chunk being renamed at the kill may be redone
-    assert media.frame_hashes(d / "cut.mp4") == media.frame_hashes(d / "whole.mp4")
+    assert video_fixtures.frame_hashes(d / "cut.mp4") == video_fixtures.frame_hashes(d / "whole.mp4")
     a = media.decode_audio(d / "cut.mp4", 16000)
     b = media.decode_audio(d / "whole.mp4", 16000)
     assert len(a) == len(b) and np.allclose(a, b, atol=1e-4)
@@ -189,7 +191,7 @@ def test_audio_lines_up_with_the_speech_at_every_seam(long_render):
     # The video side: the joined file holds exactly the chunks' frames, in order, at the planned indices.
     chunk_hashes = []
     for c in plan["chunks"]:
-        h = media.frame_hashes(job / "chunks" / f"{c['index']:05d}.mp4")
+        h = video_fixtures.frame_hashes(job / "chunks" / f"{c['index']:05d}.mp4")
         assert len(h) == c["end_frame"] - c["start_frame"]
         chunk_hashes += h
-    assert media.frame_hashes(long_render / "whole.mp4") == chunk_hashes
+    assert video_fixtures.frame_hashes(long_render / "whole.mp4") == chunk_hashes

@@ -162,21 +162,6 @@ def test_no_tear_where_the_jaw_meets_the_still_neck(rig):
     assert tear_share(torn, portrait, band, tx, ty) > 0.03, name
 
 
-def test_a_face_the_finder_is_unsure_of_is_one_line(tmp_path):
-    import subprocess
-    import sys
-
-    import cv2
-
-    rng = np.random.default_rng(0)
-    cv2.imwrite(str(tmp_path / "noise.png"), rng.integers(0, 255, (300, 300, 3), dtype=np.uint8))
-    (tmp_path / "s.txt").write_text("Hello there.")
-    proc = subprocess.run([sys.executable, "-m", "talkgen", "render", "s.txt", "--say", "-o", "o.mp4",
-                           "--portrait", "noise.png", "-q"], cwd=tmp_path, capture_output=True, text=True)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "no usable face" in proc.stderr
-
-
 def test_shipped_landmarks_hold_the_inner_lips(tmp_path):
     from talkgen.portrait import DEFAULT_PORTRAIT
 

@@ -148,6 +148,7 @@ def test_a_second_signal_or_the_grace_period_ends_a_stop_at_once(tmp_path, secon
 # sends it once the kernel shows the main thread in read(r) (/proc/self/task/TID/syscall: the call's
 # number, then its first argument, the fd), not after a fixed sleep: on a loaded machine the main
 # thread could still be on its way there, and would take the signal itself, awake.
+# ctrl_c(), as chat's: a suite run from a background job starts this Python with SIGINT ignored.
 TAKEN_ELSEWHERE = textwrap.dedent("""
     import contextlib, os, signal, sys, threading, time
     from talkgen import stopping
@@ -166,7 +167,7 @@ TAKEN_ELSEWHERE = textwrap.dedent("""
             time.sleep(0.01)
         signal.pthread_kill(threading.get_ident(), sig)
 
-    with stopping.handling(), stopping.main_wakes() if wakes else contextlib.nullcontext():
+    with stopping.handling(), stopping.ctrl_c(), stopping.main_wakes() if wakes else contextlib.nullcontext():
         try:
             threading.Thread(target=other, daemon=True).start()
             os.read(r, 1)
@@ -181,6 +182,22 @@ def test_a_signal_another_thread_took_still_wakes_the_main_thread(sig):
     assert woken.stdout.strip() == ("KeyboardInterrupt" if sig == signal.SIGINT else "Terminated"), woken.stderr
     with pytest.raises(subprocess.TimeoutExpired):  # without main_wakes, the main thread sleeps on
         subprocess.run([sys.executable, "-c", TAKEN_ELSEWHERE, str(int(sig)), "sleeps"], capture_output=True, timeout=3)
+
+
+def test_ctrl_c_raises_keyboard_interrupt_in_a_process_started_with_sigint_ignored():
+    """What a shell's background job, and a test run started from one, inherit: SIGINT ignored,
+    so Python installs no KeyboardInterrupt. Inside ctrl_c() (chat at a terminal) Ctrl-C is taken;
+    after it, the process ignores SIGINT again, as it was told to."""
+    from talkgen import stopping
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with stopping.ctrl_c():
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 # A WAKE can be spent without the main thread running the handlers, as when it lands while the

@@ -6,6 +6,7 @@ rendered, and a second Ctrl-C at the prompt leaves.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -125,7 +126,8 @@ def start(recipe: Recipe, video: bool, session: Session, persona: str | None) ->
                 dropped=sessions.dropped(session.records))
     session.log("start", recipe=recipe.name, video=video, interactive=interactive, resumed_turns=len(sessions.turns(session.records)))
     # The clip's threads take a Ctrl-C or SIGTERM now and then: the prompt must still wake for it.
-    with stopping.main_wakes():
+    # At a terminal, Ctrl-C is the person's: taken even when chat was started with it ignored.
+    with stopping.main_wakes(), stopping.ctrl_c() if interactive else contextlib.nullcontext():
         _converse(chat, models, session, video)
 
 
