@@ -1,6 +1,7 @@
 """The LiveAvatar adapter, against a stand-in checkout with LiveAvatar's module paths and signatures."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -184,7 +185,11 @@ def test_renders_through_the_standin_with_lora_fp8_steps_and_continuity(tmp_path
     assert max(c["end_frame"] - c["start_frame"] for c in plan["chunks"]) <= 24 - 3  # clips_per_chunk x infer_frames
     calls = standin.LOG[-len(plan["chunks"]):]
     assert [c["num_repeat"] * 12 - 3 for c in calls] == [c["end_frame"] - c["start_frame"] for c in plan["chunks"]]
-    assert [round(c["audio_s"] * 25) for c in calls] == [c["end_frame"] - c["start_frame"] + 3 for c in plan["chunks"]]
+    # Each call hears 2 s on each side of its audio, as far as the speech goes, and keeps its own frames' features.
+    speech = math.ceil(plan["samples"] * 25 / plan["sample_rate"])
+    assert [round(c["audio_s"] * 25) for c in calls] == [
+        min(50, c["start_frame"]) + c["end_frame"] - c["start_frame"] + 3 + max(0, min(50, speech - c["end_frame"])) for c in plan["chunks"]]
+    assert [len(c["features"]) for c in calls] == [c["end_frame"] - c["start_frame"] + 3 for c in plan["chunks"]]
     assert {c["sampling_steps"] for c in calls} == {4} and {c["solver"] for c in calls} == {"euler"}
     assert {c["max_area"] for c in calls} == {128 * 64} and all(c["offload"] for c in calls)
     assert fp8_linear.CALLS[-1][0] == "text_embedding"
@@ -231,6 +236,69 @@ def test_five_ranks_render_through_the_launcher_with_the_video_from_the_decoding
     assert (info["width"], info["height"]) == (64, 64) and int(info["nb_frames"]) == plan["total_frames"]
 
 
+def _five_ranks(tmp_path, name, log, weights, wait_for=None):
+    """A 5-rank render of the stand-in into job `name`, its ranks' generate() calls logged to `log`;
+    with wait_for=N, stopped (Ctrl-C) once N chunks are finished, to be resumed by the next call."""
+    import signal
+    import time
+
+    ckpt, lora = weights
+    args = [sys.executable, "-m", "talkgen", "render", "s.txt", "--say", "--size", "96", "-o", f"{name}.mp4", "--job-dir", name,
+            "-q", "render.engine=liveavatar", "render.nproc=5", "render.dtype=bfloat16", f"render.liveavatar.checkout={STANDIN}",
+            f"render.liveavatar.ckpt_dir={ckpt}", f"render.liveavatar.lora_dir={lora}", "render.liveavatar.size=128*64",
+            "render.liveavatar.infer_frames=12", "render.liveavatar.clips_per_chunk=2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LIVEAVATAR_STANDIN_LOG": str(log)}
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if wait_for is not None:
+        chunks, deadline = tmp_path / name / "chunks", time.time() + 300
+        while len(list(chunks.glob("*.mp4.json"))) < wait_for and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=600)
+    return proc.returncode, err
+
+
+def _calls(log):
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_five_ranks_resume_frame_for_frame_and_decode_each_chunk_against_the_frames_just_before_it(tmp_path, weights):
+    """Upstream primes the decoding rank's streaming decoder with the oldest motion latents and
+    draws unseeded random numbers in every forward on every rank; its decoder's state runs on
+    from call to call. talkgen primes with the newest, seeds every rank from the chunk's seed,
+    and starts the decoder afresh in each call, so a render stopped and resumed in new ranks
+    makes the same video as one that never stopped."""
+    (tmp_path / "s.txt").write_text("Hello there, this is the first sentence. And this is a second one, a little longer.")
+    code, err = _five_ranks(tmp_path, "whole", tmp_path / "whole.jsonl", weights)
+    assert code == 0, err[-2000:]
+    code, err = _five_ranks(tmp_path, "cut", tmp_path / "cut.jsonl", weights, wait_for=2)
+    assert code != 0 and not (tmp_path / "cut.mp4").exists(), err[-2000:]
+    code, err = _five_ranks(tmp_path, "cut", tmp_path / "cut.jsonl", weights)
+    assert code == 0, err[-2000:]
+    reused = next(s for s in json.loads((tmp_path / "cut.report.json").read_text())["stages"] if s["name"] == "render")
+    assert reused["detail"]["reused_chunks"] >= 2
+    assert media.frame_hashes(tmp_path / "cut.mp4") == media.frame_hashes(tmp_path / "whole.mp4")
+
+    whole = _calls(tmp_path / "whole.jsonl")
+    decoded = [c for c in whole if c["rank"] == 4]
+    assert len(decoded) >= 3
+    for call in decoded:
+        m = call["motion_latents"]  # each latent frame's mean level: the oldest first
+        newest = m[-7]
+        for level in m[-6:]:
+            newest = 0.9 * newest + 0.1 * level  # the stand-in decoder's context after those 7
+        assert call["primed_context"] == pytest.approx(newest, abs=1e-5)
+    assert any(abs(m["motion_latents"][0] - m["motion_latents"][-1]) > 0.01 for m in decoded[1:])  # oldest and newest differ
+    # Every DiT rank drew the same numbers for a chunk, and the resumed render drew what the whole one did.
+    by_chunk = {}
+    for call in whole:
+        by_chunk.setdefault(call["seed"], {})[call["rank"]] = call["draws"]
+    assert all(len({json.dumps(d[r]) for r in range(4)}) == 1 for d in by_chunk.values())
+    for call in _calls(tmp_path / "cut.jsonl"):
+        assert call["draws"] == by_chunk[call["seed"]][call["rank"]]
+
+
 def _engine(tmp_path, weights, *extra, side=64, state="state"):
     """The adapter on the stand-in checkout, with a flat grey portrait `side` pixels square."""
     from talkgen.engines.liveavatar import LiveAvatarEngine
@@ -260,8 +328,11 @@ def test_each_call_hears_three_frames_before_its_chunk_so_every_frame_shows_its_
     assert engine.lead_frames == 3
 
     def bright(frames):
+        """The frames brighter than each neighbour by 5 grey levels: their audio's features, which
+        hear a frame to each side, peak at the loud frames."""
         level = np.array([f.astype(np.float32).mean() for f in frames])
-        return set(np.flatnonzero(level > level.min() + 1).tolist())
+        padded = np.concatenate([[-np.inf], level, [-np.inf]])
+        return set(np.flatnonzero((level > padded[:-2] + 5) & (level > padded[2:] + 5)).tolist())
 
     # Chunks are whole 12-frame clips less the 3 generate() drops; each call hears 3 frames of
     # audio before its chunk (silence before the first), so every frame shows its own audio frame.
@@ -420,9 +491,9 @@ def test_a_render_keeps_only_the_seeds_it_can_still_resume_from(tmp_path, weight
 
 
 def test_a_render_stopped_midway_resumes_from_the_last_kept_seed_as_if_never_stopped(tmp_path, weights):
-    from liveavatar.models.wan import causal_s2v_pipeline as standin
-
     engine, track, plan = _staged(tmp_path, weights, "whole")
+    from liveavatar.models.wan import causal_s2v_pipeline as standin  # on the path once an engine has loaded
+
     _render(tmp_path / "whole", engine, track, plan)
     whole = [c["motion_mean"] for c in standin.LOG[-6:]]
 
@@ -447,9 +518,9 @@ def test_a_render_stopped_midway_resumes_from_the_last_kept_seed_as_if_never_sto
 def test_a_chunk_lost_after_its_seeds_were_dropped_is_rendered_again_from_the_last_seed_left(tmp_path, weights):
     """Seeds go once the next chunk is on disk, so a chunk deleted or damaged later cannot start
     from its predecessor's: the render goes back to the nearest chunk it can start faithfully."""
+    engine, track, plan = _staged(tmp_path, weights, "state")
     from liveavatar.models.wan import causal_s2v_pipeline as standin
 
-    engine, track, plan = _staged(tmp_path, weights, "state")
     _render(tmp_path / "job", engine, track, plan)
     shas = _shas(tmp_path / "job", plan)
     (tmp_path / "job" / "chunks" / "00002.mp4").write_bytes(b"damaged")

@@ -15,6 +15,7 @@ frames of the previous chunk, so the next chunk moves on from where the last one
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import sys
 import tempfile
@@ -49,6 +50,9 @@ UPSTREAM = "Alibaba-Quark/LiveAvatar@9c2c38d"
 # talkgen hands it audio from 3 frames before the chunk (the lead) and gets back exactly the
 # chunk's frames, each on its own audio frame, with nothing held or thrown away.
 DROPPED = 3
+# Audio heard on each side of a chunk (2 s at 25 fps): wav2vec2's positional convolution alone
+# spans 128 of its 50 Hz frames (2.56 s), and its attention the whole file it is given.
+AUDIO_CONTEXT_FRAMES = 50
 LORA_FILE = "liveavatar.safetensors"  # the name their load_state_dict fetches from the hub repo
 MIN_AREA = 64 * 64  # the smallest area that holds one of LiveAvatar's frames (multiples of 64)
 # The largest: their KV caches have fixed room for the reference and motion tokens (2800 on
@@ -245,36 +249,95 @@ def visible_gpus(selection: str = "") -> list["Gpu"]:
 
 
 def _continuing(base):
-    """Their pipeline class, with the motion frames of each generate() seedable from outside."""
+    """Their pipeline class, continuing each generate() call from the last one's frames.
+
+    Per call, seeded from the call's own seed so that every rank and every resumed render
+    draws the same: Python's and numpy's generators, which their model draws from unseeded
+    in every forward (causal_model_s2v.py L1139-1140, random.randint(4, 30)). The streaming
+    decoder starts afresh, as in their first call (first_decode, vae_streaming.py L511 and
+    L621-623), so that a chunk decodes the same after a resume as after the chunk before it.
+    The VAE is handed in wrapped for the call (_SeedingVAE), never patched: a bound method
+    put back on it would make a reference cycle that keeps 14B parameters after a release."""
 
     class Continuing(base):
         seed_frames = None  # float tensor (1, 3, T, H, W) in [-1, 1]: the previous chunk's last frames
+        # (frames before the call's own audio, frames it needs): the features generate() gets are
+        # those frames of the audio file's encoding, which heard the audio around them
+        audio_window = None
 
         def generate(self, *args, **kwargs):
-            if self.seed_frames is None:
-                return super().generate(*args, **kwargs)
-            vae, seed = self.vae, self.seed_frames
-            original = vae.encode
-            calls = {"n": 0}
+            import random
 
-            def encode(videos, *a, **kw):
-                # generate() encodes the reference clip first and the motion frames second. The
-                # seed is written into their tensor rather than passed in its place: the one-GPU
-                # pipeline keeps a detach() of that tensor (videos_last_frames) as the start of
-                # the decode context for the chunk's second clip, and must see the seed there too.
-                calls["n"] += 1
-                if calls["n"] == 2:
-                    for v in videos if isinstance(videos, list) else [videos]:
-                        v.copy_(_fit(v, seed))
-                return original(videos, *a, **kw)
+            import numpy as np
 
-            vae.encode = encode
+            seed = kwargs.get("seed", -1)
+            if seed >= 0:
+                random.seed(seed)
+                np.random.seed(seed % 2**32)
+            model = getattr(self.vae, "model", None)
+            if model is not None and hasattr(model, "first_decode"):
+                model.first_decode = True
+            vae = self.vae
+            self.vae = _SeedingVAE(vae, self.seed_frames)
             try:
                 return super().generate(*args, **kwargs)
             finally:
-                vae.encode = original
+                self.vae = vae
+
+        def encode_audio(self, audio_path, infer_frames):
+            found, clips = super().encode_audio(audio_path, infer_frames)
+            if self.audio_window is None:
+                return found, clips
+            import torch
+
+            before, needed = self.audio_window
+            kept = found[..., before:before + needed]
+            if kept.shape[-1] < needed:  # past the audio: zero features, as their bucketing gives
+                kept = torch.cat([kept, kept.new_zeros(*kept.shape[:-1], needed - kept.shape[-1])], dim=-1)
+            return kept, needed // infer_frames
 
     return Continuing
+
+
+class _SeedingVAE:
+    """The pipeline's VAE for one generate() call.
+
+    generate() encodes the reference clip first and the motion frames second. The seed is
+    written into the motion frames' tensor rather than passed in its place: the one-GPU
+    pipeline keeps a detach() of that tensor (videos_last_frames, causal_s2v_pipeline.py L897)
+    as the start of the decode context for the chunk's second clip, and must see the seed
+    there too. The TPP pipeline primes its streaming decoder, before the first block, with
+    motion_latents[:, :, :7] (causal_s2v_pipeline_tpp.py L1119-1121): the oldest of the motion
+    frames, about 3 s before the chunk once they are the previous chunk's. The newest go in
+    their place, so the first block decodes against the frames just before it."""
+
+    def __init__(self, vae, seed):
+        self._vae, self._seed = vae, seed
+        self._encodes, self._decodes, self._motion = 0, 0, None
+
+    def __getattr__(self, name):
+        return getattr(self._vae, name)
+
+    def encode(self, videos, *args, **kwargs):
+        self._encodes += 1
+        if self._encodes == 2 and self._seed is not None:
+            for v in videos if isinstance(videos, list) else [videos]:
+                v.copy_(_fit(v, self._seed))
+        found = self._vae.encode(videos, *args, **kwargs)
+        if self._encodes == 2:
+            self._motion = found
+        return found
+
+    def stream_decode(self, zs, *args, **kwargs):
+        self._decodes += 1
+        if self._decodes == 1 and self._motion is not None and getattr(zs, "ndim", 0) >= 3:
+            import torch
+
+            motion = torch.stack(list(self._motion)).to(dtype=zs.dtype, device=zs.device)
+            n = zs.shape[2]
+            if motion.shape[2] > n and torch.equal(zs, motion[:, :, :n]):
+                zs = motion[:, :, -n:]
+        return self._vae.stream_decode(zs, *args, **kwargs)
 
 
 def _fit(target, seed):
@@ -315,15 +378,21 @@ class LiveAvatarEngine:
         self.lead_frames = DROPPED
         self.max_chunk_s = la.infer_frames * la.clips_per_chunk / config.fps
         self.output_rank = output_rank(config)
-        self.portrait = portrait
         self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="talkgen-liveavatar-"))
         self._tmp = Path(tempfile.mkdtemp(prefix="talkgen-liveavatar-io-"))
         self._ref = self._tmp / "portrait.png"
-        from talkgen.png import write_png
-
-        write_png(self._ref, portrait.image)
         self._last: Any = None
         self.pipe = self._load(checkout_dir(la), device)
+        self.use_portrait(portrait)
+
+    def use_portrait(self, portrait: "Portrait") -> None:
+        """Render the next chunks of `portrait`: a job's input, read by generate() at every call
+        (it builds its KV cache anew in each, causal_s2v_pipeline.py L935 and _tpp.py L937), so a
+        new portrait needs no reload of the model."""
+        from talkgen.png import write_png
+
+        self.portrait = portrait
+        write_png(self._ref, portrait.image)
         self.height, self.width = self._frame_size()
 
     def _frame_size(self) -> tuple[int, int]:
@@ -386,7 +455,14 @@ class LiveAvatarEngine:
             raise TalkgenError(f"a LiveAvatar chunk must be whole clips of {la.infer_frames} frames less the {DROPPED} "
                                f"generate() drops, got {n}: render again to rebuild the plan")
         self.pipe.seed_frames = self._load_seed(continuity)
-        wav = self._chunk_audio(track, start_frame - DROPPED, end_frame)
+        # The audio around the chunk, as far as the speech goes (its start is the first chunk's
+        # lead): their audio encoder normalises what it is given and hears across frames, so
+        # the chunk's own frames of this encoding are those of one encoding of the whole speech.
+        speech_frames = math.ceil(track.samples * self.fps / track.sample_rate)
+        before = min(AUDIO_CONTEXT_FRAMES, start_frame)
+        after = max(0, min(AUDIO_CONTEXT_FRAMES, speech_frames - end_frame))
+        wav = self._chunk_audio(track, start_frame - DROPPED - before, end_frame + after)
+        self.pipe.audio_window = (before, n + DROPPED)
         video, _ = self.pipe.generate(
             input_prompt=la.prompt, ref_image_path=str(self._ref), audio_path=str(wav), num_repeat=(n + DROPPED) // la.infer_frames,
             generate_size=la.size, max_area=max_area(la), infer_frames=la.infer_frames,
