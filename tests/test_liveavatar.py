@@ -342,6 +342,27 @@ def test_each_call_hears_three_frames_before_its_chunk_so_every_frame_shows_its_
     assert len(second) == 21 and bright(second) == {23 - 21}  # frame 20 was heard in the lead, and dropped
 
 
+def test_each_chunk_hears_the_audio_around_it_so_its_features_are_those_of_one_encoding_of_the_whole_speech(tmp_path, weights):
+    """Their audio encoder normalises the file it is given and hears across frames (the stand-in's
+    as upstream's wav2vec2 processor and model do). Encoded alone, a chunk's audio gives other
+    features at its edges than the same frames in one encoding of the whole speech, which is
+    what upstream's own scripts make; with 2 s heard on each side, the same."""
+    from conftest import synthetic_track
+
+    track = synthetic_track(tmp_path, [("gap", 0.3), ("talk", 3.2), ("gap", 0.5)])
+    engine = _engine(tmp_path, weights)
+    from liveavatar.models.wan import causal_s2v_pipeline as standin
+
+    whole = standin.audio_features(*standin.read_wav(engine._chunk_audio(track, -3, 100)))  # from the first chunk's lead
+    scale = np.abs(whole).max()
+    for start in range(0, 84, 21):
+        list(engine.render_chunk(track, start, start + 21))
+        heard = np.array(standin.LOG[-1]["features"])  # frames start - 3 .. start + 20
+        # Within 6% of the features' scale: the normalisation is the window's own, which holds a
+        # little more or less silence than the whole speech. Encoded alone, the edges were 18-33% off.
+        assert np.abs(heard - whole[start:start + 24]).max() <= 0.06 * scale, start
+
+
 def test_frames_take_the_portraits_shape_within_the_area_and_are_never_stretched(tmp_path, weights, monkeypatch):
     from talkgen.errors import TalkgenError
 
