@@ -387,6 +387,66 @@ def test_frames_take_the_portraits_shape_within_the_area_and_are_never_stretched
         list(engine.render_chunk(_track(tmp_path, 12, loud=5), 0, 9))
 
 
+def test_a_new_portrait_reaches_the_loaded_pipeline_which_makes_its_frames_as_a_fresh_one_would(tmp_path, weights):
+    """Their generate() reads the reference and makes its KV cache anew at every call, so a job's
+    portrait is its input: a loaded engine renders a second portrait as one loaded with it does."""
+    from talkgen.portrait import Portrait
+
+    engine = _engine(tmp_path, weights, side=64)
+    track = _track(tmp_path, 24, loud=(4, 12))
+    list(engine.render_chunk(track, 0, 21))
+    other = Portrait(np.full((64, 64, 3), 180, np.uint8), None, tmp_path / "other.png", "1" * 64)
+    engine.use_portrait(other)
+    again = list(engine.render_chunk(track, 0, 21))
+    fresh = _engine(tmp_path / "fresh", weights, side=64)
+    fresh.use_portrait(other)
+    assert [f.tobytes() for f in again] == [f.tobytes() for f in fresh.render_chunk(track, 0, 21)]
+    assert engine.identity()["portrait"] == "1" * 64 and abs(float(again[0].mean()) - 180) < 40
+
+
+def test_a_released_engine_goes_at_once_not_at_the_next_garbage_collection(tmp_path, weights):
+    """A bound method of the VAE set back on it as an attribute made a reference cycle: the VAE,
+    its weights on the GPU, stayed until the collector ran, after the next back end had loaded."""
+    import gc
+    import weakref
+
+    engine = _engine(tmp_path, weights)
+    list(engine.render_chunk(_track(tmp_path, 12, loud=5), 0, 9))
+    pipe, vae = weakref.ref(engine.pipe), weakref.ref(engine.pipe.vae)
+    gc.collect()
+    gc.disable()
+    try:
+        del engine
+        assert pipe() is None and vae() is None
+    finally:
+        gc.enable()
+
+
+def test_the_render_key_knows_the_weights_by_content_not_by_folder(tmp_path, weights):
+    """Pointing lora_dir or ckpt_dir at other weights renders again; at a copy of the same, it resumes."""
+    import shutil
+
+    from talkgen.engines.liveavatar import identity
+
+    ckpt, lora = weights
+    (ckpt / "diffusion_pytorch_model.safetensors").write_bytes(bytes(range(256)) * 9000)
+    (lora / "liveavatar.safetensors").write_bytes(b"lora one" * 300000)  # over 2 MiB: its first and last MiB are read
+    first = identity(_recipe(ckpt, lora).render)
+    copy = tmp_path / "copy"
+    shutil.copytree(lora, copy)
+    assert identity(_recipe(ckpt, copy).render) == first
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "liveavatar.safetensors").write_bytes(b"lora one" * 299999 + b"lora two")
+    assert identity(_recipe(ckpt, other).render) != first
+    ckpt2 = tmp_path / "wan2"
+    shutil.copytree(ckpt, ckpt2)
+    (ckpt2 / "diffusion_pytorch_model.safetensors").write_bytes(bytes(range(255, -1, -1)) * 9000)
+    assert identity(_recipe(ckpt2, lora).render) != first
+    assert identity(_recipe(ckpt, other, "render.liveavatar.lora=false").render) == identity(
+        _recipe(ckpt, lora, "render.liveavatar.lora=false").render)  # no LoRA: its folder does not matter
+
+
 def test_the_lora_is_liveavatar_safetensors_by_name_even_when_another_file_sorts_first(tmp_path, weights):
     ckpt, lora = weights
     (lora / "adapter_model.safetensors").write_bytes(b"x")  # sorts before liveavatar.safetensors

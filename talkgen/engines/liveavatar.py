@@ -14,6 +14,7 @@ frames of the previous chunk, so the next chunk moves on from where the last one
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import os
@@ -53,7 +54,9 @@ DROPPED = 3
 # Audio heard on each side of a chunk (2 s at 25 fps): wav2vec2's positional convolution alone
 # spans 128 of its 50 Hz frames (2.56 s), and its attention the whole file it is given.
 AUDIO_CONTEXT_FRAMES = 50
-LORA_FILE = "liveavatar.safetensors"  # the name their load_state_dict fetches from the hub repo
+LORA_FILE = "liveavatar.safetensors"
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+SAMPLE_BYTES = 1 << 20  # the name their load_state_dict fetches from the hub repo
 MIN_AREA = 64 * 64  # the smallest area that holds one of LiveAvatar's frames (multiples of 64)
 # The largest: their KV caches have fixed room for the reference and motion tokens (2800 on
 # one GPU, 3000 in TPP, "hard-coded for 720*400 resolution"), and a larger frame overflows
@@ -109,9 +112,38 @@ def max_area(la: LiveAvatarConfig) -> int:
 
 
 def identity(config: RenderConfig) -> dict:
+    """What the render key knows of LiveAvatar: its code (talkgen's and the checkout's commit),
+    its settings and its weights, by content: other weights in the same folders render again,
+    the same weights moved to other folders do not."""
     la = config.liveavatar
+    ckpt, lora = weight_dirs(la)
     return {"engine": "liveavatar", "version": metadata.version("talkgen"), "code": _code_hash(), "checkout": _checkout_id(la),
-            "settings": {k: v for k, v in la.__dict__.items() if k not in ("checkout", "ckpt_dir", "lora_dir")}}
+            "settings": {k: v for k, v in la.__dict__.items() if k not in ("checkout", "ckpt_dir", "lora_dir")},
+            "weights": {"ckpt": weights_id(ckpt), "lora": weights_id(lora) if la.lora else []}}
+
+
+def weights_id(folder: Path) -> list:
+    """Each weight file in `folder`: its name, size and the sha256 of its first and last MiB.
+    Hashing the 49 GB of Wan2.2-S2V-14B at every render would take minutes; other weights of the
+    same shapes differ in the tensors at either end. A file changed only in its middle, at the
+    same size, is not seen: talkgen weights verify re-hashes whole files."""
+    if not folder.is_dir():
+        return []
+    files = sorted(p for p in folder.rglob("*") if p.suffix in WEIGHT_SUFFIXES and p.is_file())
+    return [[str(p.relative_to(folder)), *_sampled(str(p), p.stat().st_size, p.stat().st_mtime_ns)] for p in files]
+
+
+@functools.lru_cache(maxsize=256)
+def _sampled(path: str, size: int, mtime_ns: int) -> tuple[int, str]:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        digest.update(f.read(SAMPLE_BYTES))
+        if size > SAMPLE_BYTES:
+            f.seek(max(SAMPLE_BYTES, size - SAMPLE_BYTES))
+            digest.update(f.read(SAMPLE_BYTES))
+    return size, digest.hexdigest()
 
 
 def traits(config: RenderConfig) -> AvatarTraits:
@@ -257,7 +289,7 @@ def _continuing(base):
     decoder starts afresh, as in their first call (first_decode, vae_streaming.py L511 and
     L621-623), so that a chunk decodes the same after a resume as after the chunk before it.
     The VAE is handed in wrapped for the call (_SeedingVAE), never patched: a bound method
-    put back on it would make a reference cycle that keeps 14B parameters after a release."""
+    put back on it would make a reference cycle that keeps its weights after a release."""
 
     class Continuing(base):
         seed_frames = None  # float tensor (1, 3, T, H, W) in [-1, 1]: the previous chunk's last frames
