@@ -86,7 +86,7 @@ class LiveAvatarConfig:
     offload: bool = True  # single-GPU mode: offload to CPU between forwards
     num_gpus_dit: int = 4  # multi-GPU mode: DiT ranks; one more rank decodes the VAE
     enable_vae_parallel: bool = True
-    min_gpu_gb: float = 0.0  # GiB per GPU; 0: LiveAvatar's own figures (a 60 GB card for one GPU, 80 GB cards for five)
+    min_gpu_gb: float = 0.0  # GiB per GPU; 0: computed from its code and weights (engines/liveavatar.py memory_parts)
 
 
 @dataclass

@@ -83,6 +83,29 @@ def test_settings_their_code_cannot_run_with_are_each_one_line_saying_what_to_se
         "render.dtype=float32: LiveAvatar always runs in bfloat16 (its param_dtype): set render.dtype=bfloat16"]
 
 
+def test_a_checkout_whose_code_calls_cuda_is_refused_on_the_cpu_in_one_line(tmp_path, weights):
+    """Upstream's pipelines put their model on f"cuda:{device_id}" and call torch.cuda throughout;
+    the stand-in calls neither, so the tests run it on the CPU."""
+    import shutil
+
+    cuda = tmp_path / "LiveAvatar"
+    shutil.copytree(STANDIN, cuda)
+    for name in ("causal_s2v_pipeline.py", "causal_s2v_pipeline_tpp.py"):
+        path = cuda / "liveavatar" / "models" / "wan" / name
+        path.write_text(path.read_text() + "\n# torch.cuda in a comment says nothing\nDEVICE = 'cuda:0'\n")
+    line = ("placement.avatar=cpu: LiveAvatar's code runs on CUDA GPUs only (liveavatar/models/wan/causal_s2v_pipeline.py puts its "
+            "model on cuda:N and calls torch.cuda): set placement.avatar=cuda:0, or cuda:0,1,2,3,4 for 5 ranks")
+    assert preflight(_recipe(*weights, f"render.liveavatar.checkout={cuda}").render, []) == [line]
+    assert preflight(_recipe(*weights).render, []) == []
+    commented = tmp_path / "commented"
+    shutil.copytree(STANDIN, commented)
+    path = commented / "liveavatar" / "models" / "wan" / "causal_s2v_pipeline.py"
+    path.write_text(path.read_text() + "\n# torch.cuda in a comment says nothing\n")
+    assert preflight(_recipe(*weights, f"render.liveavatar.checkout={commented}").render, []) == []
+    five = preflight(_recipe(*weights, f"render.liveavatar.checkout={cuda}", "render.nproc=5").render, [])
+    assert five == [line.replace("causal_s2v_pipeline.py", "causal_s2v_pipeline_tpp.py")]
+
+
 def test_the_shipped_gpu_recipes_suit_upstream_and_wait_out_the_first_chunks_compilation():
     from talkgen.engines.liveavatar import _setting_problems
     from talkgen.recipe import list_recipes

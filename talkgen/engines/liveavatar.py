@@ -18,6 +18,7 @@ import functools
 import importlib
 import math
 import os
+import re
 import sys
 import tempfile
 from importlib import metadata
@@ -40,10 +41,6 @@ if TYPE_CHECKING:
 PIPELINE = "liveavatar/models/wan/causal_s2v_pipeline.py"
 # Module names LiveAvatar's own launcher keeps out of FP8 (small, precision-sensitive layers).
 FP8_KEEP = ["text_embedding", "time_embedding", "time_projection", "head.head", "casual_audio_encoder.encoder.final_linear"]
-# LiveAvatar asks for about 60 GB in single-GPU offload mode and an 80 GB card per rank for
-# TPP. Cards report their memory in GiB (an "80 GB" H100 shows 79.6), so compare in GiB with
-# room for that.
-SINGLE_GPU_GIB, TPP_GPU_GIB = 55.0, 75.0
 AUDIO_RATE = 16000
 # The upstream commit this adapter was checked against, line by line.
 UPSTREAM = "Alibaba-Quark/LiveAvatar@9c2c38d"
@@ -66,6 +63,24 @@ MAX_AREA = 720 * 400
 # next rank; one GPU keeps a KV cache for each of 4 steps; audio features come at 25 fps;
 # a clip is denoised in blocks of 3 latent frames, 12 video frames.
 TPP_DIT, SINGLE_GPU_STEPS, FPS, BLOCK_FRAMES = 4, 4, 25, 12
+MOTION_FRAMES = 73  # the motion window (wan_s2v_14B_modified.py), so 19 latent frames
+# What a GPU holds, from upstream's code. The DiT of Wan2.2-S2V-14B is 40 blocks of width 5120
+# (wan_s2v_14B_modified.py); its parameters are counted from the weights' headers once pulled,
+# else taken from the weights manifest. A KV cache holds, per block, keys and values for one
+# clip's latent tokens and fixed room for the reference and motion tokens: 2800 on one GPU,
+# 3000 in TPP (causal_s2v_pipeline.py L601-625, _tpp.py L605-621). One GPU keeps 4 caches,
+# one per step (L982-988), beside the DiT, and moves the text encoder, VAE and audio encoder
+# to the CPU while it denoises (offload_model, L960-966). A TPP DiT rank keeps one cache, and,
+# without offloading, the text encoder, VAE and audio encoder as well.
+LAYERS, DIM = 40, 5120
+COND_TOKENS_ONE_GPU, COND_TOKENS_TPP = 2800, 3000
+# The modules beside the DiT, in bf16, from their files in Wan-AI/Wan2.2-S2V-14B: umT5-XXL's
+# encoder (11.4 GB), the VAE (508 MB in fp32), wav2vec2-large-xlsr-53 (315 M parameters).
+ENCODERS_GIB = 10.6 + 0.24 + 0.59
+# A LoRA of rank 128 on every block's attention (self and cross: q, k, v, o) and FFN, in bf16,
+# until the file is there to measure.
+LORA_GIB = LAYERS * 128 * (8 * 2 * DIM + 2 * (DIM + 13824)) * 2 / 2**30
+WORKSPACE_GIB = 2.0  # a block's activations and the decoded frames: an allowance, not measured
 
 
 def checkout_dir(la: LiveAvatarConfig) -> Path | None:
@@ -159,9 +174,44 @@ def traits(config: RenderConfig) -> AvatarTraits:
 
 
 def gpu_need_gib(config: RenderConfig) -> float:
-    """GiB each avatar GPU needs: the recipe's figure, else LiveAvatar's own for its mode."""
+    """GiB each avatar GPU needs: the recipe's figure, else the sum of memory_parts."""
+    return config.liveavatar.min_gpu_gb or round(sum(gib for _, gib in memory_parts(config)), 2)
+
+
+def memory_parts(config: RenderConfig) -> list[tuple[str, float]]:
+    """What the most loaded avatar GPU holds at its peak, part by part, in GiB (see LAYERS)."""
+    from talkgen.engines.footprint import param_count
+
     la = config.liveavatar
-    return la.min_gpu_gb or (SINGLE_GPU_GIB if config.nproc == 1 else TPP_GPU_GIB)
+    ckpt, lora = weight_dirs(la)
+    params, _ = param_count("wan2.2-s2v-14b", sorted(ckpt.glob("diffusion_pytorch_model*.safetensors")) if ckpt.is_dir() else [])
+    # FP8 keeps the linear layers, nearly all of the parameters, at a byte each.
+    parts = [(f"DiT {params / 1e9:.1f}B in {'FP8' if la.fp8 else 'bf16'}", params * (1 if la.fp8 else 2) / 2**30)]
+    if la.lora:
+        files = sorted(lora.glob("*.safetensors")) if lora.is_dir() else []
+        parts.append(("LoRA", files[0].stat().st_size / 2**30 if files else LORA_GIB))
+    one_gpu = config.nproc == 1
+    caches = SINGLE_GPU_STEPS if one_gpu else 1
+    tokens = _latent_frames(la) * _tokens_per_frame(config)
+    parts.append((f"{caches} KV cache{'s' if caches > 1 else ''} of {tokens} tokens", caches * LAYERS * tokens * DIM * 4 / 2**30))
+    cond = COND_TOKENS_ONE_GPU if one_gpu else COND_TOKENS_TPP
+    parts.append((f"the condition cache ({cond} tokens)", LAYERS * cond * DIM * 4 / 2**30))
+    if not (la.offload and one_gpu):
+        parts.append(("text encoder, VAE and audio encoder", ENCODERS_GIB))
+    parts.append(("workspace", WORKSPACE_GIB))
+    return [(what, round(gib, 2)) for what, gib in parts]
+
+
+def _latent_frames(la: LiveAvatarConfig) -> int:
+    """A clip's latent frames, as their generate() sizes its noise (causal_s2v_pipeline.py L945-946)."""
+    return (la.infer_frames + 3 + MOTION_FRAMES) // 4 - (MOTION_FRAMES + 3) // 4
+
+
+def _tokens_per_frame(config: RenderConfig) -> int:
+    """At most: the frame fits in the area and in the square portrait rounded up to 64 a side,
+    and each token is 16x16 pixels (the VAE's 8 and the DiT's patch of 2)."""
+    side = -(-config.size // 64) * 64
+    return min(max_area(config.liveavatar), side * side) // 256
 
 
 def memory_need(config: RenderConfig, device: str) -> Need | None:
@@ -169,7 +219,8 @@ def memory_need(config: RenderConfig, device: str) -> Need | None:
         return None
     from talkgen.engines.footprint import Need
 
-    return Need("avatar", "liveavatar", device, float(gpu_need_gib(config)), source="LiveAvatar's figure")
+    source = "recipe's render.liveavatar.min_gpu_gb" if config.liveavatar.min_gpu_gb else "computed from LiveAvatar's code"
+    return Need("avatar", "liveavatar", device, float(gpu_need_gib(config)), source=source)
 
 
 def formats(config: RenderConfig) -> list[tuple[str, str]]:
@@ -183,21 +234,35 @@ def rank_settings(config: RenderConfig) -> dict:
 
 
 def doctor_findings(config: RenderConfig) -> list[Finding]:
+    return [_checkout_finding(config), _memory_finding(config)]
+
+
+def _memory_finding(config: RenderConfig) -> Finding:
+    where = "on one GPU" if config.nproc == 1 else f"on each of its {config.nproc} GPUs (a DiT rank's)"
+    if config.liveavatar.min_gpu_gb:
+        return Finding("memory", True, f"LiveAvatar: {config.liveavatar.min_gpu_gb:g} GiB {where}, as render.liveavatar.min_gpu_gb says")
+    parts = " + ".join(f"{what} {gib:.1f}" for what, gib in memory_parts(config))
+    return Finding("memory", True, f"LiveAvatar: about {gpu_need_gib(config):.1f} GiB {where}: {parts} "
+                                   "(computed from its code and the weights, not measured)")
+
+
+def _checkout_finding(config: RenderConfig) -> Finding:
     root = checkout_dir(config.liveavatar)
     if root is None:
-        return [Finding("liveavatar", False, "no LiveAvatar checkout configured",
-                        "git clone https://github.com/Alibaba-Quark/LiveAvatar and set TALKGEN_LIVEAVATAR (or render.liveavatar.checkout) to it")]
+        return Finding("liveavatar", False, "no LiveAvatar checkout configured",
+                       "git clone https://github.com/Alibaba-Quark/LiveAvatar and set TALKGEN_LIVEAVATAR (or render.liveavatar.checkout) to it")
     if not (root / PIPELINE).is_file():
-        return [Finding("liveavatar", False, f"{root} is not a LiveAvatar checkout (no {PIPELINE})",
-                        "point TALKGEN_LIVEAVATAR at a clone of github.com/Alibaba-Quark/LiveAvatar")]
-    return [Finding("liveavatar", True, f"checkout {root}")]
+        return Finding("liveavatar", False, f"{root} is not a LiveAvatar checkout (no {PIPELINE})",
+                       "point TALKGEN_LIVEAVATAR at a clone of github.com/Alibaba-Quark/LiveAvatar")
+    return Finding("liveavatar", True, f"checkout {root}")
 
 
-def preflight(config: RenderConfig, gpus: list["Gpu"]) -> list[str]:
+def preflight(config: RenderConfig, gpus: list["Gpu"], memory: bool = True) -> list[str]:
     """Everything that would stop LiveAvatar, found before loading 14B parameters.
 
     `gpus` are the GPUs the ranks will see, as nvidia-smi lists them: reading them does not
-    start CUDA in talkgen's own process."""
+    start CUDA in talkgen's own process. memory=False leaves out their memory, which the
+    ranks' own check need not weigh again (the weights manifest is not on their side)."""
     la = config.liveavatar
     problems = _setting_problems(config)
     try:
@@ -214,18 +279,21 @@ def preflight(config: RenderConfig, gpus: list["Gpu"]) -> list[str]:
         problems.append("no LiveAvatar checkout: clone github.com/Alibaba-Quark/LiveAvatar and set render.liveavatar.checkout or TALKGEN_LIVEAVATAR")
     elif not (root / PIPELINE).is_file():
         problems.append(f"{root} is not a LiveAvatar checkout (no {PIPELINE})")
+    elif config.device == "cpu" and _calls_cuda(root / _pipeline_file(config.nproc)):
+        problems.append(f"placement.avatar=cpu: LiveAvatar's code runs on CUDA GPUs only ({_pipeline_file(config.nproc)} puts its "
+                        "model on cuda:N and calls torch.cuda): set placement.avatar=cuda:0, or cuda:0,1,2,3,4 for 5 ranks")
     ckpt, lora = weight_dirs(la)
     if not ckpt.is_dir() or not any(ckpt.iterdir()):
         problems.append(f"Wan2.2-S2V-14B weights missing in {ckpt}: talkgen weights pull --model wan2.2-s2v-14b (or set render.liveavatar.ckpt_dir)")
     if la.lora and (not lora.is_dir() or not any(lora.iterdir())):
         problems.append(f"Live-Avatar LoRA missing in {lora}: talkgen weights pull --model live-avatar (or set render.liveavatar.lora_dir)")
     if config.device == "cuda":
-        need = gpu_need_gib(config)
+        need = gpu_need_gib(config) if memory else 0.0
         if len(gpus) < config.nproc:
             problems.append(f"{config.nproc} GPU(s) needed, {len(gpus)} visible")
         small = [f"GPU {i} ({g.name}, {g.memory_gib:.0f} GiB)" for i, g in enumerate(gpus[: config.nproc]) if g.memory_gib < need]
         if small:
-            problems.append(f"LiveAvatar needs {need:.0f} GiB per GPU here: {', '.join(small)} has less")
+            problems.append(f"LiveAvatar needs {need:.1f} GiB per GPU here: {', '.join(small)} has less")
         # torch._scaled_mm exists on an A100 too; only the first FP8 forward fails there.
         no_fp8 = [f"GPU {i} ({g.name}, compute {g.compute_cap[0]}.{g.compute_cap[1]})"
                   for i, g in enumerate(gpus[: config.nproc]) if la.fp8 and g.fp8 is False]
@@ -233,6 +301,21 @@ def preflight(config: RenderConfig, gpus: list["Gpu"]) -> list[str]:
             problems.append(f"render.liveavatar.fp8 needs compute capability 8.9 or newer (Ada, Hopper): {', '.join(no_fp8)} "
                             "has no FP8 matmul: set render.liveavatar.fp8=false")
     return problems
+
+
+def _pipeline_file(nproc: int) -> str:
+    return PIPELINE if nproc == 1 else PIPELINE.replace(".py", "_tpp.py")
+
+
+def _calls_cuda(path: Path) -> bool:
+    """Whether the code in `path`, comments aside, names CUDA: torch.cuda, or a "cuda" device
+    string (upstream's constructor puts everything on f"cuda:{device_id}", L102)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    return re.search(r"torch\.cuda\b|[\"']cuda\b", code) is not None
 
 
 def _setting_problems(config: RenderConfig) -> list[str]:
@@ -395,7 +478,7 @@ def check(config: RenderConfig) -> None:
     # In a torchrun rank the launcher has already narrowed CUDA_VISIBLE_DEVICES to the
     # avatar's cards, so every card the rank sees is one of them, renumbered from 0.
     in_rank = "TORCHELASTIC_RUN_ID" in os.environ
-    problems = preflight(config, visible_gpus("" if in_rank else config.gpus) if config.device == "cuda" else [])
+    problems = preflight(config, visible_gpus("" if in_rank else config.gpus) if config.device == "cuda" else [], memory=not in_rank)
     if problems:
         raise TalkgenError("LiveAvatar cannot run: " + "; ".join(problems))
 
