@@ -190,6 +190,10 @@ def load_recipe(name_or_path: str = DEFAULT_RECIPE, overrides: list[str] | None 
     recipe = _build(Recipe, data, prefix="")
     for item in overrides or []:
         apply_override(recipe, item)
+    if not recipe.render.python and _has_ranks(recipe.render.engine):
+        from talkgen.avatar_env import avatar_python
+
+        recipe.render.python = avatar_python(recipe.render.engine)[0]  # the back end's environment, set once
     return place(recipe)
 
 
