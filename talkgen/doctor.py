@@ -427,4 +427,8 @@ def _estimate(recipe) -> Check:
     text = (f"1 minute of video: about {est['device_seconds']:.0f} device-seconds, {est['gpu_hours']:.4f} GPU-hours "
             f"on {est['gpus']} GPU(s), ${est['cost_usd']:.4f} at ${est['gpu_hour_usd']:g}/GPU-hour "
             f"(${est['cost_per_video_minute_usd']:.4f} per minute of video); from {est['source']}")
+    slow = est.get("slowest")
+    if slow:
+        text += (f"; up to {slow['device_seconds']:.0f} device-seconds and ${slow['cost_usd']:.4f} "
+                 f"({slow['device_seconds'] / est['device_seconds']:.1f} times as much) from {slow['source']}")
     return Check("estimate", OK, text, data=est)
