@@ -365,16 +365,21 @@ def doctor(
     recipe: str = typer.Option("cpu", "--recipe", help="The recipe to check this machine against (name or .yaml path)."),
     job_dir: Path = typer.Option(Path(".talkgen/jobs"), "--job-dir", help="Where jobs will be written (for the free-disk check)."),
     verify: bool = typer.Option(False, "--verify", help="Re-hash the recipe's weights against their sha256 (slow for large models)."),
+    save_python: Optional[str] = typer.Option(None, "--save-avatar-python", metavar="PYTHON",
+                                              help="Check PYTHON as the avatar's own environment and, if it passes, remember it for "
+                                                   "the recipe's avatar back end, so that no command needs render.python=..."),
     as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
 ) -> None:
     """Check this machine against a recipe: Python, ffmpeg, weights, the avatar's environment, GPUs, driver, CUDA, disk, cost. Exit 1 on any fail."""
     import json
 
-    from talkgen.doctor import exit_code, run_doctor, to_dict
+    from talkgen.doctor import exit_code, run_doctor, save_avatar_env, to_dict
     from talkgen.recipe import load_recipe
 
-    rec = load_recipe(recipe, list(overrides or []))
+    rec = load_recipe(recipe, [*(overrides or []), *([f"render.python={save_python}"] if save_python else [])])
     checks = run_doctor(rec, job_dir, verify_weights=verify)
+    if save_python:
+        checks.append(save_avatar_env(rec, checks))
     if as_json:
         print(json.dumps(to_dict(rec, checks), indent=2))
     else:

@@ -104,6 +104,22 @@ def run_doctor(recipe: Recipe, job_dir: Path, verify_weights: bool = False, mach
     return [c for c in checks if c is not None]
 
 
+def save_avatar_env(recipe: Recipe, checks: list[Check]) -> Check:
+    """--save-avatar-python: remember render.python for the recipe's avatar back end, once the
+    avatar env check has passed (talkgen.avatar_env)."""
+    from talkgen.avatar_env import env_var, save_avatar_python
+
+    engine, python = recipe.render.engine, recipe.render.python
+    env = next((c for c in checks if c.name == "avatar env"), None)
+    if env is None:
+        return Check("saved", FAIL, f"not saved: render.engine={engine} runs in talkgen's own process, with no environment of its own")
+    if env.status == FAIL:
+        return Check("saved", FAIL, f"not saved: {python} fails the avatar env check", env.fix)
+    path = save_avatar_python(engine, python)
+    return Check("saved", OK, f"{engine} runs under {python} from now on, with no render.python to give "
+                              f"(saved in {path}; {env_var(engine)} or render.python overrides it)", data={"config": str(path)})
+
+
 def exit_code(checks: list[Check]) -> int:
     return 1 if any(c.status == FAIL for c in checks) else 0
 
@@ -419,4 +435,8 @@ def _estimate(recipe) -> Check:
     text = (f"1 minute of video: about {est['device_seconds']:.0f} device-seconds, {est['gpu_hours']:.4f} GPU-hours "
             f"on {est['gpus']} GPU(s), ${est['cost_usd']:.4f} at ${est['gpu_hour_usd']:g}/GPU-hour "
             f"(${est['cost_per_video_minute_usd']:.4f} per minute of video); from {est['source']}")
+    slow = est.get("slowest")
+    if slow:
+        text += (f"; up to {slow['device_seconds']:.0f} device-seconds and ${slow['cost_usd']:.4f} "
+                 f"({slow['device_seconds'] / est['device_seconds']:.1f} times as much) from {slow['source']}")
     return Check("estimate", OK, text, data=est)

@@ -65,9 +65,12 @@ class Engines:
             t = time.perf_counter()
             engine = load()
             self._held[role] = (key, engine)
-            self.loads[model] = self.loads.get(model, 0) + 1
+            self._count(model)
             self._on_load(role, model, time.perf_counter() - t)
             return engine
+
+    def _count(self, model: str) -> None:
+        self.loads[model] = self.loads.get(model, 0) + 1
 
     def _drop(self, role: str) -> bool:
         held = self._held.pop(role, None)
@@ -144,7 +147,8 @@ class Engines:
 
         def launch():
             self.launches += 1
-            return RankGroup(group_root, settings)
+            # The back end the ranks load counts as the same model loaded in this process would.
+            return RankGroup(group_root, settings, on_load=lambda: self._count(config.engine))
 
         return self._get("ranks", _key(dataclasses.asdict(settings), str(group_root)), f"{config.engine} ranks", launch)
 

@@ -237,15 +237,10 @@ def _run(req: RenderRequest, progress: Progress, engines: Engines, group_root: P
 
         read_image(req.portrait)  # unreadable or not an image: fail before any work
     out = outputs_for(req.output)
-    from talkgen.memory import check_placement, describe
+    from talkgen.memory import describe
+    from talkgen.preflight import preflight
 
-    gpu_plan = check_placement(recipe, engines_needed(recipe, kind, req.say))  # before any model loads
-    from talkgen.placement import runs_in_ranks
-
-    if recipe.render.python and runs_in_ranks(recipe.render) and req.until is None:
-        from talkgen.ranks.interpreter import check_rank_python
-
-        check_rank_python(recipe.render)  # the back end's own environment: before anything loads
+    gpu_plan = preflight(recipe, engines_needed(recipe, kind, req.say), render=req.until is None)  # every engine, before any stage
     with Job(req.job_dir or default_job_dir(req.output)) as job:
         if req.until is None:
             engines.on_status = progress.note  # a look-ahead's notes would land in the running job's view

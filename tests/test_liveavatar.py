@@ -1,6 +1,7 @@
 """The LiveAvatar adapter, against a stand-in checkout with LiveAvatar's module paths and signatures."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+import video_fixtures
 
 from talkgen import media
 from talkgen.engines.liveavatar import preflight
@@ -80,6 +83,29 @@ def test_settings_their_code_cannot_run_with_are_each_one_line_saying_what_to_se
     assert problems("render.liveavatar.sample_steps=2") == []
     assert problems("render.dtype=float32") == [
         "render.dtype=float32: LiveAvatar always runs in bfloat16 (its param_dtype): set render.dtype=bfloat16"]
+
+
+def test_a_checkout_whose_code_calls_cuda_is_refused_on_the_cpu_in_one_line(tmp_path, weights):
+    """Upstream's pipelines put their model on f"cuda:{device_id}" and call torch.cuda throughout;
+    the stand-in calls neither, so the tests run it on the CPU."""
+    import shutil
+
+    cuda = tmp_path / "LiveAvatar"
+    shutil.copytree(STANDIN, cuda)
+    for name in ("causal_s2v_pipeline.py", "causal_s2v_pipeline_tpp.py"):
+        path = cuda / "liveavatar" / "models" / "wan" / name
+        path.write_text(path.read_text() + "\n# torch.cuda in a comment says nothing\nDEVICE = 'cuda:0'\n")
+    line = ("placement.avatar=cpu: LiveAvatar's code runs on CUDA GPUs only (liveavatar/models/wan/causal_s2v_pipeline.py puts its "
+            "model on cuda:N and calls torch.cuda): set placement.avatar=cuda:0, or cuda:0,1,2,3,4 for 5 ranks")
+    assert preflight(_recipe(*weights, f"render.liveavatar.checkout={cuda}").render, []) == [line]
+    assert preflight(_recipe(*weights).render, []) == []
+    commented = tmp_path / "commented"
+    shutil.copytree(STANDIN, commented)
+    path = commented / "liveavatar" / "models" / "wan" / "causal_s2v_pipeline.py"
+    path.write_text(path.read_text() + "\n# torch.cuda in a comment says nothing\n")
+    assert preflight(_recipe(*weights, f"render.liveavatar.checkout={commented}").render, []) == []
+    five = preflight(_recipe(*weights, f"render.liveavatar.checkout={cuda}", "render.nproc=5").render, [])
+    assert five == [line.replace("causal_s2v_pipeline.py", "causal_s2v_pipeline_tpp.py")]
 
 
 def test_the_shipped_gpu_recipes_suit_upstream_and_wait_out_the_first_chunks_compilation():
@@ -184,7 +210,11 @@ def test_renders_through_the_standin_with_lora_fp8_steps_and_continuity(tmp_path
     assert max(c["end_frame"] - c["start_frame"] for c in plan["chunks"]) <= 24 - 3  # clips_per_chunk x infer_frames
     calls = standin.LOG[-len(plan["chunks"]):]
     assert [c["num_repeat"] * 12 - 3 for c in calls] == [c["end_frame"] - c["start_frame"] for c in plan["chunks"]]
-    assert [round(c["audio_s"] * 25) for c in calls] == [c["end_frame"] - c["start_frame"] + 3 for c in plan["chunks"]]
+    # Each call hears 2 s on each side of its audio, as far as the speech goes, and keeps its own frames' features.
+    speech = math.ceil(plan["samples"] * 25 / plan["sample_rate"])
+    assert [round(c["audio_s"] * 25) for c in calls] == [
+        min(50, c["start_frame"]) + c["end_frame"] - c["start_frame"] + 3 + max(0, min(50, speech - c["end_frame"])) for c in plan["chunks"]]
+    assert [len(c["features"]) for c in calls] == [c["end_frame"] - c["start_frame"] + 3 for c in plan["chunks"]]
     assert {c["sampling_steps"] for c in calls} == {4} and {c["solver"] for c in calls} == {"euler"}
     assert {c["max_area"] for c in calls} == {128 * 64} and all(c["offload"] for c in calls)
     assert fp8_linear.CALLS[-1][0] == "text_embedding"
@@ -231,6 +261,69 @@ def test_five_ranks_render_through_the_launcher_with_the_video_from_the_decoding
     assert (info["width"], info["height"]) == (64, 64) and int(info["nb_frames"]) == plan["total_frames"]
 
 
+def _five_ranks(tmp_path, name, log, weights, wait_for=None):
+    """A 5-rank render of the stand-in into job `name`, its ranks' generate() calls logged to `log`;
+    with wait_for=N, stopped (Ctrl-C) once N chunks are finished, to be resumed by the next call."""
+    import signal
+    import time
+
+    ckpt, lora = weights
+    args = [sys.executable, "-m", "talkgen", "render", "s.txt", "--say", "--size", "96", "-o", f"{name}.mp4", "--job-dir", name,
+            "-q", "render.engine=liveavatar", "render.nproc=5", "render.dtype=bfloat16", f"render.liveavatar.checkout={STANDIN}",
+            f"render.liveavatar.ckpt_dir={ckpt}", f"render.liveavatar.lora_dir={lora}", "render.liveavatar.size=128*64",
+            "render.liveavatar.infer_frames=12", "render.liveavatar.clips_per_chunk=2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LIVEAVATAR_STANDIN_LOG": str(log)}
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if wait_for is not None:
+        chunks, deadline = tmp_path / name / "chunks", time.time() + 300
+        while len(list(chunks.glob("*.mp4.json"))) < wait_for and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=600)
+    return proc.returncode, err
+
+
+def _calls(log):
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_five_ranks_resume_frame_for_frame_and_decode_each_chunk_against_the_frames_just_before_it(tmp_path, weights):
+    """Upstream primes the decoding rank's streaming decoder with the oldest motion latents and
+    draws unseeded random numbers in every forward on every rank; its decoder's state runs on
+    from call to call. talkgen primes with the newest, seeds every rank from the chunk's seed,
+    and starts the decoder afresh in each call, so a render stopped and resumed in new ranks
+    makes the same video as one that never stopped."""
+    (tmp_path / "s.txt").write_text("Hello there, this is the first sentence. And this is a second one, a little longer.")
+    code, err = _five_ranks(tmp_path, "whole", tmp_path / "whole.jsonl", weights)
+    assert code == 0, err[-2000:]
+    code, err = _five_ranks(tmp_path, "cut", tmp_path / "cut.jsonl", weights, wait_for=2)
+    assert code != 0 and not (tmp_path / "cut.mp4").exists(), err[-2000:]
+    code, err = _five_ranks(tmp_path, "cut", tmp_path / "cut.jsonl", weights)
+    assert code == 0, err[-2000:]
+    reused = next(s for s in json.loads((tmp_path / "cut.report.json").read_text())["stages"] if s["name"] == "render")
+    assert reused["detail"]["reused_chunks"] >= 2
+    assert video_fixtures.frame_hashes(tmp_path / "cut.mp4") == video_fixtures.frame_hashes(tmp_path / "whole.mp4")
+
+    whole = _calls(tmp_path / "whole.jsonl")
+    decoded = [c for c in whole if c["rank"] == 4]
+    assert len(decoded) >= 3
+    for call in decoded:
+        m = call["motion_latents"]  # each latent frame's mean level: the oldest first
+        newest = m[-7]
+        for level in m[-6:]:
+            newest = 0.9 * newest + 0.1 * level  # the stand-in decoder's context after those 7
+        assert call["primed_context"] == pytest.approx(newest, abs=1e-5)
+    assert any(abs(m["motion_latents"][0] - m["motion_latents"][-1]) > 0.01 for m in decoded[1:])  # oldest and newest differ
+    # Every DiT rank drew the same numbers for a chunk, and the resumed render drew what the whole one did.
+    by_chunk = {}
+    for call in whole:
+        by_chunk.setdefault(call["seed"], {})[call["rank"]] = call["draws"]
+    assert all(len({json.dumps(d[r]) for r in range(4)}) == 1 for d in by_chunk.values())
+    for call in _calls(tmp_path / "cut.jsonl"):
+        assert call["draws"] == by_chunk[call["seed"]][call["rank"]]
+
+
 def _engine(tmp_path, weights, *extra, side=64, state="state"):
     """The adapter on the stand-in checkout, with a flat grey portrait `side` pixels square."""
     from talkgen.engines.liveavatar import LiveAvatarEngine
@@ -260,8 +353,11 @@ def test_each_call_hears_three_frames_before_its_chunk_so_every_frame_shows_its_
     assert engine.lead_frames == 3
 
     def bright(frames):
+        """The frames brighter than each neighbour by 5 grey levels: their audio's features, which
+        hear a frame to each side, peak at the loud frames."""
         level = np.array([f.astype(np.float32).mean() for f in frames])
-        return set(np.flatnonzero(level > level.min() + 1).tolist())
+        padded = np.concatenate([[-np.inf], level, [-np.inf]])
+        return set(np.flatnonzero((level > padded[:-2] + 5) & (level > padded[2:] + 5)).tolist())
 
     # Chunks are whole 12-frame clips less the 3 generate() drops; each call hears 3 frames of
     # audio before its chunk (silence before the first), so every frame shows its own audio frame.
@@ -269,6 +365,27 @@ def test_each_call_hears_three_frames_before_its_chunk_so_every_frame_shows_its_
     assert len(first) == 21 and bright(first) == {1, 20}
     second = list(engine.render_chunk(track, 21, 42, engine.continuity_after(21)))
     assert len(second) == 21 and bright(second) == {23 - 21}  # frame 20 was heard in the lead, and dropped
+
+
+def test_each_chunk_hears_the_audio_around_it_so_its_features_are_those_of_one_encoding_of_the_whole_speech(tmp_path, weights):
+    """Their audio encoder normalises the file it is given and hears across frames (the stand-in's
+    as upstream's wav2vec2 processor and model do). Encoded alone, a chunk's audio gives other
+    features at its edges than the same frames in one encoding of the whole speech, which is
+    what upstream's own scripts make; with 2 s heard on each side, the same."""
+    from conftest import synthetic_track
+
+    track = synthetic_track(tmp_path, [("gap", 0.3), ("talk", 3.2), ("gap", 0.5)])
+    engine = _engine(tmp_path, weights)
+    from liveavatar.models.wan import causal_s2v_pipeline as standin
+
+    whole = standin.audio_features(*standin.read_wav(engine._chunk_audio(track, -3, 100)))  # from the first chunk's lead
+    scale = np.abs(whole).max()
+    for start in range(0, 84, 21):
+        list(engine.render_chunk(track, start, start + 21))
+        heard = np.array(standin.LOG[-1]["features"])  # frames start - 3 .. start + 20
+        # Within 6% of the features' scale: the normalisation is the window's own, which holds a
+        # little more or less silence than the whole speech. Encoded alone, the edges were 18-33% off.
+        assert np.abs(heard - whole[start:start + 24]).max() <= 0.06 * scale, start
 
 
 def test_frames_take_the_portraits_shape_within_the_area_and_are_never_stretched(tmp_path, weights, monkeypatch):
@@ -293,6 +410,66 @@ def test_frames_take_the_portraits_shape_within_the_area_and_are_never_stretched
     monkeypatch.setattr(engine.pipe, "generate", lambda **kw: (generate(**kw)[0][:, :, :, :32], {}))
     with pytest.raises(TalkgenError, match="LiveAvatar returned 32x64 frames where its get_gen_size"):
         list(engine.render_chunk(_track(tmp_path, 12, loud=5), 0, 9))
+
+
+def test_a_new_portrait_reaches_the_loaded_pipeline_which_makes_its_frames_as_a_fresh_one_would(tmp_path, weights):
+    """Their generate() reads the reference and makes its KV cache anew at every call, so a job's
+    portrait is its input: a loaded engine renders a second portrait as one loaded with it does."""
+    from talkgen.portrait import Portrait
+
+    engine = _engine(tmp_path, weights, side=64)
+    track = _track(tmp_path, 24, loud=(4, 12))
+    list(engine.render_chunk(track, 0, 21))
+    other = Portrait(np.full((64, 64, 3), 180, np.uint8), None, tmp_path / "other.png", "1" * 64)
+    engine.use_portrait(other)
+    again = list(engine.render_chunk(track, 0, 21))
+    fresh = _engine(tmp_path / "fresh", weights, side=64)
+    fresh.use_portrait(other)
+    assert [f.tobytes() for f in again] == [f.tobytes() for f in fresh.render_chunk(track, 0, 21)]
+    assert engine.identity()["portrait"] == "1" * 64 and abs(float(again[0].mean()) - 180) < 40
+
+
+def test_a_released_engine_goes_at_once_not_at_the_next_garbage_collection(tmp_path, weights):
+    """A bound method of the VAE set back on it as an attribute made a reference cycle: the VAE,
+    its weights on the GPU, stayed until the collector ran, after the next back end had loaded."""
+    import gc
+    import weakref
+
+    engine = _engine(tmp_path, weights)
+    list(engine.render_chunk(_track(tmp_path, 12, loud=5), 0, 9))
+    pipe, vae = weakref.ref(engine.pipe), weakref.ref(engine.pipe.vae)
+    gc.collect()
+    gc.disable()
+    try:
+        del engine
+        assert pipe() is None and vae() is None
+    finally:
+        gc.enable()
+
+
+def test_the_render_key_knows_the_weights_by_content_not_by_folder(tmp_path, weights):
+    """Pointing lora_dir or ckpt_dir at other weights renders again; at a copy of the same, it resumes."""
+    import shutil
+
+    from talkgen.engines.liveavatar import identity
+
+    ckpt, lora = weights
+    (ckpt / "diffusion_pytorch_model.safetensors").write_bytes(bytes(range(256)) * 9000)
+    (lora / "liveavatar.safetensors").write_bytes(b"lora one" * 300000)  # over 2 MiB: its first and last MiB are read
+    first = identity(_recipe(ckpt, lora).render)
+    copy = tmp_path / "copy"
+    shutil.copytree(lora, copy)
+    assert identity(_recipe(ckpt, copy).render) == first
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "liveavatar.safetensors").write_bytes(b"lora one" * 299999 + b"lora two")
+    assert identity(_recipe(ckpt, other).render) != first
+    ckpt2 = tmp_path / "wan2"
+    shutil.copytree(ckpt, ckpt2)
+    (ckpt2 / "diffusion_pytorch_model.safetensors").write_bytes(bytes(range(255, -1, -1)) * 9000)
+    assert identity(_recipe(ckpt2, lora).render) != first
+    assert identity(_recipe(ckpt, other, "render.liveavatar.lora=false").render) == identity(
+        _recipe(ckpt, lora, "render.liveavatar.lora=false").render)  # no LoRA: its folder does not matter
 
 
 def test_the_lora_is_liveavatar_safetensors_by_name_even_when_another_file_sorts_first(tmp_path, weights):
@@ -420,9 +597,9 @@ def test_a_render_keeps_only_the_seeds_it_can_still_resume_from(tmp_path, weight
 
 
 def test_a_render_stopped_midway_resumes_from_the_last_kept_seed_as_if_never_stopped(tmp_path, weights):
-    from liveavatar.models.wan import causal_s2v_pipeline as standin
-
     engine, track, plan = _staged(tmp_path, weights, "whole")
+    from liveavatar.models.wan import causal_s2v_pipeline as standin  # on the path once an engine has loaded
+
     _render(tmp_path / "whole", engine, track, plan)
     whole = [c["motion_mean"] for c in standin.LOG[-6:]]
 
@@ -447,9 +624,9 @@ def test_a_render_stopped_midway_resumes_from_the_last_kept_seed_as_if_never_sto
 def test_a_chunk_lost_after_its_seeds_were_dropped_is_rendered_again_from_the_last_seed_left(tmp_path, weights):
     """Seeds go once the next chunk is on disk, so a chunk deleted or damaged later cannot start
     from its predecessor's: the render goes back to the nearest chunk it can start faithfully."""
+    engine, track, plan = _staged(tmp_path, weights, "state")
     from liveavatar.models.wan import causal_s2v_pipeline as standin
 
-    engine, track, plan = _staged(tmp_path, weights, "state")
     _render(tmp_path / "job", engine, track, plan)
     shas = _shas(tmp_path / "job", plan)
     (tmp_path / "job" / "chunks" / "00002.mp4").write_bytes(b"damaged")

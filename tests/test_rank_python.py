@@ -241,6 +241,61 @@ def test_a_back_end_that_does_not_import_there_is_one_line_naming_the_module(tmp
             "ModuleNotFoundError: No module named 'diffusers')") in line
 
 
+def _broken_checkout(tmp_path):
+    """A LiveAvatar-shaped checkout whose pipeline imports a package talkgen's environment lacks, as upstream's imports decord."""
+    import shutil
+
+    broken = tmp_path / "LiveAvatar"
+    shutil.copytree(STANDIN, broken)
+    pipeline = broken / "liveavatar" / "models" / "wan" / "causal_s2v_pipeline.py"
+    pipeline.write_text("import decord  # noqa: F401\n" + pipeline.read_text())
+    (tmp_path / "wan").mkdir()
+    (tmp_path / "wan" / "config.json").write_text("{}")
+    return broken
+
+
+def test_liveavatar_that_talkgens_own_python_cannot_import_stops_before_the_first_stage(tmp_path):
+    """Without render.python, LiveAvatar would render in talkgen's own Python: a recording was
+    transcribed, answered, spoken and planned before its import failed with a traceback."""
+    broken = _broken_checkout(tmp_path)
+    line = _refused(tmp_path, "render.engine=liveavatar", "render.dtype=bfloat16", f"render.liveavatar.checkout={broken}",
+                    f"render.liveavatar.ckpt_dir={tmp_path / 'wan'}", "render.liveavatar.lora=false", "render.liveavatar.size=128*64",
+                    "render.liveavatar.infer_frames=12")
+    assert line == (f"error: talkgen's own Python ({sys.executable}) cannot import LiveAvatar from {broken} "
+                    "(liveavatar.models.wan.causal_s2v_pipeline: ModuleNotFoundError: No module named 'decord'): LiveAvatar needs a "
+                    "Python environment of its own; make it as docs/production.md says, then point talkgen at it once: "
+                    "export TALKGEN_LIVEAVATAR_PYTHON=/path/to/env/bin/python, or save it with talkgen doctor --recipe RECIPE "
+                    "--save-avatar-python /path/to/env/bin/python")
+
+
+def test_the_avatars_python_is_set_once_by_variable_or_saved_by_doctor(tmp_path, monkeypatch):
+    from talkgen.recipe import load_recipe
+
+    config = tmp_path / "config.yaml"
+    monkeypatch.setenv("TALKGEN_CONFIG", str(config))
+    la = ["render.engine=liveavatar", f"render.liveavatar.checkout={STANDIN}"]
+    assert load_recipe("gpu-1x").render.python == "" and load_recipe("cpu").render.python == ""
+    # Doctor checks the Python, and saves it only once it passes (here talkgen's own, with the stand-in).
+    proc = subprocess.run([sys.executable, "-m", "talkgen", "doctor", "--json", *la, "--save-avatar-python", "/opt/envs/none/bin/python"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    saved = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}["saved"]
+    assert proc.returncode == 1 and saved["status"] == "fail" and not config.exists()
+    proc = subprocess.run([sys.executable, "-m", "talkgen", "doctor", "--json", *la, "--save-avatar-python", sys.executable],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    saved = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}["saved"]
+    assert saved["status"] == "ok" and saved["detail"].startswith(f"liveavatar runs under {sys.executable} from now on")
+    assert load_recipe("gpu-1x").render.python == sys.executable  # no render.python to give
+    assert load_recipe("cpu").render.python == ""  # the puppet has no environment of its own
+    assert load_recipe("cpu", ["render.engine=tp-test"]).render.python == ""  # saved for liveavatar only
+    monkeypatch.setenv("TALKGEN_LIVEAVATAR_PYTHON", "/opt/envs/la/bin/python")
+    assert load_recipe("gpu-1x").render.python == "/opt/envs/la/bin/python"  # the variable, over the file
+    assert load_recipe("gpu-1x", ["render.python=/opt/other/bin/python"]).render.python == "/opt/other/bin/python"
+    config.write_text("avatar_python: [1, 2]\n")
+    monkeypatch.delenv("TALKGEN_LIVEAVATAR_PYTHON")
+    with pytest.raises(Exception, match=f"talkgen's config {config} must be a mapping"):
+        load_recipe("gpu-1x")
+
+
 @pytest.mark.slow
 def test_flash_attention_missing_stops_a_gpu_render_and_is_a_warning_on_the_cpu(far):
     """From a real probe of the second environment, which has neither flash-attn."""

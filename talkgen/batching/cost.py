@@ -57,7 +57,8 @@ def batch_cost(specs: list[JobSpec], workers: int) -> dict:
         out.update(gpu_hours=None, cost_usd=None, wall_s=None, source="no benchmark figure for this avatar back end yet")
     else:
         out.update(gpu_hours=est["gpu_hours"], cost_usd=est["cost_usd"], gpu_hour_usd=est["gpu_hour_usd"],
-                   wall_s=round(est["device_seconds"] / max(1, workers), 1), source=est["source"])
+                   wall_s=round(est["device_seconds"] / max(1, workers), 1), source=est["source"],
+                   cost_usd_slowest=est["slowest"]["cost_usd"] if "slowest" in est else None)
     return out
 
 
@@ -65,5 +66,6 @@ def describe(cost: dict) -> str:
     line = f"{cost['jobs']} job(s), about {cost['video_minutes']:.1f} video minutes (estimated from the scripts)"
     if cost["gpu_hours"] is None:
         return line + f"; GPU-hours and cost: {cost['source']}"
+    slowest = f" (up to ${cost['cost_usd_slowest']:.2f} at the slowest reported speed)" if cost.get("cost_usd_slowest") else ""
     return (line + f"; about {cost['wall_s']:.0f} s on {cost['workers']} worker(s), {cost['gpu_hours']:.4f} GPU-hours, "
-            f"${cost['cost_usd']:.2f} at ${cost['gpu_hour_usd']:.2f}/GPU-hour")
+            f"${cost['cost_usd']:.2f} at ${cost['gpu_hour_usd']:.2f}/GPU-hour{slowest}")

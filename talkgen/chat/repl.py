@@ -99,11 +99,9 @@ def check_can_chat(recipe: Recipe, video: bool) -> None:
     if c.size % 2 or not 64 <= c.size <= 4096:
         raise UsageError(f"render.size={c.size} must be an even number of pixels between 64 and 4096")
     traits_for(c)  # render.nproc that does not suit the back end
-    from talkgen.placement import runs_in_ranks
+    from talkgen.ranks.interpreter import check_rank_python, needs_probe
 
-    if c.python and runs_in_ranks(c):
-        from talkgen.ranks.interpreter import check_rank_python
-
+    if needs_probe(c):
         check_rank_python(c)  # the back end's own environment: one line now, not a failed clip every turn
     check_avatar(c)  # missing checkout, weights or GPUs: one line now, not a failed clip every turn
     if c.portrait:

@@ -41,6 +41,11 @@ class AvatarEngine(Protocol):
         """Yield RGB uint8 frames (height, width, 3) for [start_frame, end_frame)."""
         ...
 
+    def use_portrait(self, portrait: "Portrait") -> None:
+        """Render the next chunks of `portrait`, without loading the model again: a job's portrait
+        is its input, not the engine's identity (a warm rank group hands each job its own)."""
+        ...
+
     def continuity_after(self, end_frame: int) -> Any:
         """State handed to the next chunk so its first frame continues this one's last.
 

@@ -14,8 +14,11 @@ frames of the previous chunk, so the next chunk moves on from where the last one
 
 from __future__ import annotations
 
+import functools
 import importlib
+import math
 import os
+import re
 import sys
 import tempfile
 from importlib import metadata
@@ -38,10 +41,6 @@ if TYPE_CHECKING:
 PIPELINE = "liveavatar/models/wan/causal_s2v_pipeline.py"
 # Module names LiveAvatar's own launcher keeps out of FP8 (small, precision-sensitive layers).
 FP8_KEEP = ["text_embedding", "time_embedding", "time_projection", "head.head", "casual_audio_encoder.encoder.final_linear"]
-# LiveAvatar asks for about 60 GB in single-GPU offload mode and an 80 GB card per rank for
-# TPP. Cards report their memory in GiB (an "80 GB" H100 shows 79.6), so compare in GiB with
-# room for that.
-SINGLE_GPU_GIB, TPP_GPU_GIB = 55.0, 75.0
 AUDIO_RATE = 16000
 # The upstream commit this adapter was checked against, line by line.
 UPSTREAM = "Alibaba-Quark/LiveAvatar@9c2c38d"
@@ -49,7 +48,12 @@ UPSTREAM = "Alibaba-Quark/LiveAvatar@9c2c38d"
 # talkgen hands it audio from 3 frames before the chunk (the lead) and gets back exactly the
 # chunk's frames, each on its own audio frame, with nothing held or thrown away.
 DROPPED = 3
-LORA_FILE = "liveavatar.safetensors"  # the name their load_state_dict fetches from the hub repo
+# Audio heard on each side of a chunk (2 s at 25 fps): wav2vec2's positional convolution alone
+# spans 128 of its 50 Hz frames (2.56 s), and its attention the whole file it is given.
+AUDIO_CONTEXT_FRAMES = 50
+LORA_FILE = "liveavatar.safetensors"
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+SAMPLE_BYTES = 1 << 20  # the name their load_state_dict fetches from the hub repo
 MIN_AREA = 64 * 64  # the smallest area that holds one of LiveAvatar's frames (multiples of 64)
 # The largest: their KV caches have fixed room for the reference and motion tokens (2800 on
 # one GPU, 3000 in TPP, "hard-coded for 720*400 resolution"), and a larger frame overflows
@@ -59,6 +63,24 @@ MAX_AREA = 720 * 400
 # next rank; one GPU keeps a KV cache for each of 4 steps; audio features come at 25 fps;
 # a clip is denoised in blocks of 3 latent frames, 12 video frames.
 TPP_DIT, SINGLE_GPU_STEPS, FPS, BLOCK_FRAMES = 4, 4, 25, 12
+MOTION_FRAMES = 73  # the motion window (wan_s2v_14B_modified.py), so 19 latent frames
+# What a GPU holds, from upstream's code. The DiT of Wan2.2-S2V-14B is 40 blocks of width 5120
+# (wan_s2v_14B_modified.py); its parameters are counted from the weights' headers once pulled,
+# else taken from the weights manifest. A KV cache holds, per block, keys and values for one
+# clip's latent tokens and fixed room for the reference and motion tokens: 2800 on one GPU,
+# 3000 in TPP (causal_s2v_pipeline.py L601-625, _tpp.py L605-621). One GPU keeps 4 caches,
+# one per step (L982-988), beside the DiT, and moves the text encoder, VAE and audio encoder
+# to the CPU while it denoises (offload_model, L960-966). A TPP DiT rank keeps one cache, and,
+# without offloading, the text encoder, VAE and audio encoder as well.
+LAYERS, DIM = 40, 5120
+COND_TOKENS_ONE_GPU, COND_TOKENS_TPP = 2800, 3000
+# The modules beside the DiT, in bf16, from their files in Wan-AI/Wan2.2-S2V-14B: umT5-XXL's
+# encoder (11.4 GB), the VAE (508 MB in fp32), wav2vec2-large-xlsr-53 (315 M parameters).
+ENCODERS_GIB = 10.6 + 0.24 + 0.59
+# A LoRA of rank 128 on every block's attention (self and cross: q, k, v, o) and FFN, in bf16,
+# until the file is there to measure.
+LORA_GIB = LAYERS * 128 * (8 * 2 * DIM + 2 * (DIM + 13824)) * 2 / 2**30
+WORKSPACE_GIB = 2.0  # a block's activations and the decoded frames: an allowance, not measured
 
 
 def checkout_dir(la: LiveAvatarConfig) -> Path | None:
@@ -105,9 +127,38 @@ def max_area(la: LiveAvatarConfig) -> int:
 
 
 def identity(config: RenderConfig) -> dict:
+    """What the render key knows of LiveAvatar: its code (talkgen's and the checkout's commit),
+    its settings and its weights, by content: other weights in the same folders render again,
+    the same weights moved to other folders do not."""
     la = config.liveavatar
+    ckpt, lora = weight_dirs(la)
     return {"engine": "liveavatar", "version": metadata.version("talkgen"), "code": _code_hash(), "checkout": _checkout_id(la),
-            "settings": {k: v for k, v in la.__dict__.items() if k not in ("checkout", "ckpt_dir", "lora_dir")}}
+            "settings": {k: v for k, v in la.__dict__.items() if k not in ("checkout", "ckpt_dir", "lora_dir")},
+            "weights": {"ckpt": weights_id(ckpt), "lora": weights_id(lora) if la.lora else []}}
+
+
+def weights_id(folder: Path) -> list:
+    """Each weight file in `folder`: its name, size and the sha256 of its first and last MiB.
+    Hashing the 49 GB of Wan2.2-S2V-14B at every render would take minutes; other weights of the
+    same shapes differ in the tensors at either end. A file changed only in its middle, at the
+    same size, is not seen: talkgen weights verify re-hashes whole files."""
+    if not folder.is_dir():
+        return []
+    files = sorted(p for p in folder.rglob("*") if p.suffix in WEIGHT_SUFFIXES and p.is_file())
+    return [[str(p.relative_to(folder)), *_sampled(str(p), p.stat().st_size, p.stat().st_mtime_ns)] for p in files]
+
+
+@functools.lru_cache(maxsize=256)
+def _sampled(path: str, size: int, mtime_ns: int) -> tuple[int, str]:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        digest.update(f.read(SAMPLE_BYTES))
+        if size > SAMPLE_BYTES:
+            f.seek(max(SAMPLE_BYTES, size - SAMPLE_BYTES))
+            digest.update(f.read(SAMPLE_BYTES))
+    return size, digest.hexdigest()
 
 
 def traits(config: RenderConfig) -> AvatarTraits:
@@ -123,9 +174,44 @@ def traits(config: RenderConfig) -> AvatarTraits:
 
 
 def gpu_need_gib(config: RenderConfig) -> float:
-    """GiB each avatar GPU needs: the recipe's figure, else LiveAvatar's own for its mode."""
+    """GiB each avatar GPU needs: the recipe's figure, else the sum of memory_parts."""
+    return config.liveavatar.min_gpu_gb or round(sum(gib for _, gib in memory_parts(config)), 2)
+
+
+def memory_parts(config: RenderConfig) -> list[tuple[str, float]]:
+    """What the most loaded avatar GPU holds at its peak, part by part, in GiB (see LAYERS)."""
+    from talkgen.engines.footprint import param_count
+
     la = config.liveavatar
-    return la.min_gpu_gb or (SINGLE_GPU_GIB if config.nproc == 1 else TPP_GPU_GIB)
+    ckpt, lora = weight_dirs(la)
+    params, _ = param_count("wan2.2-s2v-14b", sorted(ckpt.glob("diffusion_pytorch_model*.safetensors")) if ckpt.is_dir() else [])
+    # FP8 keeps the linear layers, nearly all of the parameters, at a byte each.
+    parts = [(f"DiT {params / 1e9:.1f}B in {'FP8' if la.fp8 else 'bf16'}", params * (1 if la.fp8 else 2) / 2**30)]
+    if la.lora:
+        files = sorted(lora.glob("*.safetensors")) if lora.is_dir() else []
+        parts.append(("LoRA", files[0].stat().st_size / 2**30 if files else LORA_GIB))
+    one_gpu = config.nproc == 1
+    caches = SINGLE_GPU_STEPS if one_gpu else 1
+    tokens = _latent_frames(la) * _tokens_per_frame(config)
+    parts.append((f"{caches} KV cache{'s' if caches > 1 else ''} of {tokens} tokens", caches * LAYERS * tokens * DIM * 4 / 2**30))
+    cond = COND_TOKENS_ONE_GPU if one_gpu else COND_TOKENS_TPP
+    parts.append((f"the condition cache ({cond} tokens)", LAYERS * cond * DIM * 4 / 2**30))
+    if not (la.offload and one_gpu):
+        parts.append(("text encoder, VAE and audio encoder", ENCODERS_GIB))
+    parts.append(("workspace", WORKSPACE_GIB))
+    return [(what, round(gib, 2)) for what, gib in parts]
+
+
+def _latent_frames(la: LiveAvatarConfig) -> int:
+    """A clip's latent frames, as their generate() sizes its noise (causal_s2v_pipeline.py L945-946)."""
+    return (la.infer_frames + 3 + MOTION_FRAMES) // 4 - (MOTION_FRAMES + 3) // 4
+
+
+def _tokens_per_frame(config: RenderConfig) -> int:
+    """At most: the frame fits in the area and in the square portrait rounded up to 64 a side,
+    and each token is 16x16 pixels (the VAE's 8 and the DiT's patch of 2)."""
+    side = -(-config.size // 64) * 64
+    return min(max_area(config.liveavatar), side * side) // 256
 
 
 def memory_need(config: RenderConfig, device: str) -> Need | None:
@@ -133,7 +219,8 @@ def memory_need(config: RenderConfig, device: str) -> Need | None:
         return None
     from talkgen.engines.footprint import Need
 
-    return Need("avatar", "liveavatar", device, float(gpu_need_gib(config)), source="LiveAvatar's figure")
+    source = "recipe's render.liveavatar.min_gpu_gb" if config.liveavatar.min_gpu_gb else "computed from LiveAvatar's code"
+    return Need("avatar", "liveavatar", device, float(gpu_need_gib(config)), source=source)
 
 
 def formats(config: RenderConfig) -> list[tuple[str, str]]:
@@ -147,21 +234,35 @@ def rank_settings(config: RenderConfig) -> dict:
 
 
 def doctor_findings(config: RenderConfig) -> list[Finding]:
+    return [_checkout_finding(config), _memory_finding(config)]
+
+
+def _memory_finding(config: RenderConfig) -> Finding:
+    where = "on one GPU" if config.nproc == 1 else f"on each of its {config.nproc} GPUs (a DiT rank's)"
+    if config.liveavatar.min_gpu_gb:
+        return Finding("memory", True, f"LiveAvatar: {config.liveavatar.min_gpu_gb:g} GiB {where}, as render.liveavatar.min_gpu_gb says")
+    parts = " + ".join(f"{what} {gib:.1f}" for what, gib in memory_parts(config))
+    return Finding("memory", True, f"LiveAvatar: about {gpu_need_gib(config):.1f} GiB {where}: {parts} "
+                                   "(computed from its code and the weights, not measured)")
+
+
+def _checkout_finding(config: RenderConfig) -> Finding:
     root = checkout_dir(config.liveavatar)
     if root is None:
-        return [Finding("liveavatar", False, "no LiveAvatar checkout configured",
-                        "git clone https://github.com/Alibaba-Quark/LiveAvatar and set TALKGEN_LIVEAVATAR (or render.liveavatar.checkout) to it")]
+        return Finding("liveavatar", False, "no LiveAvatar checkout configured",
+                       "git clone https://github.com/Alibaba-Quark/LiveAvatar and set TALKGEN_LIVEAVATAR (or render.liveavatar.checkout) to it")
     if not (root / PIPELINE).is_file():
-        return [Finding("liveavatar", False, f"{root} is not a LiveAvatar checkout (no {PIPELINE})",
-                        "point TALKGEN_LIVEAVATAR at a clone of github.com/Alibaba-Quark/LiveAvatar")]
-    return [Finding("liveavatar", True, f"checkout {root}")]
+        return Finding("liveavatar", False, f"{root} is not a LiveAvatar checkout (no {PIPELINE})",
+                       "point TALKGEN_LIVEAVATAR at a clone of github.com/Alibaba-Quark/LiveAvatar")
+    return Finding("liveavatar", True, f"checkout {root}")
 
 
-def preflight(config: RenderConfig, gpus: list["Gpu"]) -> list[str]:
+def preflight(config: RenderConfig, gpus: list["Gpu"], memory: bool = True) -> list[str]:
     """Everything that would stop LiveAvatar, found before loading 14B parameters.
 
     `gpus` are the GPUs the ranks will see, as nvidia-smi lists them: reading them does not
-    start CUDA in talkgen's own process."""
+    start CUDA in talkgen's own process. memory=False leaves out their memory, which the
+    ranks' own check need not weigh again (the weights manifest is not on their side)."""
     la = config.liveavatar
     problems = _setting_problems(config)
     try:
@@ -178,18 +279,21 @@ def preflight(config: RenderConfig, gpus: list["Gpu"]) -> list[str]:
         problems.append("no LiveAvatar checkout: clone github.com/Alibaba-Quark/LiveAvatar and set render.liveavatar.checkout or TALKGEN_LIVEAVATAR")
     elif not (root / PIPELINE).is_file():
         problems.append(f"{root} is not a LiveAvatar checkout (no {PIPELINE})")
+    elif config.device == "cpu" and _calls_cuda(root / _pipeline_file(config.nproc)):
+        problems.append(f"placement.avatar=cpu: LiveAvatar's code runs on CUDA GPUs only ({_pipeline_file(config.nproc)} puts its "
+                        "model on cuda:N and calls torch.cuda): set placement.avatar=cuda:0, or cuda:0,1,2,3,4 for 5 ranks")
     ckpt, lora = weight_dirs(la)
     if not ckpt.is_dir() or not any(ckpt.iterdir()):
         problems.append(f"Wan2.2-S2V-14B weights missing in {ckpt}: talkgen weights pull --model wan2.2-s2v-14b (or set render.liveavatar.ckpt_dir)")
     if la.lora and (not lora.is_dir() or not any(lora.iterdir())):
         problems.append(f"Live-Avatar LoRA missing in {lora}: talkgen weights pull --model live-avatar (or set render.liveavatar.lora_dir)")
     if config.device == "cuda":
-        need = gpu_need_gib(config)
+        need = gpu_need_gib(config) if memory else 0.0
         if len(gpus) < config.nproc:
             problems.append(f"{config.nproc} GPU(s) needed, {len(gpus)} visible")
         small = [f"GPU {i} ({g.name}, {g.memory_gib:.0f} GiB)" for i, g in enumerate(gpus[: config.nproc]) if g.memory_gib < need]
         if small:
-            problems.append(f"LiveAvatar needs {need:.0f} GiB per GPU here: {', '.join(small)} has less")
+            problems.append(f"LiveAvatar needs {need:.1f} GiB per GPU here: {', '.join(small)} has less")
         # torch._scaled_mm exists on an A100 too; only the first FP8 forward fails there.
         no_fp8 = [f"GPU {i} ({g.name}, compute {g.compute_cap[0]}.{g.compute_cap[1]})"
                   for i, g in enumerate(gpus[: config.nproc]) if la.fp8 and g.fp8 is False]
@@ -197,6 +301,21 @@ def preflight(config: RenderConfig, gpus: list["Gpu"]) -> list[str]:
             problems.append(f"render.liveavatar.fp8 needs compute capability 8.9 or newer (Ada, Hopper): {', '.join(no_fp8)} "
                             "has no FP8 matmul: set render.liveavatar.fp8=false")
     return problems
+
+
+def _pipeline_file(nproc: int) -> str:
+    return PIPELINE if nproc == 1 else PIPELINE.replace(".py", "_tpp.py")
+
+
+def _calls_cuda(path: Path) -> bool:
+    """Whether the code in `path`, comments aside, names CUDA: torch.cuda, or a "cuda" device
+    string (upstream's constructor puts everything on f"cuda:{device_id}", L102)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    return re.search(r"torch\.cuda\b|[\"']cuda\b", code) is not None
 
 
 def _setting_problems(config: RenderConfig) -> list[str]:
@@ -245,36 +364,95 @@ def visible_gpus(selection: str = "") -> list["Gpu"]:
 
 
 def _continuing(base):
-    """Their pipeline class, with the motion frames of each generate() seedable from outside."""
+    """Their pipeline class, continuing each generate() call from the last one's frames.
+
+    Per call, seeded from the call's own seed so that every rank and every resumed render
+    draws the same: Python's and numpy's generators, which their model draws from unseeded
+    in every forward (causal_model_s2v.py L1139-1140, random.randint(4, 30)). The streaming
+    decoder starts afresh, as in their first call (first_decode, vae_streaming.py L511 and
+    L621-623), so that a chunk decodes the same after a resume as after the chunk before it.
+    The VAE is handed in wrapped for the call (_SeedingVAE), never patched: a bound method
+    put back on it would make a reference cycle that keeps its weights after a release."""
 
     class Continuing(base):
         seed_frames = None  # float tensor (1, 3, T, H, W) in [-1, 1]: the previous chunk's last frames
+        # (frames before the call's own audio, frames it needs): the features generate() gets are
+        # those frames of the audio file's encoding, which heard the audio around them
+        audio_window = None
 
         def generate(self, *args, **kwargs):
-            if self.seed_frames is None:
-                return super().generate(*args, **kwargs)
-            vae, seed = self.vae, self.seed_frames
-            original = vae.encode
-            calls = {"n": 0}
+            import random
 
-            def encode(videos, *a, **kw):
-                # generate() encodes the reference clip first and the motion frames second. The
-                # seed is written into their tensor rather than passed in its place: the one-GPU
-                # pipeline keeps a detach() of that tensor (videos_last_frames) as the start of
-                # the decode context for the chunk's second clip, and must see the seed there too.
-                calls["n"] += 1
-                if calls["n"] == 2:
-                    for v in videos if isinstance(videos, list) else [videos]:
-                        v.copy_(_fit(v, seed))
-                return original(videos, *a, **kw)
+            import numpy as np
 
-            vae.encode = encode
+            seed = kwargs.get("seed", -1)
+            if seed >= 0:
+                random.seed(seed)
+                np.random.seed(seed % 2**32)
+            model = getattr(self.vae, "model", None)
+            if model is not None and hasattr(model, "first_decode"):
+                model.first_decode = True
+            vae = self.vae
+            self.vae = _SeedingVAE(vae, self.seed_frames)
             try:
                 return super().generate(*args, **kwargs)
             finally:
-                vae.encode = original
+                self.vae = vae
+
+        def encode_audio(self, audio_path, infer_frames):
+            found, clips = super().encode_audio(audio_path, infer_frames)
+            if self.audio_window is None:
+                return found, clips
+            import torch
+
+            before, needed = self.audio_window
+            kept = found[..., before:before + needed]
+            if kept.shape[-1] < needed:  # past the audio: zero features, as their bucketing gives
+                kept = torch.cat([kept, kept.new_zeros(*kept.shape[:-1], needed - kept.shape[-1])], dim=-1)
+            return kept, needed // infer_frames
 
     return Continuing
+
+
+class _SeedingVAE:
+    """The pipeline's VAE for one generate() call.
+
+    generate() encodes the reference clip first and the motion frames second. The seed is
+    written into the motion frames' tensor rather than passed in its place: the one-GPU
+    pipeline keeps a detach() of that tensor (videos_last_frames, causal_s2v_pipeline.py L897)
+    as the start of the decode context for the chunk's second clip, and must see the seed
+    there too. The TPP pipeline primes its streaming decoder, before the first block, with
+    motion_latents[:, :, :7] (causal_s2v_pipeline_tpp.py L1119-1121): the oldest of the motion
+    frames, about 3 s before the chunk once they are the previous chunk's. The newest go in
+    their place, so the first block decodes against the frames just before it."""
+
+    def __init__(self, vae, seed):
+        self._vae, self._seed = vae, seed
+        self._encodes, self._decodes, self._motion = 0, 0, None
+
+    def __getattr__(self, name):
+        return getattr(self._vae, name)
+
+    def encode(self, videos, *args, **kwargs):
+        self._encodes += 1
+        if self._encodes == 2 and self._seed is not None:
+            for v in videos if isinstance(videos, list) else [videos]:
+                v.copy_(_fit(v, self._seed))
+        found = self._vae.encode(videos, *args, **kwargs)
+        if self._encodes == 2:
+            self._motion = found
+        return found
+
+    def stream_decode(self, zs, *args, **kwargs):
+        self._decodes += 1
+        if self._decodes == 1 and self._motion is not None and getattr(zs, "ndim", 0) >= 3:
+            import torch
+
+            motion = torch.stack(list(self._motion)).to(dtype=zs.dtype, device=zs.device)
+            n = zs.shape[2]
+            if motion.shape[2] > n and torch.equal(zs, motion[:, :, :n]):
+                zs = motion[:, :, -n:]
+        return self._vae.stream_decode(zs, *args, **kwargs)
 
 
 def _fit(target, seed):
@@ -300,7 +478,7 @@ def check(config: RenderConfig) -> None:
     # In a torchrun rank the launcher has already narrowed CUDA_VISIBLE_DEVICES to the
     # avatar's cards, so every card the rank sees is one of them, renumbered from 0.
     in_rank = "TORCHELASTIC_RUN_ID" in os.environ
-    problems = preflight(config, visible_gpus("" if in_rank else config.gpus) if config.device == "cuda" else [])
+    problems = preflight(config, visible_gpus("" if in_rank else config.gpus) if config.device == "cuda" else [], memory=not in_rank)
     if problems:
         raise TalkgenError("LiveAvatar cannot run: " + "; ".join(problems))
 
@@ -315,15 +493,21 @@ class LiveAvatarEngine:
         self.lead_frames = DROPPED
         self.max_chunk_s = la.infer_frames * la.clips_per_chunk / config.fps
         self.output_rank = output_rank(config)
-        self.portrait = portrait
         self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="talkgen-liveavatar-"))
         self._tmp = Path(tempfile.mkdtemp(prefix="talkgen-liveavatar-io-"))
         self._ref = self._tmp / "portrait.png"
-        from talkgen.png import write_png
-
-        write_png(self._ref, portrait.image)
         self._last: Any = None
         self.pipe = self._load(checkout_dir(la), device)
+        self.use_portrait(portrait)
+
+    def use_portrait(self, portrait: "Portrait") -> None:
+        """Render the next chunks of `portrait`: a job's input, read by generate() at every call
+        (it builds its KV cache anew in each, causal_s2v_pipeline.py L935 and _tpp.py L937), so a
+        new portrait needs no reload of the model."""
+        from talkgen.png import write_png
+
+        self.portrait = portrait
+        write_png(self._ref, portrait.image)
         self.height, self.width = self._frame_size()
 
     def _frame_size(self) -> tuple[int, int]:
@@ -386,7 +570,14 @@ class LiveAvatarEngine:
             raise TalkgenError(f"a LiveAvatar chunk must be whole clips of {la.infer_frames} frames less the {DROPPED} "
                                f"generate() drops, got {n}: render again to rebuild the plan")
         self.pipe.seed_frames = self._load_seed(continuity)
-        wav = self._chunk_audio(track, start_frame - DROPPED, end_frame)
+        # The audio around the chunk, as far as the speech goes (its start is the first chunk's
+        # lead): their audio encoder normalises what it is given and hears across frames, so
+        # the chunk's own frames of this encoding are those of one encoding of the whole speech.
+        speech_frames = math.ceil(track.samples * self.fps / track.sample_rate)
+        before = min(AUDIO_CONTEXT_FRAMES, start_frame)
+        after = max(0, min(AUDIO_CONTEXT_FRAMES, speech_frames - end_frame))
+        wav = self._chunk_audio(track, start_frame - DROPPED - before, end_frame + after)
+        self.pipe.audio_window = (before, n + DROPPED)
         video, _ = self.pipe.generate(
             input_prompt=la.prompt, ref_image_path=str(self._ref), audio_path=str(wav), num_repeat=(n + DROPPED) // la.infer_frames,
             generate_size=la.size, max_area=max_area(la), infer_frames=la.infer_frames,

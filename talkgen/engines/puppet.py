@@ -64,15 +64,19 @@ class PuppetAvatar:
     max_chunk_s = 3600.0  # no model state to bound: the plan's own limit applies
 
     def __init__(self, config: RenderConfig, portrait: "Portrait"):
-        import numpy as np
-
         self.config = config
         self.fps = config.fps
         self.width = self.height = config.size
-        self.portrait = portrait
         self._seed = config.seed
+        self.use_portrait(portrait)
+
+    def use_portrait(self, portrait: "Portrait") -> None:
+        """The rig of `portrait`: everything but the settings depends on it."""
+        import numpy as np
+
+        self.portrait = portrait
         self._source = np.ascontiguousarray(portrait.image)
-        size = config.size
+        size = self.config.size
         ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
         self._X, self._Y = xs, ys
         self._mx = np.empty((size, size), np.float32)

@@ -90,14 +90,13 @@ class TPTestAvatar:
     lead_frames = 0
 
     def __init__(self, config: RenderConfig, portrait: "Portrait", rank: int = 0, world_size: int = 1, device: str = "cpu"):
-        import numpy as np
         import torch
 
         if HIDDEN % world_size:
             from talkgen.errors import UsageError
 
             raise UsageError(f"tp-test splits {HIDDEN} hidden units across ranks: render.nproc must divide {HIDDEN}")
-        self.config, self.portrait = config, portrait
+        self.config = config
         self.fps, self.width, self.height = config.fps, config.size, config.size
         self.rank, self.world_size = rank, world_size
         self.device = torch.device(device)
@@ -112,8 +111,14 @@ class TPTestAvatar:
         self.w1, self.b1 = w1[:, part].contiguous().to(**to), b1[part].contiguous().to(**to)  # column-parallel
         self.w2 = w2[part, :].contiguous().to(**to)  # row-parallel
         self.b2 = b2.to(**to)  # added once, after the reduction
-        self.base = np.ascontiguousarray(portrait.image).astype(np.float32)
         self._state: list[float] = [0.0] * STATE
+        self.use_portrait(portrait)
+
+    def use_portrait(self, portrait: "Portrait") -> None:
+        import numpy as np
+
+        self.portrait = portrait
+        self.base = np.ascontiguousarray(portrait.image).astype(np.float32)
 
     def identity(self) -> dict:
         c = self.config

@@ -160,7 +160,12 @@ def problems(config, found: dict) -> tuple[list[str], list[str]]:
                       "install a torch build with torch.distributed")
     la = found.get("liveavatar")
     if la is not None:
-        if la["import"]:
+        if la["import"] and not config.python:
+            from talkgen.avatar_env import how_to_set
+
+            errors.append(f"{name} cannot import LiveAvatar from {la['checkout'] or 'its path'} ({la['import']['module']}: "
+                          f"{la['import']['error']}): LiveAvatar needs a Python environment of its own; {how_to_set(config.engine)}")
+        elif la["import"]:
             errors.append(f"{name} cannot import LiveAvatar from {la['checkout'] or 'its path'} ({la['import']['module']}: "
                           f"{la['import']['error']}): install its requirements there ({python} -m pip install -r "
                           f"{la['checkout'] or 'LiveAvatar'}/requirements.txt)")
@@ -172,6 +177,13 @@ def problems(config, found: dict) -> tuple[list[str], list[str]]:
             errors.append(f"{name}: its torch {torch_version} has no FP8 matmul (torch._scaled_mm): "
                           "set render.liveavatar.fp8=false or install a newer torch there")
     return errors, warnings
+
+
+def needs_probe(config) -> bool:
+    """Whether the avatar's Python must be asked before a render: it is another Python than
+    talkgen's, or the back end needs packages talkgen's own environment does not hold
+    (LiveAvatar's requirements, which pip cannot install beside talkgen's)."""
+    return bool(config.python) or config.engine == "liveavatar"
 
 
 # Environments that passed, by what was asked of them: a warm batch worker asks once, not per job.

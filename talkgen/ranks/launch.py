@@ -46,13 +46,15 @@ class RankGroup:
     fails with one line, and the next job needs a new group (RankGroup.alive is False).
     """
 
-    def __init__(self, group_root: Path, settings: GroupSettings):
+    def __init__(self, group_root: Path, settings: GroupSettings, on_load: Callable[[], None] | None = None):
+        """on_load: called once for each time the ranks load the back end (a job with other
+        settings than the last needs it loaded again), so that what they load is counted."""
         from talkgen import stopping
         from talkgen.ranks.interpreter import code_path, far_env
         from talkgen.ranks.worker import group_path, inbox, outbox
 
         self.root, self.settings = group_root.resolve(), settings
-        self.jobs = 0
+        self.jobs, self.loads, self._on_load = 0, 0, on_load or (lambda: None)
         ranks_dir = self.root / "ranks"
         for sub in ("logs", "inbox", "outbox"):
             shutil.rmtree(ranks_dir / sub, ignore_errors=True)
@@ -111,6 +113,10 @@ class RankGroup:
 
             raise TalkgenError(_launch_failure(job_root, self.root, plan, request["render_key"], self.proc.returncode,
                                                self.settings.python, result_path(self.root)))
+        loads = json.loads(done.read_text(encoding="utf-8")).get("loads", self.loads)  # the ranks' count, from their first job
+        for _ in range(loads - self.loads):
+            self._on_load()
+        self.loads = max(self.loads, loads)
         return handed
 
     def close(self, timeout_s: float = STOP_GRACE_S) -> None:

@@ -85,13 +85,14 @@ def _next_message(group_root: Path, done: set[int]) -> dict:
         time.sleep(POLL_S)
 
 
-def _engine_key(recipe_dict: dict, portrait: dict) -> str:
-    """What the loaded back end depends on: its settings and the portrait. The chunk folder
-    (where large continuity state goes) is set per job without a reload."""
+def _engine_key(recipe_dict: dict) -> str:
+    """What the loaded back end depends on: its settings. The portrait is a job's input, handed
+    to the loaded back end (use_portrait), and so is the chunk folder where large continuity
+    state goes: neither reloads the model."""
     render = dict(recipe_dict["render"])
     for k in ("gpus", "collective_timeout_s", "max_chunk_s", "min_chunk_s", "crf", "preset", "portrait", "python", "launcher"):
         render.pop(k, None)
-    return json.dumps([render, portrait["sha256"]], sort_keys=True, default=str)
+    return json.dumps(render, sort_keys=True, default=str)
 
 
 def serve(group_root: Path, rank: int, world_size: int, local_rank: int, started: float) -> None:
@@ -103,6 +104,7 @@ def serve(group_root: Path, rank: int, world_size: int, local_rank: int, started
 
     from talkgen.chunks import chunk_dir
     from talkgen.engines.avatar import load_avatar
+    from talkgen.placement import release
     from talkgen.portrait import from_launcher
     from talkgen.recipe import recipe_from_dict
 
@@ -134,14 +136,18 @@ def serve(group_root: Path, rank: int, world_size: int, local_rank: int, started
                      "seq": seq}
             req = job["request"]
             recipe = recipe_from_dict(req["recipe"])
-            key = _engine_key(req["recipe"], req["portrait"])
+            key, portrait = _engine_key(req["recipe"]), from_launcher(req["portrait"])
             if key != engine_key:
-                engine = None  # the old one goes before the new one loads: they may not both fit
-                engine = load_avatar(recipe.render, from_launcher(req["portrait"]), rank=rank, world_size=world_size,
-                                     device=device, state_dir=chunk_dir(CURRENT_JOB))
+                if engine is not None:
+                    engine = None  # the old one goes before the new one loads: they may not both fit
+                    release()
+                engine = load_avatar(recipe.render, portrait, rank=rank, world_size=world_size, device=device,
+                                     state_dir=chunk_dir(CURRENT_JOB))
                 engine_key, loads = key, loads + 1
-            elif hasattr(engine, "state_dir"):
-                engine.state_dir = chunk_dir(CURRENT_JOB)
+            else:
+                engine.use_portrait(portrait)
+                if hasattr(engine, "state_dir"):
+                    engine.state_dir = chunk_dir(CURRENT_JOB)
             render_job(CURRENT_JOB, rank, engine, recipe.render, req["render_key"], times)
             jobs += 1
             times.update(done=time.time(), loads=loads, jobs=jobs)
