@@ -2,8 +2,6 @@
 
 import json
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from talkgen.portrait import DEFAULT_PORTRAIT
 from talkgen.recipe import load_recipe
 
 import video_fixtures
+from incli import talkgen
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = ROOT / "examples" / "question.wav"
@@ -72,7 +71,7 @@ def test_a_recorded_question_is_answered_without_the_network(tmp_path, no_networ
 
 
 def _cli(args, cwd):
-    return subprocess.run([sys.executable, "-m", "talkgen", *args], cwd=cwd, capture_output=True, text=True)
+    return talkgen(args, cwd)
 
 
 @pytest.mark.parametrize(

@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 
 
+import incli
 import video_fixtures
 
 SAY = ["--say", "--size", "96", "render.max_chunk_s=1", "render.min_chunk_s=0.5"]
 
 
-def talkgen(args, cwd, timeout=600, **kw):
-    return subprocess.run([sys.executable, "-m", "talkgen", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, **kw)
+def talkgen(args, cwd):
+    return incli.talkgen(args, cwd)
 
 
 def scripts(folder: Path, n: int, words: int = 3) -> Path:
@@ -207,8 +208,9 @@ def test_a_second_batch_on_the_same_folder_refuses_in_one_line(tmp_path):
 
     scripts(tmp_path / "in", 1)
     (tmp_path / "out").mkdir()
-    with BatchLock(tmp_path / "out"):  # the lock a running batch holds
-        proc = talkgen(["batch", "in", "-o", "out", "--say"], tmp_path)
+    with BatchLock(tmp_path / "out"):  # the lock a running batch holds: this process's, so the batch is another
+        proc = subprocess.run([sys.executable, "-m", "talkgen", "batch", "in", "-o", "out", "--say"], cwd=tmp_path,
+                              capture_output=True, text=True)
     line = one_error_line(proc)
     assert proc.returncode == 2 and "being written by another talkgen batch" in line and str(os.getpid()) in line
     assert not list((tmp_path / "out").glob("*.mp4"))

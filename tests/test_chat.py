@@ -19,6 +19,8 @@ import pytest
 
 from talkgen import media
 
+from incli import talkgen
+
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = ROOT / "examples" / "question.wav"
 PROMPT = "you> "
@@ -350,8 +352,7 @@ def test_piped_lines_are_turns_in_plain_text_and_the_session_resumes(tmp_path):
     (["--voice", str(QUESTION)], 2, "--voice clones a voice with F5-TTS"),
 ])
 def test_bad_command_lines_are_one_line(tmp_path, args, code, fragment):
-    proc = subprocess.run([sys.executable, "-m", "talkgen", "chat", *args], cwd=tmp_path, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL)
+    proc = talkgen(["chat", *args], tmp_path, input="")  # refused before the conversation starts: in the test's process
     assert proc.returncode == code, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and fragment in " ".join(proc.stderr.split()) and "Traceback" not in proc.stderr

@@ -153,6 +153,7 @@ def test_driver_library_mismatch_asks_for_a_reboot(tmp_path):
     assert proc.returncode == 0 and checks(proc)["driver"]["status"] == "warning"
 
 
+@pytest.mark.slow
 def test_cuda_is_tried_in_a_child_for_real():
     """The real child, on this machine's torch: whatever CUDA does, the answer comes back as data,
     and the process that asked never imports torch."""

@@ -7,14 +7,13 @@ render to a video, and a missing reference transcript is made by talkgen's own S
 """
 
 import json
-import subprocess
-import sys
 import wave
 
 import numpy as np
 import pytest
 import tiny_f5
 from conftest import ROOT, spoken_wav
+from incli import talkgen
 
 from talkgen.engines import f5_tts
 from talkgen.engines.tts import load_tts
@@ -87,7 +86,7 @@ def test_bad_references_fail_before_loading(tiny, tmp_path):
 
 
 def _render(tmp_path, *args):
-    return subprocess.run([sys.executable, "-m", "talkgen", "render", *args], cwd=tmp_path, capture_output=True, text=True)
+    return talkgen(["render", *args], tmp_path)
 
 
 @pytest.mark.slow

@@ -182,12 +182,10 @@ def test_a_gpu_other_than_cuda_0_goes_to_a_rank_which_sees_it_as_its_own_cuda_0(
 
 def test_missing_checkout_is_one_line_from_the_cli(tmp_path, weights):
     (tmp_path / "s.txt").write_text("Hello there.")
-    proc = subprocess.run(
-        [sys.executable, "-m", "talkgen", "render", "s.txt", "--say", "-o", "o.mp4", "render.engine=liveavatar",
-         f"render.liveavatar.checkout={tmp_path / 'nowhere'}", f"render.liveavatar.ckpt_dir={weights[0]}",
-         f"render.liveavatar.lora_dir={weights[1]}"],
-        cwd=tmp_path, capture_output=True, text=True,
-    )
+    from incli import talkgen
+
+    proc = talkgen(["render", "s.txt", "--say", "-o", "o.mp4", "render.engine=liveavatar", f"render.liveavatar.checkout={tmp_path / 'nowhere'}",
+                    f"render.liveavatar.ckpt_dir={weights[0]}", f"render.liveavatar.lora_dir={weights[1]}"], tmp_path)
     assert proc.returncode == 1
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "LiveAvatar cannot run:" in proc.stderr and "is not a LiveAvatar checkout" in proc.stderr
@@ -241,13 +239,12 @@ def test_five_ranks_render_through_the_launcher_with_the_video_from_the_decoding
     the job finishes only if talkgen's output rank is that one, and rank 4 saves each seed."""
     (tmp_path / "s.txt").write_text("Hello there, this is the first sentence. And this is a second one, a little longer.")
     ckpt, lora = weights
-    proc = subprocess.run(
-        [sys.executable, "-m", "talkgen", "render", "s.txt", "--say", "--size", "96", "-o", "o.mp4", "--job-dir", "job", "-q",
-         "render.engine=liveavatar", "render.nproc=5", "render.dtype=bfloat16", f"render.liveavatar.checkout={STANDIN}", f"render.liveavatar.ckpt_dir={ckpt}",
-         f"render.liveavatar.lora_dir={lora}", "render.liveavatar.size=128*64", "render.liveavatar.infer_frames=12",
-         "render.liveavatar.clips_per_chunk=2"],
-        cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600,
-    )
+    from incli import talkgen
+
+    proc = talkgen(["render", "s.txt", "--say", "--size", "96", "-o", "o.mp4", "--job-dir", "job", "-q", "render.engine=liveavatar",
+                    "render.nproc=5", "render.dtype=bfloat16", f"render.liveavatar.checkout={STANDIN}", f"render.liveavatar.ckpt_dir={ckpt}",
+                    f"render.liveavatar.lora_dir={lora}", "render.liveavatar.size=128*64", "render.liveavatar.infer_frames=12",
+                    "render.liveavatar.clips_per_chunk=2"], tmp_path, {"OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     plan = json.loads((tmp_path / "job" / "plan.json").read_text())
     assert len(plan["chunks"]) >= 2

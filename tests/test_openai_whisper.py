@@ -22,8 +22,10 @@ def tiny_large_v3(tmp_path_factory):
     from whisper.model import ModelDimensions, Whisper
 
     # large-v3's layout: 128 mel bins and the 51866-token multilingual vocabulary; everything else tiny.
+    # A text context of 64, not 448: random weights never say their end of text, so each 30 s window
+    # decodes to half the context (224 tokens a window took most of a minute on 2 loaded cores; 32 now).
     dims = ModelDimensions(n_mels=128, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2, n_audio_layer=1,
-                           n_vocab=51866, n_text_ctx=448, n_text_state=64, n_text_head=2, n_text_layer=1)
+                           n_vocab=51866, n_text_ctx=64, n_text_state=64, n_text_head=2, n_text_layer=1)
     torch.manual_seed(0)
     model = Whisper(dims)
     path = tmp_path_factory.mktemp("whisper") / "tiny-large-v3.pt"
@@ -63,15 +65,12 @@ def test_render_routes_a_recording_through_openai_whisper(tmp_path, tiny_large_v
     (Whisper's temperature fallback samples), so either the video is made with the openai-whisper
     stage in its report, or it stops in one line saying no words were heard."""
     import json
-    import subprocess
-    import sys
 
     from conftest import ROOT
+    from incli import talkgen
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "talkgen", "render", str(ROOT / "examples" / "question.wav"), "--say", "-q", "-o", "o.mp4",
-         "stt.engine=openai-whisper", f"stt.model={tiny_large_v3}", "stt.beam_size=1", "render.size=128"],
-        cwd=tmp_path, capture_output=True, text=True)
+    proc = talkgen(["render", str(ROOT / "examples" / "question.wav"), "--say", "-q", "-o", "o.mp4", "stt.engine=openai-whisper",
+                    f"stt.model={tiny_large_v3}", "stt.beam_size=1", "render.size=128"], tmp_path)
     if proc.returncode == 0:
         report = json.loads((tmp_path / "o.report.json").read_text())
         stage = next(s for s in report["stages"] if s["name"] == "transcribe")

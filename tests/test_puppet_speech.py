@@ -4,11 +4,9 @@ The mouth box is the finder's on the video's first frame (the mouth is closed th
 pixel is "dark" when it is under 0.45 of that box's median brightness on the first frame.
 """
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
+from incli import talkgen
 
 from talkgen import media
 from talkgen.face import find_landmarks
@@ -27,8 +25,7 @@ SIZE, FPS = 512, 25
 def render(tmp_path_factory):
     d = tmp_path_factory.mktemp("speech")
     (d / "s.txt").write_text(SCRIPT)
-    proc = subprocess.run([sys.executable, "-m", "talkgen", "render", "s.txt", "--say", "-o", "out.mp4", "--size", str(SIZE),
-                           "--job-dir", "job", "-q"], cwd=d, capture_output=True, text=True)
+    proc = talkgen(["render", "s.txt", "--say", "-o", "out.mp4", "--size", str(SIZE), "--job-dir", "job", "-q"], d)
     assert proc.returncode == 0, proc.stderr
     video = d / "out.mp4"
     m = find_landmarks(media.first_frame(video, SIZE, SIZE))

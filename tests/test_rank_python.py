@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import envs
+import incli
 from talkgen import media
 
 HERE = Path(__file__).resolve().parent
@@ -26,9 +27,8 @@ NEAR_ONLY = ("talkgen.cli", "talkgen.pipeline", "talkgen.face", "talkgen.weights
              "talkgen.engines.puppet", "talkgen.engines.transformers_llm", "talkgen.doctor", "talkgen.memory")
 
 
-def talkgen(args, cwd, env=None, timeout=600):
-    return subprocess.run([sys.executable, "-m", "talkgen", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+def talkgen(args, cwd, env=None):
+    return incli.talkgen(args, cwd, {"OMP_NUM_THREADS": "1", **(env or {})})
 
 
 def render_detail(report: Path) -> dict:
@@ -177,7 +177,7 @@ def test_the_far_side_code_imports_and_runs_on_python_3_10_without_torch(tp_rend
 # Each bad setup: one line naming the interpreter and the fix, before anything loads (no job directory).
 def _refused(tmp_path, *args, env=None, code=None):
     (tmp_path / "s.txt").write_text("Hello there.")
-    proc = talkgen([*TP, *args, "-o", "o.mp4", "--job-dir", "job"], tmp_path, env=env, timeout=300)
+    proc = talkgen([*TP, *args, "-o", "o.mp4", "--job-dir", "job"], tmp_path, env=env)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode != 0 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert code is None or proc.returncode == code
@@ -322,8 +322,7 @@ def test_the_puppet_does_not_take_render_python(tmp_path, far):
 @pytest.mark.slow
 def test_doctor_reports_the_avatar_environment_as_seen_from_there(tmp_path, far):
     def doctor(*args):
-        proc = subprocess.run([sys.executable, "-m", "talkgen", "doctor", "--json", *args], capture_output=True, text=True,
-                              cwd=tmp_path, timeout=300)
+        proc = incli.talkgen(["doctor", "--json", *args], tmp_path)
         assert "Traceback" not in proc.stderr, proc.stderr
         return proc.returncode, {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
 

@@ -13,6 +13,7 @@ import pytest
 
 from talkgen import media
 
+import incli
 import video_fixtures
 
 HERE = Path(__file__).resolve().parent
@@ -40,8 +41,8 @@ def test_two_ranks_compute_what_one_computes(tmp_path):
     assert np.abs(frames - one["frames"].astype(int)).max() <= 1  # uint8 rounding of near-equal floats
 
 
-def talkgen(args, cwd, **kw):
-    return subprocess.run([sys.executable, "-m", "talkgen", *args], cwd=cwd, capture_output=True, text=True, **kw)
+def talkgen(args, cwd):
+    return incli.talkgen(args, cwd)
 
 
 ARGS = ["render", "s.txt", "--say", "--size", "96", "render.engine=tp-test", "render.max_chunk_s=1", "render.min_chunk_s=0.5", "-q"]

@@ -14,6 +14,7 @@ import pytest
 from talkgen import media
 from talkgen.sync import audio_lag_ms
 
+import incli
 import video_fixtures
 
 pytestmark = pytest.mark.slow
@@ -24,8 +25,8 @@ SCRIPT = """Hello, and welcome. This is a short test of the whole pipeline, from
 It speaks 2 paragraphs, with about 12 words each; then it stops."""
 
 
-def talkgen(*args, cwd, check=True, **kw):
-    proc = subprocess.run([sys.executable, "-m", "talkgen", *args], cwd=cwd, capture_output=True, text=True, **kw)
+def talkgen(*args, cwd, check=True):
+    proc = incli.talkgen(list(args), cwd)
     if check and proc.returncode != 0:
         raise AssertionError(f"talkgen {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
     return proc

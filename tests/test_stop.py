@@ -14,6 +14,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import incli
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -94,7 +95,7 @@ def test_a_render_told_to_stop_says_what_it_kept_and_resumes(tmp_path, sig):
         return
     kept = int(match.group(1))
     assert kept == sidecars(tmp_path / "job")
-    done = subprocess.run([sys.executable, "-m", "talkgen", *RENDER], cwd=tmp_path, capture_output=True, text=True)
+    done = incli.talkgen(RENDER, tmp_path)  # the resume: in the test's process, as nothing here is about it
     assert done.returncode == 0, done.stderr
     render = next(s for s in json.loads((tmp_path / "o.report.json").read_text())["stages"] if s["name"] == "render")
     assert render["detail"]["reused_chunks"] == kept  # exactly what the line said was kept
@@ -304,8 +305,7 @@ def test_a_two_rank_render_told_to_stop_stops_its_ranks_and_resumes(tmp_path):
     assert alive(family) == [], "a launcher, rank or ffmpeg outlived the render"
     kept = int(match.group(1))
     assert kept == sidecars(tmp_path / "job")
-    done = subprocess.run([sys.executable, "-m", "talkgen", *args], cwd=tmp_path, capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = incli.talkgen(args, tmp_path, {"OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr
     render = next(s for s in json.loads((tmp_path / "o.report.json").read_text())["stages"] if s["name"] == "render")
     assert render["detail"]["reused_chunks"] == kept
