@@ -99,11 +99,11 @@ def check_can_chat(recipe: Recipe, video: bool) -> None:
     if c.size % 2 or not 64 <= c.size <= 4096:
         raise UsageError(f"render.size={c.size} must be an even number of pixels between 64 and 4096")
     traits_for(c)  # render.nproc that does not suit the back end
+    check_avatar(c)  # missing checkout, weights or GPUs: one line now, not a failed clip every turn
     from talkgen.ranks.interpreter import check_rank_python, needs_probe
 
     if needs_probe(c):
-        check_rank_python(c)  # the back end's own environment: one line now, not a failed clip every turn
-    check_avatar(c)  # missing checkout, weights or GPUs: one line now, not a failed clip every turn
+        check_rank_python(c)  # the back end's own environment, asked from there (slower): once the files are there
     if c.portrait:
         from talkgen.portrait import read_image
 

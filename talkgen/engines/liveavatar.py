@@ -51,9 +51,9 @@ DROPPED = 3
 # Audio heard on each side of a chunk (2 s at 25 fps): wav2vec2's positional convolution alone
 # spans 128 of its 50 Hz frames (2.56 s), and its attention the whole file it is given.
 AUDIO_CONTEXT_FRAMES = 50
-LORA_FILE = "liveavatar.safetensors"
+LORA_FILE = "liveavatar.safetensors"  # the name their load_state_dict fetches from the hub repo
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
-SAMPLE_BYTES = 1 << 20  # the name their load_state_dict fetches from the hub repo
+SAMPLE_BYTES = 1 << 20  # read at either end of each weight file for the render key
 MIN_AREA = 64 * 64  # the smallest area that holds one of LiveAvatar's frames (multiples of 64)
 # The largest: their KV caches have fixed room for the reference and motion tokens (2800 on
 # one GPU, 3000 in TPP, "hard-coded for 720*400 resolution"), and a larger frame overflows
@@ -69,8 +69,8 @@ MOTION_FRAMES = 73  # the motion window (wan_s2v_14B_modified.py), so 19 latent 
 # else taken from the weights manifest. A KV cache holds, per block, keys and values for one
 # clip's latent tokens and fixed room for the reference and motion tokens: 2800 on one GPU,
 # 3000 in TPP (causal_s2v_pipeline.py L601-625, _tpp.py L605-621). One GPU keeps 4 caches,
-# one per step (L982-988), beside the DiT, and moves the text encoder, VAE and audio encoder
-# to the CPU while it denoises (offload_model, L960-966). A TPP DiT rank keeps one cache, and,
+# one per step (L981-988), beside the DiT, and moves the text encoder, VAE and audio encoder
+# to the CPU while it denoises (offload_model, L961-966). A TPP DiT rank keeps one cache, and,
 # without offloading, the text encoder, VAE and audio encoder as well.
 LAYERS, DIM = 40, 5120
 COND_TOKENS_ONE_GPU, COND_TOKENS_TPP = 2800, 3000
@@ -203,7 +203,7 @@ def memory_parts(config: RenderConfig) -> list[tuple[str, float]]:
 
 
 def _latent_frames(la: LiveAvatarConfig) -> int:
-    """A clip's latent frames, as their generate() sizes its noise (causal_s2v_pipeline.py L945-946)."""
+    """A clip's latent frames, as their generate() sizes its noise (causal_s2v_pipeline.py L944-945)."""
     return (la.infer_frames + 3 + MOTION_FRAMES) // 4 - (MOTION_FRAMES + 3) // 4
 
 

@@ -42,7 +42,7 @@ class WanS2V(_single.WanS2V):
         dit = rank < num_gpus_dit
         lat = (infer_frames + 3 + self.motion_frames) // STRIDE - (self.motion_frames + 3) // STRIDE
         blocks = lat // BLOCK
-        dist.barrier()  # every rank prepared (L927)
+        dist.barrier()  # every rank prepared (L929)
         draws, out, primed = [], [], None
         self.kv_cache1 = None  # a cache per call (L937)
         for r in range(num_repeat):
