@@ -166,12 +166,12 @@ def build(state: State) -> FastAPI:
                 judge(ask.files[name])
                 inputs[name] = ask.files[name].name
         try:
-            build_recipe(state.recipe, dispatcher.overrides + ask.override_items(), persona=ask.persona,
+            build_recipe(dispatcher.recipe, dispatcher.overrides + ask.override_items(), persona=ask.persona,
                          voice=ask.files.get("voice"))
         except TalkgenError as exc:
             raise Rejected(400, str(exc).replace(str(folder), "upload") if folder else str(exc)) from None
-        session = sessions.folder(out, ask.session).name if ask.session else sessions.create(out, dispatcher.base.to_dict())
         _limit(client)  # again: the client may have sent others while this one streamed
+        session = sessions.folder(out, ask.session).name if ask.session else sessions.create(out, dispatcher.base.to_dict())
         if ask.script is not None:
             folder = folder or store.incoming()
             (folder / "question.txt").write_text(ask.script.strip() + "\n", encoding="utf-8")

@@ -10,14 +10,19 @@ theirs; a field the API does not know ends the read at once.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import AsyncIterator
 
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from talkgen.server.intake import FILE_FIELDS, JSON_CAP, TEXT_FIELDS, UPLOAD_CAPS, Rejected
 
 FORM_OVERHEAD = 64 * 1024  # the form's boundaries and part headers, beside its fields and files
+# A malformed form is the client's mistake, answered in one line: the parser's own warning would
+# only repeat it on the server's terminal.
+logging.getLogger("python_multipart").setLevel(logging.ERROR)
 
 
 def _mb(n: int) -> str:
@@ -49,17 +54,17 @@ async def read_form(stream: AsyncIterator[bytes], content_type: str, length: int
         raise Rejected(413, f"the body is {length} bytes: a form is at most {_mb(cap)} (audio {_mb(UPLOAD_CAPS['audio'])}, "
                             f"portrait {_mb(UPLOAD_CAPS['portrait'])}, voice {_mb(UPLOAD_CAPS['voice'])})")
     form = _Form(folder)
-    parser = MultipartParser(boundary, form.callbacks())
     total = 0
     try:
+        parser = MultipartParser(boundary, form.callbacks())
         async for block in stream:
             total += len(block)
             if total > cap:
                 raise Rejected(413, f"the body is over {_mb(cap)}: a form is at most that")
             parser.write(block)
-            if form.error is not None:
-                raise form.error
         parser.finalize()
+    except FormParserError as exc:
+        raise Rejected(400, f"the multipart form does not parse ({str(exc).splitlines()[0][:80] if str(exc) else 'malformed'})") from None
     finally:
         form.close()
     if form.error is not None:
