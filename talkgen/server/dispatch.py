@@ -234,5 +234,5 @@ class Dispatcher:
                 self._waiting.remove(job.id)
             else:
                 job_events.cancel(self.store.job_dir(job.id))  # its worker stops it at its next event
-            self._finish(job, "cancelled", cancel_asked=True)
+            self._finish(job, "cancelled")
             return True

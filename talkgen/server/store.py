@@ -17,7 +17,7 @@ import secrets
 import shutil
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from talkgen.batching import queue as q
@@ -46,7 +46,6 @@ class Served:
     reply: str | None = None  # final, once done
     heard: str | None = None  # a recording's transcript, once done
     first_chunk_s: float | None = None
-    cancel_asked: bool = False
 
 
 def state_dir(out: Path) -> Path:
@@ -69,10 +68,11 @@ class Store:
         self.lock = threading.RLock()
         (state_dir(out) / "jobs").mkdir(parents=True, exist_ok=True)
         shutil.rmtree(state_dir(out) / "incoming", ignore_errors=True)  # uploads a killed server was still reading
+        known = {f.name for f in fields(Served)}
         for path in sorted((state_dir(out) / "jobs").glob("*/job.json")):
             try:
-                job = Served(**json.loads(path.read_text(encoding="utf-8")))
-            except (OSError, ValueError, TypeError):
+                job = Served(**{k: v for k, v in json.loads(path.read_text(encoding="utf-8")).items() if k in known})
+            except (OSError, ValueError, TypeError, AttributeError):
                 continue  # accepted but never recorded whole: the client was not told it exists
             self.jobs[job.id] = job
 
@@ -106,9 +106,9 @@ class Store:
         with self.lock:
             return sum(1 for j in self.jobs.values() if j.client == client and j.status in ACTIVE)
 
-    def update(self, job: Served, **fields) -> None:
+    def update(self, job: Served, **changes) -> None:
         with self.lock:
-            for k, v in fields.items():
+            for k, v in changes.items():
                 setattr(job, k, v)
             self.save(job)
 
