@@ -1,0 +1,61 @@
+// The avatar's one <video>: a job's live HLS stream while it renders, or its finished MP4.
+import { authHeaders, mediaUrl } from "./api.js";
+
+let hls = null;
+
+function detach(video) {
+  if (hls) {
+    hls.destroy();
+    hls = null;
+  }
+  video.removeAttribute("src");
+  video.load();
+}
+
+// Starts playback. Without a user gesture close enough in time, the browser may refuse sound:
+// then the avatar plays muted, and the controls can unmute it.
+function start(video) {
+  video.play().catch((err) => {
+    if (err.name !== "NotAllowedError") return; // AbortError: another source replaced this one
+    video.muted = true;
+    video.play().catch(() => {});
+  });
+}
+
+// Plays the live playlist from its first segment (not from the live edge, where a player
+// starts by default: the answer's beginning matters). hls.js over Media Source Extensions is
+// preferred where it works, since it can send the token as a header on every request; native
+// HLS (Safari, iOS) gets it in the query. onFail() is called if the stream cannot be played.
+export function playLive(video, path, onFail) {
+  detach(video);
+  const Hls = window.Hls;
+  if (Hls && Hls.isSupported()) {
+    hls = new Hls({
+      startPosition: 0,
+      xhrSetup(xhr) {
+        for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
+      },
+    });
+    const mine = hls;
+    hls.on(Hls.Events.ERROR, (_event, data) => {
+      if (!data.fatal || hls !== mine) return;
+      detach(video);
+      onFail(data.details);
+    });
+    hls.loadSource(path);
+    hls.attachMedia(video);
+  } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
+    video.src = mediaUrl(path);
+    video.addEventListener("error", () => onFail("native HLS error"), { once: true });
+  } else {
+    onFail("this browser plays neither HLS nor Media Source Extensions");
+    return;
+  }
+  start(video);
+}
+
+export function playFile(video, path) {
+  detach(video);
+  video.src = mediaUrl(path);
+  start(video);
+}
