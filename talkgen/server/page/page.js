@@ -79,11 +79,17 @@ function addTurn(questionText) {
   return turn;
 }
 
+// The job's status is also the turn's data-status, for styles and tests.
+function setStatus(turn, value) {
+  turn.li.dataset.status = value;
+  if (!turn.done) turn.meta.textContent = value;
+}
+
 function startTurn(turn, job) {
   turn.id = job.id;
   turns.set(job.id, turn);
   turn.stop.disabled = false;
-  turn.meta.textContent = job.status || "queued";
+  setStatus(turn, job.status || "queued");
   if (job.session) sessionStorage.setItem(SESSION_KEY, job.session);
   const stop = new AbortController();
   turn.abort = stop;
@@ -91,6 +97,7 @@ function startTurn(turn, job) {
 }
 
 function finish(turn, job) {
+  setStatus(turn, job.status);
   turn.done = true;
   turn.job = job;
   turn.stop.disabled = true;
@@ -108,7 +115,8 @@ function finish(turn, job) {
 function onEvent(turn, name, data) {
   switch (name) {
     case "status":
-      if (!turn.done) turn.meta.textContent = data.status;
+      // A finished status waits for its own event (done, failed, cancelled), which carries the job.
+      if (!turn.done && ["queued", "running"].includes(data.status)) setStatus(turn, data.status);
       break;
     case "text":
       turn.reply.textContent += data.text;
