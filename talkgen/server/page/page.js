@@ -56,6 +56,8 @@ function button(label, onClick) {
 
 function addTurn(questionText) {
   const li = element("li", "turn");
+  // Busy while the reply streams in: a screen reader reads the turn once, when it is complete.
+  li.setAttribute("aria-busy", "true");
   const turn = {
     id: null,
     done: false,
@@ -94,10 +96,12 @@ function startTurn(turn, job) {
   const stop = new AbortController();
   turn.abort = stop;
   api.followEvents(job.id, (name, data) => onEvent(turn, name, data), stop.signal);
+  refreshJobs();
 }
 
 function finish(turn, job) {
   setStatus(turn, job.status);
+  turn.li.setAttribute("aria-busy", "false");
   turn.done = true;
   turn.job = job;
   turn.stop.disabled = true;
@@ -179,12 +183,36 @@ function playJob(id, label, job, onLiveFail = () => {}) {
   nowPlaying.textContent = `Playing: ${label}`;
   if (job && job.status === "done") {
     playFile(video, api.jobPath(id, "video.mp4"));
+    captions(id);
   } else {
+    captions(null);
     playLive(video, api.jobPath(id, "live.m3u8"), (why) => {
       onLiveFail();
       nowPlaying.textContent = `The live stream stopped (${why}); the video plays when the job is done.`;
     });
   }
+}
+
+// The finished video's subtitles as captions (none for a live stream): <track> reads WebVTT,
+// the server writes SRT.
+async function captions(id) {
+  for (const track of video.querySelectorAll("track")) {
+    URL.revokeObjectURL(track.src);
+    track.remove();
+  }
+  if (!id) return;
+  let srt;
+  try {
+    const res = await fetch(api.jobPath(id, "video.srt"), { headers: api.authHeaders() });
+    if (!res.ok) return;
+    srt = await res.text();
+  } catch {
+    return;
+  }
+  const vtt = "WEBVTT\n\n" + srt.replace(/\r/g, "").replace(/(\d\d:\d\d:\d\d),(\d\d\d)/g, "$1.$2");
+  const track = element("track");
+  Object.assign(track, { kind: "captions", label: "Reply", srclang: "en", src: URL.createObjectURL(new Blob([vtt], { type: "text/vtt" })) });
+  video.append(track);
 }
 
 video.addEventListener("ended", () => {

@@ -1,0 +1,113 @@
+"""Benchmark the `talkgen serve` page in a real headless Chromium, warm, default recipe.
+
+    python benchmarks/bench_serve_page.py                 # 10 questions, then 4 sessions x 3 questions
+    python benchmarks/bench_serve_page.py --questions 5 --sessions 4 --rounds 2
+
+Targets (issue 25): typed question -> the avatar's video playing in the browser <= 2 s (median
+of 10), first reply text <= 1 s; 4 browser sessions at once each get every answer, none failed.
+Times are taken in the page (performance.now()): from the Enter key to the first reply text
+on screen, and to the video's `playing` event for that turn. A first question warms up and is
+not counted. Each question is asked with the avatar idle (the page plays answers in the order
+asked, so a question asked while it talks waits for the answer before it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT / "tests"))
+from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
+from serve_browser import ask, chromium, marks, open_page, serve, wait_done  # noqa: E402
+from table import print_table  # noqa: E402
+
+QUESTIONS = [
+    "What is your favourite season, and why?",
+    "How do bees make honey?",
+    "Can you suggest a good name for a small black cat?",
+    "What should I cook for dinner tonight?",
+    "Why is the sky blue?",
+    "Tell me something interesting about the moon.",
+]
+
+
+def latencies(page, turn: int) -> tuple[float | None, float | None]:
+    """(Enter -> first reply text, Enter -> video playing) for a turn, in seconds; None if never."""
+    m = marks(page)
+    asked = m["asked"][turn]
+    text = m["firstText"][turn] if turn < len(m["firstText"]) else None
+    playing = m["playing"][turn] if turn < len(m["playing"]) else None
+    return (None if text is None else (text - asked) / 1000, None if playing is None else (playing - asked) / 1000)
+
+
+def one_by_one(page, n: int) -> list[tuple[float | None, float | None]]:
+    out = []
+    for i in range(n):
+        page.locator("video").evaluate("v => v.pause()")
+        turn = ask(page, QUESTIONS[i % len(QUESTIONS)])
+        wait_done(page, turn)
+        out.append(latencies(page, turn))
+    return out
+
+
+def summary(values: list[float | None]) -> tuple[str, str]:
+    got = [v for v in values if v is not None]
+    if not got:
+        return "never", f"0 of {len(values)}"
+    return f"{statistics.median(got):.2f} s median", f"min {min(got):.2f}, max {max(got):.2f} s ({len(got)} of {len(values)})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--questions", type=int, default=10)
+    ap.add_argument("--sessions", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=3, help="questions each session asks in the concurrent part")
+    args = ap.parse_args()
+    rows: list[tuple[str, str, str, str]] = []
+    with tempfile.TemporaryDirectory() as d, chromium() as browser:
+        t = time.monotonic()
+        with serve(Path(d)) as url:
+            rows.append(("server start to healthy (models loaded)", f"{time.monotonic() - t:.1f} s", "", ""))
+            page = open_page(browser, url)
+            one_by_one(page, 1)  # warm-up
+            timed = one_by_one(page, args.questions)
+            text_s, play_s = zip(*timed)
+            rows.append((f"question -> first reply text ({args.questions}, one at a time)", *summary(list(text_s)), "<= 1 s"))
+            rows.append((f"question -> video playing ({args.questions}, one at a time)", *summary(list(play_s)), "<= 2 s"))
+            page.context.close()
+
+            pages = [open_page(browser, url) for _ in range(args.sessions)]
+            t = time.monotonic()
+            statuses, text_c, play_c = [], [], []
+            for r in range(args.rounds):
+                for k, p in enumerate(pages):
+                    p.locator("video").evaluate("v => v.pause()")
+                    ask(p, QUESTIONS[(r * args.sessions + k) % len(QUESTIONS)])
+                for p in pages:
+                    statuses.append(wait_done(p, r, timeout_s=600))
+                    try:
+                        p.wait_for_function(f"window.__marks.playing[{r}] !== undefined", timeout=60_000)
+                    except PlaywrightTimeout:
+                        pass  # counted below as not played
+                    a, b = latencies(p, r)
+                    text_c.append(a)
+                    play_c.append(b)
+            wall = time.monotonic() - t
+            answered = sum(s == "done" for s in statuses)
+            played = sum(v is not None for v in play_c)
+            n = args.sessions * args.rounds
+            rows.append((f"{args.sessions} sessions at once x {args.rounds} questions", f"{wall:.1f} s",
+                         f"{answered} of {n} answered, {played} of {n} played, {n - answered} failed", "every answer, none failed"))
+            rows.append(("  question -> first reply text, under that load", *summary(text_c), ""))
+            rows.append(("  question -> video playing, under that load", *summary(play_c), ""))
+    print_table("talkgen serve page benchmark (headless chromium)", rows)
+
+
+if __name__ == "__main__":
+    main()
