@@ -70,9 +70,9 @@ function addTurn(questionText) {
     meta: element("p", "meta", "Sending…"),
   };
   turn.play = button("Replay", () => show(turn));
-  turn.play.disabled = true;
+  turn.play.hidden = true; // until the answer has a video
   turn.stop = button("Stop", () => cancel(turn));
-  turn.stop.disabled = true;
+  turn.stop.hidden = true; // while the job runs
   const actions = element("div", "row actions");
   actions.append(turn.play, turn.stop);
   li.append(turn.question, turn.reply, turn.meta, actions);
@@ -90,7 +90,7 @@ function setStatus(turn, value) {
 function startTurn(turn, job) {
   turn.id = job.id;
   turns.set(job.id, turn);
-  turn.stop.disabled = false;
+  turn.stop.hidden = false;
   setStatus(turn, job.status || "queued");
   if (job.session) sessionStorage.setItem(SESSION_KEY, job.session);
   const stop = new AbortController();
@@ -104,11 +104,11 @@ function finish(turn, job) {
   turn.li.setAttribute("aria-busy", "false");
   turn.done = true;
   turn.job = job;
-  turn.stop.disabled = true;
+  turn.stop.hidden = true;
   if (job.question) turn.question.textContent = job.question;
   if (job.reply) turn.reply.textContent = job.reply;
   if (job.status === "done") {
-    turn.play.disabled = false;
+    turn.play.hidden = false;
     turn.meta.textContent = `${seconds(job.video_s)} of video · rendered in ${seconds(job.render_s)} · ${dollars(job.cost_usd)}`;
   } else {
     turn.meta.textContent = job.status === "failed" ? `Failed: ${job.error || "no reason given"}` : "Cancelled";
@@ -131,7 +131,7 @@ function onEvent(turn, name, data) {
     case "chunk":
       if (!turn.live) {
         turn.live = true;
-        turn.play.disabled = false;
+        turn.play.hidden = false;
         autoplay(turn);
       }
       break;
@@ -328,7 +328,7 @@ async function refreshJobs() {
     tr.dataset.status = job.status;
     const cells = [
       [when(job.created)],
-      [job.question || "", "question"],
+      [job.question || "", "asked-text"],
       [job.status],
       [seconds(job.video_s), "num"],
       [seconds(job.render_s), "num"],
