@@ -99,8 +99,8 @@ export async function exists(path) {
 
 // The job's server-sent events, read through fetch rather than EventSource so that the
 // Authorization header goes with them. A dropped connection is reopened; the server replays a
-// job's events from the start, so the ones already seen are skipped. Calls onEvent(name, data)
-// until done, failed or cancelled, or until the signal aborts.
+// job's events from the start, so the ones already seen (by their id, else their place) are
+// skipped. Calls onEvent(name, data) until done, failed or cancelled, or the signal aborts.
 export async function followEvents(id, onEvent, signal) {
   const terminal = new Set(["done", "failed", "cancelled"]);
   let seen = 0;
@@ -109,8 +109,9 @@ export async function followEvents(id, onEvent, signal) {
     let index = 0;
     try {
       const res = await call(jobPath(id, "events"), { headers: { Accept: "text/event-stream" }, signal });
-      for await (const [name, data] of readEvents(res.body)) {
-        if (index++ < seen) continue;
+      for await (const [name, data, number] of readEvents(res.body)) {
+        index = Number.isInteger(number) ? number : index + 1;
+        if (index <= seen) continue;
         seen = index;
         delay = 500;
         onEvent(name, data);
@@ -128,7 +129,8 @@ export async function followEvents(id, onEvent, signal) {
   }
 }
 
-// text/event-stream -> [event name, parsed JSON data]; comments (keep-alives) are skipped.
+// text/event-stream -> [event name, parsed JSON data, numeric id or null]; comments
+// (keep-alives) are skipped.
 async function* readEvents(body) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
@@ -154,6 +156,7 @@ async function* readEvents(body) {
 
 function parseBlock(block) {
   let name = "message";
+  let id = null;
   const data = [];
   for (const line of block.split("\n")) {
     if (line === "" || line.startsWith(":")) continue;
@@ -162,11 +165,12 @@ function parseBlock(block) {
     const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
     if (field === "event") name = value;
     else if (field === "data") data.push(value);
+    else if (field === "id" && /^\d+$/.test(value)) id = Number(value);
   }
   if (data.length === 0) return null;
   try {
-    return [name, JSON.parse(data.join("\n"))];
+    return [name, JSON.parse(data.join("\n")), id];
   } catch {
-    return [name, data.join("\n")];
+    return [name, data.join("\n"), id];
   }
 }
