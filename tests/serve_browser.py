@@ -157,7 +157,7 @@ def ask(page, text: str) -> int:
 
 def wait_playing(page, turn: int, timeout_s: float = 120, advance_s: float = 0.5) -> None:
     """Waits until the video shows `turn` and its currentTime has advanced by advance_s."""
-    page.wait_for_function(f"document.querySelectorAll('#turns > li')[{turn}].classList.contains('playing')", timeout=timeout_s * 1000)
+    page.wait_for_function(f"document.querySelectorAll('#turns > li')[{turn}]?.classList.contains('playing')", timeout=timeout_s * 1000)
     start = page.evaluate("document.querySelector('video').currentTime")
     page.wait_for_function(f"document.querySelector('video').currentTime > {start + advance_s}", timeout=timeout_s * 1000)
 
