@@ -66,18 +66,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def get_json(url: str, timeout: float = 10) -> tuple[int, dict]:
+def get_json(url: str, timeout: float = 10, token: str | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as res:
+        with urllib.request.urlopen(request, timeout=timeout) as res:
             return res.status, json.load(res)
     except urllib.error.HTTPError as err:
         return err.code, json.load(err)
 
 
 @contextmanager
-def serve(out: Path, *args: str, ready_s: float = 300) -> Iterator[str]:
+def serve(out: Path, *args: str, token: str | None = None, ready_s: float = 300) -> Iterator[str]:
     """`talkgen serve` on a free port of 127.0.0.1 with its jobs under `out`; yields its URL once
-    /v1/health answers 200. Stopped at the end, also on failure; its log is out/serve.log."""
+    /v1/health answers 200 (asked with `token`, if the server has one). Stopped at the end, also
+    on failure; its log is out/serve.log."""
     out.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -92,7 +94,7 @@ def serve(out: Path, *args: str, ready_s: float = 300) -> Iterator[str]:
                 if proc.poll() is not None:
                     raise RuntimeError(f"talkgen serve exited with {proc.returncode}: {(out / 'serve.log').read_text()[-2000:]}")
                 try:
-                    if get_json(url + "v1/health", timeout=2)[0] == 200:
+                    if get_json(url + "v1/health", timeout=2, token=token)[0] == 200:
                         break
                 except (OSError, ValueError):
                     pass

@@ -8,7 +8,9 @@ also on failure.
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
 
 import pytest
 from conftest import spoken_wav
@@ -139,3 +141,36 @@ def test_a_spoken_question_is_heard_answered_and_played(server, browser):
         assert page.locator("#turns > li .reply").first.text_content().strip()
     finally:
         page.context.close()
+
+
+def test_a_server_with_a_token_asks_for_it_once_and_plays_with_it(tmp_path, browser):
+    token = secrets.token_urlsafe(32)
+    token_file = tmp_path / "token"
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    with serve(tmp_path / "serve", "--token-file", str(token_file), token=token) as url:
+        page = browser.new_context().new_page()
+        page.set_default_timeout(60_000)
+        try:
+            page.goto(url)
+            form = page.locator("#token-form")
+            form.wait_for(state="visible")
+            page.locator("#token").fill("not-the-token")
+            page.get_by_role("button", name="Use token").click()
+            form.wait_for(state="visible")  # refused: asked again
+            page.locator("#token").fill(token)
+            page.get_by_role("button", name="Use token").click()
+            page.wait_for_function("document.getElementById('status').textContent.startsWith('Ready')")
+            turn = ask(page, "Say hello.")
+            wait_playing(page, turn)
+            assert wait_done(page, turn) == "done"
+            page.locator("#turns > li").nth(turn).get_by_role("button", name="Replay").click()
+            wait_playing(page, turn)
+            src = page.evaluate("document.querySelector('video').src")
+            assert "/video.mp4?token=" in src
+            page.reload()  # the token is kept for the tab: not asked again
+            page.wait_for_function("document.getElementById('status').textContent.startsWith('Ready')")
+            assert page.locator("#token-form").is_hidden()
+        finally:
+            page.context.close()
