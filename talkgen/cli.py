@@ -253,6 +253,36 @@ def chat(
 
 @app.command()
 @handles_errors
+def serve(
+    overrides: Optional[List[str]] = typer.Argument(None, help="Recipe overrides for every job, such as render.size=256", show_default=False),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; any but loopback needs --token-file."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on (0: any free one)."),
+    recipe: str = typer.Option("cpu", "--recipe", help="Recipe name (talkgen recipes lists them) or a path to a .yaml file."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Warm workers (default: from the recipe and the machine; 1 for the cpu recipe)."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Run the workers on a Ray cluster: auto, or HOST:PORT of its head."),
+    out: Path = typer.Option(Path(".talkgen/serve"), "--out", help="Where the jobs, their videos and the queue are kept (a restart resumes them)."),
+    persona: Optional[str] = typer.Option(None, "--persona", help="Who the avatar is, unless a job or its session says otherwise."),
+    token_file: Optional[Path] = typer.Option(None, "--token-file", help="A file holding the token every API request must carry."),
+    new_token: bool = typer.Option(False, "--new-token", help="Write a new token file (mode 0600) at --token-file or ~/.config/talkgen/token; print its path."),
+    max_queued: int = typer.Option(8, "--max-queued", help="Jobs one client may have queued or running; more get 429."),
+) -> None:
+    """Serve the avatar: a page to talk to it in a browser, and a job API (http://127.0.0.1:8000 by default)."""
+    from talkgen.server import auth
+
+    if new_token:
+        print(auth.new_token(token_file or auth.DEFAULT_TOKEN_FILE))
+        return
+    from talkgen.server.serve import Options, serve as run_server
+
+    run_server(Options(host, port, recipe, list(overrides or []), workers, ray, out, persona, token_file, max_queued), say=_stderr_line)
+
+
+def _stderr_line(text: str) -> None:
+    _stderr().print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command()
+@handles_errors
 def recipes(as_json: bool = typer.Option(False, "--json", help="Print the recipes as JSON.")) -> None:
     """List the recipes that ship with talkgen, one line each."""
     from talkgen.recipe import list_recipes

@@ -309,6 +309,22 @@ def audio_duration(path: Path) -> float:
     return float(stream.get("duration") or fmt.get("duration") or 0.0)
 
 
+def decoded_audio_s(path: Path, at_most_s: float, timeout_s: float = 60.0) -> float:
+    """Seconds of the first audio stream, counted by decoding it (up to `at_most_s` and a little
+    more): a header's duration can be missing, as in a browser's MediaRecorder WebM, or false.
+    A UsageError when there is no audio ffmpeg can decode."""
+    from talkgen.errors import UsageError
+
+    rate = 8000  # mono 16-bit: 16 kB a second, enough to count
+    proc = _capture([ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-i", str(path), "-vn", "-map", "0:a:0",
+                     "-t", f"{at_most_s + 1:.3f}", "-ac", "1", "-ar", str(rate), "-f", "s16le", "pipe:1"], timeout=timeout_s)
+    if proc.returncode != 0 or not proc.stdout:
+        why = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise UsageError(f"{path.name} is not audio that ffmpeg can decode ({why[-1] if why else 'no audio'}): "
+                         "send a recording (WebM/Opus, WAV, MP3, M4A, OGG or FLAC)")
+    return len(proc.stdout) / (2 * rate)
+
+
 def _read_stream(args: list[str], block_bytes: int, fail: "Callable[[str], Exception]"):
     """Run ffmpeg writing raw data to stdout and yield it in blocks of block_bytes (the last may be short).
 

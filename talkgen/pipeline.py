@@ -66,6 +66,9 @@ class RenderRequest:
     until: str | None = None
     # What a look-ahead already made of this job: those stages are reported as done "ahead".
     ahead: list[StageReport] = field(default_factory=list)
+    # The conversation before this job's questions (a served session's earlier turns, as
+    # {"role", "content"} messages): the reply goes on from it.
+    history: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -265,7 +268,7 @@ def _run(req: RenderRequest, progress: Progress, engines: Engines, group_root: P
         if req.say:
             speech_text = spoken_source
         else:
-            replies = _reply(r, turns, portrait)
+            replies = _reply(r, turns, portrait, req.history)
             speech_text = "\n\n".join(t["reply"] for t in replies["turns"])
         if req.until == "reply":
             return {"stages": r.reports}
@@ -366,13 +369,14 @@ def _transcribe(r: Run, audio: Path, portrait: _PortraitOnce) -> dict:
     return json.loads(r.job.path("transcript.json").read_text(encoding="utf-8"))
 
 
-def _reply(r: Run, turns: list[str], portrait: _PortraitOnce) -> dict:
+def _reply(r: Run, turns: list[str], portrait: _PortraitOnce, history: list[dict]) -> dict:
     from talkgen.engines.llm import llm_identity
     from talkgen.stages import reply as stage
 
     c = r.recipe.llm
     ident = llm_identity(c)
-    key = cache_key(turns=[sha256_text(t) for t in turns], llm=ident, settings=c.__dict__,
+    earlier = {"history": sha256_text(json.dumps(history, sort_keys=True))} if history else {}
+    key = cache_key(turns=[sha256_text(t) for t in turns], llm=ident, settings=c.__dict__, **earlier,
                     talkgen=code_hash(*stage.MADE_BY, _engine_code("llm", c.engine)))
 
     def work() -> StageRecord:
@@ -381,7 +385,7 @@ def _reply(r: Run, turns: list[str], portrait: _PortraitOnce) -> dict:
         llm = r.engines.llm(c, r.recipe.name)
         loaded = sum(r.engines.loads.values()) > loads  # else a worker's LLM, loaded for an earlier job
         result = stage.reply(turns, llm, c, r.job.path("reply.json"), on_text=r.progress.text, note=r.progress.note,
-                             on_turn=r.progress.turn)
+                             on_turn=r.progress.turn, history=history)
         tokens = sum(t["tokens"] for t in result["turns"])
         gen_s = sum(t["seconds"] for t in result["turns"])
         return StageRecord(key="", device=c.device, outputs=r.job.output_hashes(["reply.json"]), extra={

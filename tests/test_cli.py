@@ -170,7 +170,8 @@ def test_render_summary_piped_is_whole_rows_and_json_is_the_report(work):
 
 
 def test_help_is_light(tmp_path):
-    code = "import sys, talkgen.cli; print(sorted(m for m in ('torch', 'numpy', 'cv2', 'onnxruntime', 'piper') if m in sys.modules))"
+    code = ("import sys, talkgen.cli; print(sorted(m for m in ('torch', 'numpy', 'cv2', 'onnxruntime', 'piper', 'fastapi', 'uvicorn', "
+            "'starlette', 'pydantic') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     proc = run(["--help"], tmp_path)

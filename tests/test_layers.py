@@ -2,9 +2,9 @@
 
 Layers, from the top:
 
-    4. the command line and chat: talkgen.cli, talkgen.chat, talkgen.progress (the CLI's
-       progress display), talkgen.__main__ and the package's own talkgen/__init__.py
-       (its render() and batch() are the library face of the CLI)
+    4. the command line, chat and the server: talkgen.cli, talkgen.chat, talkgen.server,
+       talkgen.progress (the CLI's progress display), talkgen.__main__ and the package's own
+       talkgen/__init__.py (its render() and batch() are the library face of the CLI)
     3. the job runners: talkgen.pipeline, talkgen.batching, talkgen.holder, talkgen.doctor
     2. the stages: talkgen.stages
     1. everything else: the engines, the rank code (talkgen.ranks), media, the chunk store
@@ -28,11 +28,11 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "talkgen"
 
 LAYERS = {
-    4: ("talkgen", "talkgen.__main__", "talkgen.cli", "talkgen.chat", "talkgen.progress"),
+    4: ("talkgen", "talkgen.__main__", "talkgen.cli", "talkgen.chat", "talkgen.progress", "talkgen.server"),
     3: ("talkgen.pipeline", "talkgen.batching", "talkgen.holder", "talkgen.doctor"),
     2: ("talkgen.stages",),
 }
-NAMES = {4: "the CLI and chat", 3: "the job runners", 2: "the stages", 1: "the engines, ranks, media, chunk store and utilities"}
+NAMES = {4: "the CLI, chat and the server", 3: "the job runners", 2: "the stages", 1: "the engines, ranks, media, chunk store and utilities"}
 
 
 def layer(module: str) -> int:

@@ -53,10 +53,15 @@ class JobSpec:
     portrait: str | None = None
     force: list[str] = field(default_factory=list)
     from_stage: str | None = None
+    # The conversation before this job's questions ({"role", "content"} messages): a served
+    # session's earlier turns, which its reply goes on from. A batch's jobs have none.
+    history: list[dict] = field(default_factory=list)
 
     def digest(self) -> str:
         """What the job is: a finished job is skipped on a re-run only if this has not changed."""
         data = asdict(self)
+        if not data["history"]:
+            del data["history"]  # so a batch job's digest is what it was before jobs had a history
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def to_recipe(self) -> Recipe:

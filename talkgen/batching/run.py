@@ -13,6 +13,7 @@ import secrets
 import time
 from collections import deque
 from pathlib import Path
+from typing import Callable
 
 from talkgen.batching import queue as q
 from talkgen.batching.cost import batch_cost, describe
@@ -97,7 +98,7 @@ def run_batch(specs: list[JobSpec], out: Path, workers: int, ray_address: str | 
             view.event(f"{len(results)} job(s) already finished: skipped")
         infos: list[dict] = []
         if todo:
-            pool = _pool(out, specs[0], workers, ray_address)
+            pool = _pool(out, specs[0].to_recipe(), workers, ray_address)
             try:
                 _check_shared(pool, out)
                 infos = _drive(pool, queue, todo, results, view, out)
@@ -113,14 +114,34 @@ def run_batch(specs: list[JobSpec], out: Path, workers: int, ray_address: str | 
         return report
 
 
-def _pool(out: Path, first: JobSpec, workers: int, ray_address: str | None):
+def _pool(out: Path, recipe, workers: int, ray_address: str | None):
+    """The warm workers, placed for `recipe` (the first job's)."""
     if ray_address is not None:
         from talkgen.batching.ray_pool import RayPool
 
-        return RayPool(out, first.to_recipe(), workers, ray_address)
+        return RayPool(out, recipe, workers, ray_address)
     from talkgen.batching.local_pool import LocalPool
 
-    return LocalPool(out, first.to_recipe(), workers)
+    return LocalPool(out, recipe, workers)
+
+
+def run_feed(feed: Callable[[], list[JobSpec]], queue: q.Queue, recipe, workers: int, ray_address: str | None = None,
+             poll_s: float = 0.05) -> list[dict]:
+    """The batch's loop for jobs that keep coming (`talkgen serve`): `feed()` is asked on every turn
+    of the loop for the jobs added since, and ends the loop by raising; the workers are killed then,
+    and the jobs they were running resume from their chunks in the next run. The caller holds the
+    output folder's lock and watches the jobs through `queue`, which the loop writes as a batch's."""
+    from rich.console import Console
+
+    from talkgen.batching.live import LiveView
+
+    pool = _pool(queue.out, recipe, workers, ray_address)
+    try:
+        _check_shared(pool, queue.out)
+        return _drive(pool, queue, deque(), {}, LiveView(Console(stderr=True), 0, enabled=False), queue.out, feed, poll_s)
+    except BaseException:
+        pool.kill()
+        raise
 
 
 def _check_shared(pool, out: Path) -> None:
@@ -137,7 +158,10 @@ def _check_shared(pool, out: Path) -> None:
                          "there, so use a path every node sees (a shared filesystem mounted at the same place)")
 
 
-def _drive(pool, queue: q.Queue, todo: deque, results: dict, view, out: Path) -> list[dict]:
+def _drive(pool, queue: q.Queue, todo: deque, results: dict, view, out: Path,
+           feed: Callable[[], list[JobSpec]] | None = None, poll_s: float = 0.25) -> list[dict]:
+    """Hand `todo` to the workers until every job is done or failed; with a `feed` (run_feed),
+    take its new jobs on every turn and go on while it has none."""
     from talkgen.batching.worker import read_status
 
     specs = {s.name: s for s in todo}
@@ -150,7 +174,12 @@ def _drive(pool, queue: q.Queue, todo: deque, results: dict, view, out: Path) ->
     plans: dict[str, list[int]] = {}  # each running job's chunk end frames, for the live view
     remaining = len(todo)
     starts_left = 2 * len(pool.workers) + len(todo)  # workers that die at start must not be replaced forever
-    while remaining:
+    while remaining or feed is not None:
+        for spec in feed() if feed is not None else ():
+            specs[spec.name] = spec
+            todo.append(spec)
+            remaining += 1
+            starts_left += 1
         for w in [w for w in pool.workers if w.id not in busy]:
             spec = promised.pop(w.id, None) or (todo.popleft() if todo else None)
             if spec is None:
@@ -167,7 +196,7 @@ def _drive(pool, queue: q.Queue, todo: deque, results: dict, view, out: Path) ->
                 results[name] = _failed(name, out, "no worker is left to run it (every worker was lost)")
                 queue.set(name, specs[name].digest(), "failed", error=results[name]["error"])
             break
-        for w, result, lost in pool.poll(0.25):
+        for w, result, lost in pool.poll(poll_s):
             name = busy.pop(w.id, None)
             if lost is not None and w.id in promised:
                 back = promised.pop(w.id)  # never started as its own job: back to the queue, no loss counted

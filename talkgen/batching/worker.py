@@ -27,6 +27,7 @@ import traceback
 from pathlib import Path
 
 from talkgen.batching import queue
+from talkgen.batching.job_events import job_progress
 from talkgen.batching.jobs import JobSpec
 from talkgen.errors import TalkgenError
 from talkgen.holder import ROLES, Engines
@@ -152,7 +153,7 @@ class Worker:
             self.progress.front_done.clear()
             if ahead is not None and keep == "all":
                 self._look_ahead(JobSpec(**ahead))
-            rep = self._run(req)
+            rep = self._run(req, job_progress(self.progress, req.job_dir))
         except TalkgenError as exc:
             result["error"] = _one_line(str(exc))
         except OSError as exc:
@@ -181,7 +182,7 @@ class Worker:
 
         return RenderRequest(Path(spec.input), queue.video_path(self.out, spec.name), recipe,
                              Path(spec.portrait) if spec.portrait else None, queue.job_dir(self.out, spec.name),
-                             list(spec.force), spec.from_stage, spec.say, **extra)
+                             list(spec.force), spec.from_stage, spec.say, history=list(spec.history), **extra)
 
     def _run(self, req, progress: Progress | None = None) -> dict:
         from talkgen.pipeline import run
@@ -212,7 +213,7 @@ class Worker:
         def work() -> None:
             self.progress.front_done.wait()
             try:
-                made.extend(self._run(req, AheadProgress(self.progress, spec.name))["stages"])
+                made.extend(self._run(req, job_progress(AheadProgress(self.progress, spec.name), req.job_dir))["stages"])
             except (TalkgenError, OSError):
                 pass  # the job's own run meets it again and reports it in one line
             except Exception:  # noqa: BLE001 - a bug: logged; the job's own run meets it again

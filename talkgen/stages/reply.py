@@ -127,14 +127,19 @@ def reply(
     on_text: Callable[[str], None] | None = None,
     note: Callable[[str], None] = lambda msg: None,
     on_turn: Callable[[int, str], None] | None = None,
+    history: list[dict] | None = None,
 ) -> dict:
+    """Answer `turns` in order; `history` is the conversation before them (a served session's
+    earlier turns), and the turns are numbered on from it, for their seeds, as chat numbers them."""
     system = {"role": "system", "content": system_prompt(config.persona, config.max_reply_words)}
-    history: list[dict] = []
+    history = list(history or [])
+    before = len(history) // 2
     records = []
     for i, question in enumerate(turns):
         if on_turn:
             on_turn(i, question)
-        record = answer(question, i, system, history, llm, config, on_text, note, records[-1]["dropped_turns"] if records else 0)
+        record = answer(question, before + i, system, history, llm, config, on_text, note,
+                        records[-1]["dropped_turns"] if records else 0)
         history += [{"role": "user", "content": question}, {"role": "assistant", "content": record["reply"]}]
         records.append(record)
     result = {"system": system["content"], "turns": records, "messages": [system, *history]}
