@@ -23,13 +23,15 @@ pytestmark = [
 ]
 pytest.importorskip("playwright")
 
+# Small frames and short chunks: these tests are about the page, not the render's speed.
+SMALL = ["render.size=128", "render.max_chunk_s=1", "render.min_chunk_s=0.5"]
 QUESTION = "What is the tallest mountain in the world?"
 SPOKEN = "What is two plus two?"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with serve(tmp_path_factory.mktemp("serve")) as url:
+    with serve(tmp_path_factory.mktemp("serve"), *SMALL) as url:
         yield url
 
 
@@ -149,7 +151,7 @@ def test_a_server_with_a_token_asks_for_it_once_and_plays_with_it(tmp_path, brow
     fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
-    with serve(tmp_path / "serve", "--token-file", str(token_file), token=token) as url:
+    with serve(tmp_path / "serve", "--token-file", str(token_file), *SMALL, token=token) as url:
         page = browser.new_context().new_page()
         page.set_default_timeout(60_000)
         try:
