@@ -19,6 +19,8 @@ const turns = new Map(); // job id -> turn
 let current = null; // the turn the video shows
 const waiting = []; // turns whose live stream began while another was playing
 
+let ready = ""; // the status line once the server answered
+
 function say(text) {
   status.textContent = text;
 }
@@ -243,6 +245,7 @@ async function askSpoken(audio) {
   const turn = addTurn("(a spoken question)");
   try {
     startTurn(turn, await api.askAudio(audio, fields()));
+    say(ready);
   } catch (err) {
     finish(turn, { status: "failed", error: err.message });
     handle(err);
@@ -417,7 +420,8 @@ async function start() {
   try {
     const info = await waitForModels();
     persona.placeholder = info.persona ? `default: ${info.persona}` : "the server's default";
-    say(`Ready: recipe ${info.recipe}, ${info.workers} worker${info.workers === 1 ? "" : "s"}.`);
+    ready = `Ready: recipe ${info.recipe}, ${info.workers} worker${info.workers === 1 ? "" : "s"}.`;
+    say(ready);
     await restore(sessionStorage.getItem(SESSION_KEY));
     await refreshJobs();
   } catch (err) {
