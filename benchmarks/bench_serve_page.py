@@ -23,18 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "tests"))
+from bench_chat import QUESTIONS  # noqa: E402  (the terminal chat benchmark's questions)
 from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 from serve_browser import ask, chromium, marks, open_page, serve, wait_done  # noqa: E402
 from table import print_table  # noqa: E402
-
-QUESTIONS = [
-    "What is your favourite season, and why?",
-    "How do bees make honey?",
-    "Can you suggest a good name for a small black cat?",
-    "What should I cook for dinner tonight?",
-    "Why is the sky blue?",
-    "Tell me something interesting about the moon.",
-]
 
 
 def latencies(page, turn: int) -> tuple[float | None, float | None]:
