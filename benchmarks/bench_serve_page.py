@@ -38,12 +38,21 @@ def latencies(page, turn: int) -> tuple[float | None, float | None]:
     return (None if text is None else (text - asked) / 1000, None if playing is None else (playing - asked) / 1000)
 
 
+def wait_played(page, turn: int, timeout_s: float = 60) -> None:
+    """Until the video began playing the turn (with no live stream, that is after it is done)."""
+    try:
+        page.wait_for_function(f"window.__marks.playing[{turn}] !== undefined", timeout=timeout_s * 1000)
+    except PlaywrightTimeout:
+        pass  # counted as not played
+
+
 def one_by_one(page, n: int) -> list[tuple[float | None, float | None]]:
     out = []
     for i in range(n):
         page.locator("video").evaluate("v => v.pause()")
         turn = ask(page, QUESTIONS[i % len(QUESTIONS)])
         wait_done(page, turn)
+        wait_played(page, turn)
         out.append(latencies(page, turn))
     return out
 
@@ -59,7 +68,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--questions", type=int, default=10)
     ap.add_argument("--sessions", type=int, default=4)
-    ap.add_argument("--rounds", type=int, default=3, help="questions each session asks in the concurrent part")
+    ap.add_argument("--rounds", type=int, default=3, help="questions each session asks in the concurrent part (0: none)")
     args = ap.parse_args()
     rows: list[tuple[str, str, str, str]] = []
     with tempfile.TemporaryDirectory() as d, chromium() as browser:
@@ -83,10 +92,7 @@ def main() -> None:
                     ask(p, QUESTIONS[(r * args.sessions + k) % len(QUESTIONS)])
                 for p in pages:
                     statuses.append(wait_done(p, r, timeout_s=600))
-                    try:
-                        p.wait_for_function(f"window.__marks.playing[{r}] !== undefined", timeout=60_000)
-                    except PlaywrightTimeout:
-                        pass  # counted below as not played
+                    wait_played(p, r)
                     a, b = latencies(p, r)
                     text_c.append(a)
                     play_c.append(b)
