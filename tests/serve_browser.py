@@ -35,10 +35,11 @@ CHROMIUM_FLAGS = [
 ]
 
 # Recorded in the page from its start, by performance.now(), for each turn (by its place in
-# the conversation): when Enter asked, each length the reply text had as it streamed in, and
-# when the avatar's video began playing that turn.
+# the conversation): when Enter asked, each length the reply text had as it streamed in, when
+# the avatar's video began playing that turn, and whether that was the live stream (hls.js
+# plays from a Media Source blob: URL) rather than the finished MP4.
 MARKS_SCRIPT = """
-window.__marks = { asked: [], firstText: [], lengths: [], playing: [] };
+window.__marks = { asked: [], firstText: [], lengths: [], playing: [], live: [] };
 document.addEventListener("keydown", (e) => {
   if (e.key === "Enter" && !e.shiftKey && e.target.name === "question" && e.target.value.trim())
     window.__marks.asked.push(performance.now());
@@ -46,7 +47,10 @@ document.addEventListener("keydown", (e) => {
 document.addEventListener("playing", () => {
   const turns = [...document.querySelectorAll("#turns > li")];
   const i = turns.findIndex((li) => li.classList.contains("playing"));
-  if (i >= 0 && window.__marks.playing[i] === undefined) window.__marks.playing[i] = performance.now();
+  if (i >= 0 && window.__marks.playing[i] === undefined) {
+    window.__marks.playing[i] = performance.now();
+    window.__marks.live[i] = document.querySelector("video").src.startsWith("blob:");
+  }
 }, true);
 new MutationObserver(() => {
   document.querySelectorAll("#turns > li .reply").forEach((reply, i) => {
