@@ -10,7 +10,7 @@ export class ApiError extends Error {
   }
 }
 
-export function token() {
+function token() {
   return sessionStorage.getItem(TOKEN_KEY) || "";
 }
 
@@ -53,10 +53,6 @@ export async function listJobs() {
   return (await (await call("v1/jobs")).json()).jobs;
 }
 
-export async function getJob(id) {
-  return (await call(`v1/jobs/${encodeURIComponent(id)}`)).json();
-}
-
 export async function cancelJob(id) {
   return (await call(`v1/jobs/${encodeURIComponent(id)}`, { method: "DELETE" })).json();
 }
@@ -84,17 +80,6 @@ export async function askAudio(audio, fields) {
 
 export function jobPath(id, file) {
   return `v1/jobs/${encodeURIComponent(id)}/${file}`;
-}
-
-// Whether a GET on a media path answers (live.m3u8 is 404 until its first segment exists).
-export async function exists(path) {
-  try {
-    const res = await fetch(path, { headers: authHeaders() });
-    if (res.body) res.body.cancel();
-    return res.ok;
-  } catch {
-    return false;
-  }
 }
 
 // The job's server-sent events, read through fetch rather than EventSource so that the

@@ -1,7 +1,10 @@
 // The conversation page: ask by typing or speaking, watch the reply stream in and the avatar
 // answer, replay earlier turns, and see every job with its duration, render time and cost.
 import * as api from "./api.js";
-import { playFile, playLive } from "./player.js";
+import { button, dollars, element, seconds } from "./dom.js";
+import { showJobs } from "./jobs.js";
+import { playAnswer } from "./player.js";
+import { microphone } from "./recorder.js";
 
 const SESSION_KEY = "talkgen.session";
 const PERSONA_KEY = "talkgen.persona";
@@ -11,7 +14,6 @@ const video = document.querySelector("video");
 const askForm = $("ask-form");
 const question = askForm.elements.question;
 const persona = askForm.elements.persona;
-const speak = $("speak");
 const turnsList = $("turns");
 const status = $("status");
 
@@ -23,35 +25,6 @@ let ready = ""; // the status line once the server answered
 
 function say(text) {
   status.textContent = text;
-}
-
-function seconds(value) {
-  return value === null || value === undefined ? "–" : `${value.toFixed(1)} s`;
-}
-
-function dollars(value) {
-  if (value === null || value === undefined) return "–";
-  return value < 0.01 ? `$${value.toPrecision(2)}` : `$${value.toFixed(2)}`;
-}
-
-function when(created) {
-  if (created === null || created === undefined) return "–";
-  const date = new Date(typeof created === "number" ? created * 1000 : created);
-  return Number.isNaN(date.getTime()) ? String(created) : date.toLocaleTimeString();
-}
-
-function element(tag, className, text) {
-  const el = document.createElement(tag);
-  if (className) el.className = className;
-  if (text !== undefined) el.textContent = text;
-  return el;
-}
-
-function button(label, onClick) {
-  const b = element("button", "", label);
-  b.type = "button";
-  b.addEventListener("click", onClick);
-  return b;
 }
 
 // ---- turns of the conversation
@@ -183,38 +156,10 @@ function show(turn) {
 function playJob(id, label, job, onLiveFail = () => {}) {
   const nowPlaying = $("now-playing");
   nowPlaying.textContent = `Playing: ${label}`;
-  if (job && job.status === "done") {
-    playFile(video, api.jobPath(id, "video.mp4"));
-    captions(id);
-  } else {
-    captions(null);
-    playLive(video, api.jobPath(id, "live.m3u8"), (why) => {
-      onLiveFail();
-      nowPlaying.textContent = `The live stream stopped (${why}); the video plays when the job is done.`;
-    });
-  }
-}
-
-// The finished video's subtitles as captions (none for a live stream): <track> reads WebVTT,
-// the server writes SRT.
-async function captions(id) {
-  for (const track of video.querySelectorAll("track")) {
-    URL.revokeObjectURL(track.src);
-    track.remove();
-  }
-  if (!id) return;
-  let srt;
-  try {
-    const res = await fetch(api.jobPath(id, "video.srt"), { headers: api.authHeaders() });
-    if (!res.ok) return;
-    srt = await res.text();
-  } catch {
-    return;
-  }
-  const vtt = "WEBVTT\n\n" + srt.replace(/\r/g, "").replace(/(\d\d:\d\d:\d\d),(\d\d\d)/g, "$1.$2");
-  const track = element("track");
-  Object.assign(track, { kind: "captions", label: "Reply", srclang: "en", src: URL.createObjectURL(new Blob([vtt], { type: "text/vtt" })) });
-  video.append(track);
+  playAnswer(video, id, job && job.status === "done", (why) => {
+    onLiveFail();
+    nowPlaying.textContent = `The live stream stopped (${why}); the video plays when the job is done.`;
+  });
 }
 
 video.addEventListener("ended", () => {
@@ -269,52 +214,7 @@ question.addEventListener("keydown", (event) => {
 
 persona.addEventListener("change", () => sessionStorage.setItem(PERSONA_KEY, persona.value));
 
-// ---- the microphone
-
-let recorder = null;
-
-function recordingType() {
-  for (const type of ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/mp4"]) {
-    if (MediaRecorder.isTypeSupported(type)) return type;
-  }
-  return "";
-}
-
-async function startRecording() {
-  if (!navigator.mediaDevices || !window.MediaRecorder) {
-    say("The microphone needs the page on localhost or https (for example through ssh -L 8000:127.0.0.1:8000).");
-    return;
-  }
-  let stream;
-  try {
-    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
-  } catch (err) {
-    say(`No microphone: ${err.message}`);
-    return;
-  }
-  const type = recordingType();
-  recorder = new MediaRecorder(stream, type ? { mimeType: type } : {});
-  const parts = [];
-  recorder.addEventListener("dataavailable", (event) => parts.push(event.data));
-  recorder.addEventListener("stop", () => {
-    for (const track of stream.getTracks()) track.stop();
-    askSpoken(new Blob(parts, { type: recorder.mimeType }));
-    recorder = null;
-  });
-  recorder.start();
-  speak.textContent = "Stop and ask";
-  speak.setAttribute("aria-pressed", "true");
-  say("Listening… press “Stop and ask” when you are done.");
-}
-
-function stopRecording() {
-  recorder.stop();
-  speak.textContent = "Speak";
-  speak.setAttribute("aria-pressed", "false");
-  say("Sending your question…");
-}
-
-speak.addEventListener("click", () => (recorder ? stopRecording() : startRecording()));
+microphone($("speak"), askSpoken, say);
 
 // ---- the jobs view
 
@@ -326,27 +226,11 @@ async function refreshJobs() {
     handle(err);
     return;
   }
-  const rows = jobs.map((job) => {
-    const tr = element("tr");
-    tr.dataset.status = job.status;
-    const cells = [
-      [when(job.created)],
-      [job.question || "", "asked-text"],
-      [job.status],
-      [seconds(job.video_s), "num"],
-      [seconds(job.render_s), "num"],
-      [dollars(job.cost_usd), "num"],
-    ];
-    for (const [text, className] of cells) tr.append(element("td", className, text));
-    const play = element("td");
-    if (job.status === "done") {
-      const turn = turns.get(job.id);
-      play.append(button("Play", () => (turn ? show(turn) : playJob(job.id, job.question || job.id, job))));
-    }
-    tr.append(play);
-    return tr;
+  showJobs($("jobs"), jobs, (job) => {
+    const turn = turns.get(job.id);
+    if (turn) show(turn);
+    else playJob(job.id, job.question || job.id, job);
   });
-  $("jobs").replaceChildren(...rows);
 }
 
 $("refresh-jobs").addEventListener("click", refreshJobs);
@@ -358,7 +242,7 @@ async function restore(session) {
   const jobs = (await api.listJobs()).filter((job) => job.session === session).reverse();
   for (const job of jobs) {
     if (turns.has(job.id)) continue;
-    const turn = addTurn(job.question || "");
+    const turn = addTurn(job.question || "(a spoken question)");
     if (["done", "failed", "cancelled"].includes(job.status)) {
       turn.id = job.id;
       turns.set(job.id, turn);

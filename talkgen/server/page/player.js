@@ -1,5 +1,5 @@
 // The avatar's one <video>: a job's live HLS stream while it renders, or its finished MP4.
-import { authHeaders, mediaUrl } from "./api.js";
+import { authHeaders, jobPath, mediaUrl } from "./api.js";
 
 let hls = null;
 
@@ -26,7 +26,7 @@ function start(video) {
 // starts by default: the answer's beginning matters). hls.js over Media Source Extensions is
 // preferred where it works, since it can send the token as a header on every request; native
 // HLS (Safari, iOS) gets it in the query. onFail() is called if the stream cannot be played.
-export function playLive(video, path, onFail) {
+function playLive(video, path, onFail) {
   detach(video);
   const Hls = window.Hls;
   if (Hls && Hls.isSupported()) {
@@ -54,8 +54,40 @@ export function playLive(video, path, onFail) {
   start(video);
 }
 
-export function playFile(video, path) {
+function playFile(video, path) {
   detach(video);
   video.src = mediaUrl(path);
   start(video);
+}
+
+// A job's answer: its MP4 with captions once it is finished, its live stream before.
+export function playAnswer(video, id, finished, onLiveFail) {
+  if (finished) {
+    playFile(video, jobPath(id, "video.mp4"));
+  } else {
+    playLive(video, jobPath(id, "live.m3u8"), onLiveFail);
+  }
+  captions(video, finished ? id : null);
+}
+
+// The finished video's subtitles as captions (none for a live stream): <track> reads WebVTT,
+// the server writes SRT.
+async function captions(video, id) {
+  for (const track of video.querySelectorAll("track")) {
+    URL.revokeObjectURL(track.src);
+    track.remove();
+  }
+  if (!id) return;
+  let srt;
+  try {
+    const res = await fetch(jobPath(id, "video.srt"), { headers: authHeaders() });
+    if (!res.ok) return;
+    srt = await res.text();
+  } catch {
+    return;
+  }
+  const vtt = "WEBVTT\n\n" + srt.replace(/\r/g, "").replace(/(\d\d:\d\d:\d\d),(\d\d\d)/g, "$1.$2");
+  const track = document.createElement("track");
+  Object.assign(track, { kind: "captions", label: "Reply", srclang: "en", src: URL.createObjectURL(new Blob([vtt], { type: "text/vtt" })) });
+  video.append(track);
 }
