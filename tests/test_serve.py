@@ -294,7 +294,7 @@ def test_uploads_are_capped_while_they_stream_and_judged_by_content(server, clie
              ({"audio": ("q.wav", text.read_bytes())}, 400, "audio"),
              ({"audio": ("q.wav", b"RIFF\0\0\0\0WAVEjunk" * 100)}, 400, "audio"),
              ({"audio": ("q.wav", QUESTION.read_bytes()), "portrait": ("me.png", QUESTION.read_bytes())}, 400, "PNG or JPEG"),
-             ({"audio": ("q.wav", QUESTION.read_bytes()), "voice": ("v.wav", QUESTION.read_bytes())}, 400, "f5-tts"),
+             ({"audio": ("q.wav", QUESTION.read_bytes()), "voice": ("v.wav", QUESTION.read_bytes())}, 400, "does not clone a voice"),
              ({"audio": ("q.wav", QUESTION.read_bytes()), "resume": ("r", b"x")}, 400, "unknown field 'resume'")]
     blank = tmp_path / "blank.png"
     from talkgen.png import write_png

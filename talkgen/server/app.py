@@ -158,6 +158,8 @@ def build(state: State) -> FastAPI:
         """Judge the uploads and the settings (in a thread: ffmpeg, the face finder), then queue the job."""
         from talkgen.batching.jobs import build_recipe
 
+        if "voice" in ask.files and dispatcher.base.tts.engine != "f5-tts":
+            raise Rejected(400, f"voice: this server speaks with {dispatcher.base.tts.engine}, which does not clone a voice: leave voice out")
         inputs = {}
         for name, judge in (("audio", intake.judge_audio), ("portrait", intake.judge_portrait), ("voice", intake.judge_voice)):
             if name in ask.files:

@@ -100,18 +100,23 @@ def _run(opts: Options, out: Path, recipe, workers: int, token: str | None, sock
 
     store = Store(out)
     failed = threading.Event()
-    server: uvicorn.Server | None = None
+    stopping = threading.Event()  # the event streams end when it is set, so uvicorn's shutdown does not wait on them
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            stopping.set()
+            super().handle_exit(sig, frame)
 
     def on_fail(error: str) -> None:
         failed.set()
-        if server is not None:
-            server.should_exit = True
+        stopping.set()
+        server.should_exit = True
 
     dispatcher = Dispatcher(store, opts.recipe, opts.overrides, opts.persona, workers, opts.ray, on_fail)
-    state = State(store, dispatcher, recipe.name, workers, recipe.llm.persona, opts.max_queued)
+    state = State(store, dispatcher, recipe.name, workers, recipe.llm.persona, opts.max_queued, stopping)
     config = uvicorn.Config(Guard(build(state), token), log_level="warning", access_log=False, timeout_graceful_shutdown=3,
                             lifespan="off")
-    server = uvicorn.Server(config)
+    server = Server(config)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     say(f"talkgen serve: http://{shown}:{port}/ (recipe {recipe.name}, {workers} worker(s), jobs in {out}"

@@ -55,6 +55,8 @@ def history(out: Path, session_id: str) -> tuple[list[dict], str | None]:
 def add_turns(out: Path, session_id: str, job_id: str, turns: list[dict], persona: str | None, spoken: bool) -> None:
     """A finished job's questions and replies, as the session's next turns."""
     session = _open(out, session_id)
+    if any(r.get("job") == job_id for r in session.records):
+        return  # recorded before the server was killed, and the job run again
     if persona is not None and persona != chats.persona(session.records):
         session.add({"type": "persona", "persona": persona})
     for t in turns:

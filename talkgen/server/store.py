@@ -68,6 +68,7 @@ class Store:
         self.jobs: dict[str, Served] = {}
         self.lock = threading.RLock()
         (state_dir(out) / "jobs").mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(state_dir(out) / "incoming", ignore_errors=True)  # uploads a killed server was still reading
         for path in sorted((state_dir(out) / "jobs").glob("*/job.json")):
             try:
                 job = Served(**json.loads(path.read_text(encoding="utf-8")))
