@@ -112,7 +112,7 @@ function onEvent(turn, name, data) {
       break;
     case "done":
       finish(turn, data.job);
-      // No live stream was ever announced (a job re-run from its cache): play the file.
+      // No live stream was announced (a job re-run from its cache), or it could not be played.
       if (!turn.live || (turn.liveFailed && current === turn)) autoplay(turn);
       refreshJobs();
       break;

@@ -2,6 +2,8 @@
 import { authHeaders, jobPath, mediaUrl } from "./api.js";
 
 let hls = null;
+const PLAYLIST_TRIES = 10;
+const PLAYLIST_RETRY_MS = 500;
 
 function detach(video) {
   if (hls) {
@@ -26,7 +28,7 @@ function start(video) {
 // starts by default: the answer's beginning matters). hls.js over Media Source Extensions is
 // preferred where it works, since it can send the token as a header on every request; native
 // HLS (Safari, iOS) gets it in the query. onFail() is called if the stream cannot be played.
-function playLive(video, path, onFail) {
+function playLive(video, path, onFail, tries = 0) {
   detach(video);
   const Hls = window.Hls;
   if (Hls && Hls.isSupported()) {
@@ -39,6 +41,12 @@ function playLive(video, path, onFail) {
     const mine = hls;
     hls.on(Hls.Events.ERROR, (_event, data) => {
       if (!data.fatal || hls !== mine) return;
+      if (data.details === Hls.ErrorDetails.MANIFEST_LOAD_ERROR && tries < PLAYLIST_TRIES) {
+        // hls.js does not retry a 404, and the first chunk's event may come a moment before
+        // the playlist lists that chunk.
+        setTimeout(() => hls === mine && playLive(video, path, onFail, tries + 1), PLAYLIST_RETRY_MS);
+        return;
+      }
       detach(video);
       onFail(data.details);
     });
