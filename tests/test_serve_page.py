@@ -77,7 +77,8 @@ def test_typed_question_streams_the_reply_and_plays_the_live_video(conversation)
     page = conversation["page"]
     wait_playing(page, 0)
     # Played from the live stream through hls.js (a Media Source blob), not the finished file.
-    assert page.evaluate("document.querySelector('video').src").startswith("blob:")
+    src = page.evaluate("document.querySelector('video').src")
+    assert src.startswith("blob:"), f"the video played {src}, not the live stream: did the job write live.m3u8 (the streaming sequencer)?"
     assert wait_done(page, 0) == "done"
     reply = page.locator("#turns > li .reply").first.text_content()
     assert len(reply.split()) >= 2
