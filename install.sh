@@ -4,12 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+sudo_cmd=""
+[ "$(id -u)" = 0 ] || sudo_cmd="sudo"
 need_ffmpeg=0
 command -v ffmpeg >/dev/null 2>&1 || need_ffmpeg=1
 command -v ffprobe >/dev/null 2>&1 || need_ffmpeg=1
 if [ "$need_ffmpeg" = 1 ]; then
-  sudo_cmd=""
-  [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
   if command -v apt-get >/dev/null 2>&1; then
     $sudo_cmd apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq ffmpeg >/dev/null
@@ -20,6 +20,14 @@ if [ "$need_ffmpeg" = 1 ]; then
   else
     echo "install.sh: install ffmpeg (with libx264 and aac) with your package manager, then run me again" >&2
     exit 1
+  fi
+fi
+# The serve page's browser tests drive the system's Chromium through Playwright (whose own
+# browser download is not used). Debian has a `chromium` package; elsewhere it may not install.
+if ! command -v chromium >/dev/null 2>&1; then
+  if ! { command -v apt-get >/dev/null 2>&1 && $sudo_cmd apt-get update -qq &&
+         DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null; }; then
+    echo "install.sh: chromium did not install: the serve page's browser tests (tests/test_serve_page.py) will be skipped; install it with your package manager" >&2
   fi
 fi
 
