@@ -38,7 +38,7 @@ _children: set = set()  # subprocess.Popen objects
 _temporaries: set[Path] = set()  # files being written under a temporary name (job.atomic_path)
 _lock = threading.RLock()  # reentrant: a second signal's handler may run in the main thread inside track()
 _stopping: int = 0  # the signal being handled, 0 when none
-_clock = -1  # the write end of the grace period's pipe while handling() runs (see _grace)
+_clock = (-1, 0)  # the write end of the grace period's pipe while handling() runs, and the pid it is for (see _grace)
 _defer = 0  # depth of deferred() blocks in the main thread
 _pending = 0  # a signal that came during one, raised at its end
 P = TypeVar("P")
@@ -144,8 +144,10 @@ def _first(signum: int, frame) -> None:
     _stopping = signum
     for sig in (*SIGNALS, signal.SIGINT):
         signal.signal(sig, _now)
-    with contextlib.suppress(OSError):  # the clock's pipe is new and empty: this never blocks
-        os.write(_clock, bytes([signum]))
+    fd, pid = _clock
+    if pid == os.getpid():  # not in a fork without exec: that would start its parent's clock
+        with contextlib.suppress(OSError):  # the clock's pipe is new and empty: this never blocks
+            os.write(fd, bytes([signum]))
     if _defer:
         _pending = signum
         return
@@ -286,7 +288,8 @@ def handling() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    read_end, _clock = os.pipe()
+    read_end, write_end = os.pipe()
+    _clock = (write_end, os.getpid())
     threading.Thread(target=_grace, args=(read_end,), name="talkgen-grace", daemon=True).start()
     saved = {sig: signal.getsignal(sig) for sig in (*SIGNALS, signal.SIGINT)}
     for sig in SIGNALS:
@@ -296,6 +299,6 @@ def handling() -> Iterator[None]:
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-        os.close(_clock)  # the clock stops: the stop, if any, finished in time
-        _clock = -1
+        os.close(write_end)  # the clock stops: the stop, if any, finished in time
+        _clock = (-1, 0)
         _stopping = _pending = 0

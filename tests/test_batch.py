@@ -17,7 +17,14 @@ import video_fixtures
 SAY = ["--say", "--size", "96", "render.max_chunk_s=1", "render.min_chunk_s=0.5"]
 
 
-def talkgen(args, cwd):
+def talkgen(args, cwd, timeout=600, **kw):
+    """A batch that runs is about its process: it hands the real stdout to its results and sends the
+    rest of stdout to stderr for good (cli._results_only_on_stdout)."""
+    return subprocess.run([sys.executable, "-m", "talkgen", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def in_process(args, cwd):
+    """A render, or a batch refused before it runs a job: in the test's process (tests/incli.py)."""
     return incli.talkgen(args, cwd)
 
 
@@ -100,7 +107,7 @@ def test_a_job_made_ahead_is_the_video_a_render_of_its_own_makes(mixed):
     """ask2's reply and speech were made by the look-ahead, beside ask1's rendering, with the LLM
     and the voice warm from ask1: the same reply, speech and video as a render on its own."""
     d, _ = mixed
-    proc = talkgen(["render", "in/ask2.txt", "-o", "alone.mp4", "--job-dir", "alone", "--size", "96",
+    proc = in_process(["render", "in/ask2.txt", "-o", "alone.mp4", "--job-dir", "alone", "--size", "96",
                     "llm.max_reply_words=6"], d)
     assert proc.returncode == 0, proc.stderr
     job = d / "videos" / ".talkgen-batch" / "jobs" / "ask2"
@@ -141,7 +148,7 @@ def test_a_warm_voice_says_each_job_as_a_render_of_its_own_does(tmp_path):
     for name in ("a", "b"):
         (tmp_path / "in" / f"{name}.txt").write_text("The same two sentences. Said twice by one voice.\n")
     assert talkgen(["batch", "in", "-o", "out", *SAY], tmp_path).returncode == 0
-    alone = talkgen(["render", "in/a.txt", "-o", "alone.mp4", "--job-dir", "alone", *SAY], tmp_path)
+    alone = in_process(["render", "in/a.txt", "-o", "alone.mp4", "--job-dir", "alone", *SAY], tmp_path)
     assert alone.returncode == 0, alone.stderr
     jobs = tmp_path / "out" / ".talkgen-batch" / "jobs"
     said = [(jobs / n / "speech.wav").read_bytes() for n in ("a", "b")]
@@ -183,7 +190,7 @@ def test_bad_jobs_fail_alone_with_their_reason(tmp_path):
 def test_a_bad_jobs_file_is_refused_before_any_job(tmp_path, jobs, expect):
     scripts(tmp_path, 2)
     (tmp_path / "jobs.yaml").write_text(jobs)
-    proc = talkgen(["batch", "jobs.yaml", "-o", "out", "--say"], tmp_path)
+    proc = in_process(["batch", "jobs.yaml", "-o", "out", "--say"], tmp_path)
     assert proc.returncode == 2 and expect in one_error_line(proc), proc.stderr
     assert not (tmp_path / "out").exists()  # nothing half-written
 
@@ -198,7 +205,7 @@ def test_bad_command_lines_are_refused_before_any_job(tmp_path):
         (["in", "-o", "out.mp4"], "looks like a video"),
         (["in", "-o", "out", "--ray", "127.0.0.1:1"], "no Ray cluster at --ray 127.0.0.1:1"),
     ]:
-        proc = talkgen(["batch", *args], tmp_path)
+        proc = in_process(["batch", *args], tmp_path)
         assert proc.returncode == 2 and expect in one_error_line(proc), (args, proc.stderr)
     assert not (tmp_path / "out").exists()
 
@@ -208,9 +215,8 @@ def test_a_second_batch_on_the_same_folder_refuses_in_one_line(tmp_path):
 
     scripts(tmp_path / "in", 1)
     (tmp_path / "out").mkdir()
-    with BatchLock(tmp_path / "out"):  # the lock a running batch holds: this process's, so the batch is another
-        proc = subprocess.run([sys.executable, "-m", "talkgen", "batch", "in", "-o", "out", "--say"], cwd=tmp_path,
-                              capture_output=True, text=True)
+    with BatchLock(tmp_path / "out"):  # the lock a running batch holds
+        proc = talkgen(["batch", "in", "-o", "out", "--say"], tmp_path)
     line = one_error_line(proc)
     assert proc.returncode == 2 and "being written by another talkgen batch" in line and str(os.getpid()) in line
     assert not list((tmp_path / "out").glob("*.mp4"))
@@ -218,12 +224,12 @@ def test_a_second_batch_on_the_same_folder_refuses_in_one_line(tmp_path):
 
 def test_dry_run_prints_the_cost_and_the_jobs_and_renders_nothing(tmp_path):
     scripts(tmp_path / "in", 3)
-    proc = talkgen(["batch", "in", "-o", "out", "--say", "--dry-run"], tmp_path)
+    proc = in_process(["batch", "in", "-o", "out", "--say", "--dry-run"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "3 job(s), about" in proc.stderr and "video minutes" in proc.stderr and "GPU-hours" in proc.stderr
     rows = [line.split("\t") for line in proc.stdout.splitlines()]
     assert [r[0] for r in rows] == ["q0", "q1", "q2"] and all(r[3] == "to render" for r in rows)
-    proc = talkgen(["batch", "in", "-o", "out", "--say", "--dry-run", "--json"], tmp_path)
+    proc = in_process(["batch", "in", "-o", "out", "--say", "--dry-run", "--json"], tmp_path)
     planned = json.loads(proc.stdout)
     assert planned["cost"]["jobs"] == 3 and planned["cost"]["video_s"] > 0 and planned["cost"]["gpu_hours"] == 0
     assert not (tmp_path / "out").exists()
@@ -324,7 +330,7 @@ def test_a_two_rank_avatar_is_launched_and_loaded_once_per_worker_whatever_the_p
         assert timing["loads"] == 1 and timing["jobs"] == i + 1  # every rank loaded the back end once
     # Each job its own portrait, the same frames as a render of its own.
     for name, extra in (("q1", ["--portrait", "mirrored.png"]), ("q2", [])):
-        proc = talkgen(["render", f"in/{name}.txt", "-o", f"{name}.mp4", *SAY, *extra, "render.engine=tp-test", "render.nproc=2", "-q"],
+        proc = in_process(["render", f"in/{name}.txt", "-o", f"{name}.mp4", *SAY, *extra, "render.engine=tp-test", "render.nproc=2", "-q"],
                        tmp_path)
         assert proc.returncode == 0, proc.stderr
         assert video_fixtures.frame_hashes(tmp_path / f"{name}.mp4") == video_fixtures.frame_hashes(tmp_path / "out" / f"{name}.mp4")

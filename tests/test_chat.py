@@ -35,6 +35,16 @@ def ignore_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def kill(child: pexpect.spawn) -> None:
+    """SIGKILL a chat, wait until it is gone, then close its terminal. Without the wait, close()
+    gave up ("Could not terminate the child") on a loaded machine, where a process of a GB or more
+    can take longer to exit than the half second pexpect allows it."""
+    if child.isalive():
+        child.kill(signal.SIGKILL)
+        child.wait()
+    child.close(force=True)
+
+
 def spawn(args: list[str], cwd: Path, env: dict | None = None, **kw) -> pexpect.spawn:
     # The first start in a test session converts the bundled LLM once (about 20 s).
     child = pexpect.spawn(sys.executable, ["-m", "talkgen", "chat", *args], cwd=str(cwd), env=env or dict(os.environ),
@@ -42,8 +52,7 @@ def spawn(args: list[str], cwd: Path, env: dict | None = None, **kw) -> pexpect.
     try:
         child.expect_exact(PROMPT)
     except BaseException:  # no prompt: the chat is not left running
-        child.kill(signal.SIGKILL)
-        child.close(force=True)
+        kill(child)
         raise
     return child
 
@@ -210,9 +219,7 @@ def stop_chats(chats: list[pexpect.spawn], gate: Path) -> None:
     import time
 
     for child in chats:
-        if child.isalive():
-            child.kill(signal.SIGKILL)
-        child.close(force=True)
+        kill(child)
     pids = [int(f.name.split("-")[1]) for f in gate.glob("started-*")]
     deadline = time.monotonic() + 10
     while pids and time.monotonic() < deadline:
@@ -276,8 +283,7 @@ def test_ctrl_c_stops_a_reply_then_a_render_and_a_crash_loses_only_the_clip_in_f
             started.unlink()
         ask(child, "Bye!")
         wait_for_an_encoder(gate)
-        child.kill(signal.SIGKILL)
-        child.close()
+        kill(child)
         records = jsonl(tmp_path / "s" / "history.jsonl")
         assert [(r["type"], r["turn"]) for r in records] == [("turn", 1), ("clip_stopped", 1), ("turn", 2)]
         assert records[0]["question"] == "Hi!" and records[2]["question"] == "Bye!"

@@ -14,8 +14,9 @@ import textwrap
 import time
 from pathlib import Path
 
-import incli
 import pytest
+
+import incli
 
 pytestmark = pytest.mark.slow
 
