@@ -73,18 +73,24 @@ def test_shift_enter_makes_a_new_line_and_enter_asks(conversation):
     assert page.locator("#turns > li .question").first.text_content().startswith(QUESTION)
 
 
-def test_typed_question_streams_the_reply_and_plays_the_live_video(conversation):
+def test_typed_question_streams_the_reply_and_plays_the_video(conversation):
     page = conversation["page"]
     wait_playing(page, 0)
-    # Played from the live stream through hls.js (a Media Source blob), not the finished file.
-    src = page.evaluate("document.querySelector('video').src")
-    assert src.startswith("blob:"), f"the video played {src}, not the live stream: did the job write live.m3u8 (the streaming sequencer)?"
+    conversation["first_src"] = page.evaluate("document.querySelector('video').src")
     assert wait_done(page, 0) == "done"
     reply = page.locator("#turns > li .reply").first.text_content()
     assert len(reply.split()) >= 2
     lengths = marks(page)["lengths"][0]
     assert len(lengths) >= 2, f"the reply arrived in one piece, not streamed: {lengths}"
     assert lengths[-1] == len(reply)
+
+
+@pytest.mark.xfail(strict=True, reason="no job writes live.m3u8 until the streaming sequencer (issue 24) lands; "
+                   "then this passes, strict makes the suite say so, and the mark goes")
+def test_the_first_answer_played_from_the_live_stream(conversation):
+    # Played from the live stream through hls.js (a Media Source blob), not the finished file.
+    src = conversation["first_src"]
+    assert src.startswith("blob:"), f"the video played {src}, not the live stream: did the job write live.m3u8?"
 
 
 def test_an_earlier_turn_replays_from_its_video(conversation):
