@@ -165,7 +165,10 @@ def wait_playing(page, turn: int, timeout_s: float = 120, advance_s: float = 0.5
     """Waits until the video shows `turn` and its currentTime has advanced by advance_s."""
     page.wait_for_function(f"document.querySelectorAll('#turns > li')[{turn}]?.classList.contains('playing')", timeout=timeout_s * 1000)
     start = page.evaluate("document.querySelector('video').currentTime")
-    page.wait_for_function(f"document.querySelector('video').currentTime > {start + advance_s}", timeout=timeout_s * 1000)
+    # A short answer can play to its end before `start` is read (a loaded machine polls slowly): an
+    # ended video whose clock got past advance_s has played too.
+    page.wait_for_function(f"(v => v.currentTime > {start + advance_s} || (v.ended && v.currentTime > {advance_s}))"
+                           "(document.querySelector('video'))", timeout=timeout_s * 1000)
 
 
 def wait_done(page, turn: int, timeout_s: float = 300) -> str:
