@@ -165,7 +165,11 @@ def test_killed_render_resumes_at_the_first_missing_chunk_and_matches(long_rende
     assert not (d / "cut.mp4").exists()
     # Resumed with a longer rank timeout, as after a rank that went silent: a setting that says
     # how to run, not what the frames are, so the finished chunks are kept.
-    talkgen(*args, "render.collective_timeout_s=120", "-o", "cut.mp4", "--job-dir", "cut", cwd=d)
+    # A process of its own, as a user's resume is: run in this process it starts at once, while
+    # the killed render's orphaned ffmpeg encoders may still be writing their temporary chunks.
+    resumed = subprocess.run([sys.executable, "-m", "talkgen", *args, "render.collective_timeout_s=120", "-o", "cut.mp4",
+                              "--job-dir", "cut"], cwd=d, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
     assert not list((d / "cut").rglob(".*.tmp-*")), "half-written files were left behind"
     report = json.loads((d / "cut.report.json").read_text())
     render = next(s for s in report["stages"] if s["name"] == "render")
