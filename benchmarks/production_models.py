@@ -37,18 +37,6 @@ LLAMA_REDUCED = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2
 F5_V1_BASE = "F5TTS_v1_Base"  # the config f5-tts ships, named by the recipe as gpu-1x names it
 F5_REDUCED = {"dim": 256, "depth": 4, "heads": 4, "ff_mult": 2, "text_dim": 128, "text_mask_padding": True, "qk_norm": None,
               "conv_layers": 2, "pe_attn_head": None}
-# charactr/vocos-mel-24khz's config.yaml.
-VOCOS_MEL_24KHZ = """\
-feature_extractor:
-  class_path: vocos.feature_extractors.MelSpectrogramFeatures
-  init_args: {sample_rate: 24000, n_fft: 1024, hop_length: 256, n_mels: 100, padding: center}
-backbone:
-  class_path: vocos.models.VocosBackbone
-  init_args: {input_channels: 100, dim: 512, intermediate_dim: 1536, num_layers: 8}
-head:
-  class_path: vocos.heads.ISTFTHead
-  init_args: {dim: 512, n_fft: 1024, hop_length: 256, padding: center}
-"""
 
 
 def _built_on(device: str, dtype=None):
@@ -109,9 +97,8 @@ def f5(root: Path, reduced: bool) -> dict:
     import tiny_f5
 
     if reduced:
-        vocos = VOCOS_MEL_24KHZ.replace("dim: 512, intermediate_dim: 1536, num_layers: 8", "dim: 128, intermediate_dim: 384, num_layers: 2")
-        return tiny_f5.build(root, arch=F5_REDUCED, vocos=vocos.replace("{dim: 512,", "{dim: 128,"), name="v1_reduced")
-    return tiny_f5.build(root, arch=F5_V1_BASE, vocos=VOCOS_MEL_24KHZ, name="v1_Base")
+        return tiny_f5.build(root, arch=F5_REDUCED, vocos=tiny_f5.vocos_config(128, 384, 2), name="v1_reduced")
+    return tiny_f5.build(root, arch=F5_V1_BASE, vocos=tiny_f5.vocos_config(512, 1536, 8), name="v1_Base")
 
 
 def weights_mib(module) -> float:

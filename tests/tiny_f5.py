@@ -10,17 +10,24 @@ from pathlib import Path
 ARCH = {"dim": 64, "depth": 2, "heads": 2, "dim_head": 32, "ff_mult": 2, "text_dim": 32, "text_mask_padding": True,
         "conv_layers": 1, "pe_attn_head": None}
 
-VOCOS_CONFIG = """\
+
+def vocos_config(dim: int, intermediate_dim: int, num_layers: int) -> str:
+    """A Vocos config.yaml laid out as charactr/vocos-mel-24khz's (24 kHz, 100 mels, hop 256), at
+    another size: that model is vocos_config(512, 1536, 8)."""
+    return f"""\
 feature_extractor:
   class_path: vocos.feature_extractors.MelSpectrogramFeatures
-  init_args: {sample_rate: 24000, n_fft: 1024, hop_length: 256, n_mels: 100, padding: center}
+  init_args: {{sample_rate: 24000, n_fft: 1024, hop_length: 256, n_mels: 100, padding: center}}
 backbone:
   class_path: vocos.models.VocosBackbone
-  init_args: {input_channels: 100, dim: 32, intermediate_dim: 64, num_layers: 1}
+  init_args: {{input_channels: 100, dim: {dim}, intermediate_dim: {intermediate_dim}, num_layers: {num_layers}}}
 head:
   class_path: vocos.heads.ISTFTHead
-  init_args: {dim: 32, n_fft: 1024, hop_length: 256, padding: center}
+  init_args: {{dim: {dim}, n_fft: 1024, hop_length: 256, padding: center}}
 """
+
+
+VOCOS_CONFIG = vocos_config(32, 64, 1)
 
 
 def build(root: Path, seed: int = 0, arch: dict | str = ARCH, vocos: str = VOCOS_CONFIG, name: str = "tiny") -> dict[str, Path]:
