@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -98,6 +99,7 @@ def main() -> int:
     check(f"tp-test render, render.python, 1 rank ({backend})", lambda: _render(work, cpu, 1, python=sys.executable))
     check(f"warm worker: 2 jobs, 1 rank group ({backend})", lambda: _batch(work, cpu))
     check("doctor --json (gpu-1x, render.python)", lambda: _doctor(work, outdir))
+    shutil.rmtree(work, ignore_errors=True)  # gigabytes of random weights are built there
     return 0 if all(r["ok"] for r in rows) else 1
 
 
@@ -187,8 +189,6 @@ def _llama_3b(work: Path, device: str, reduced: bool) -> dict:
     """Llama 3.2 3B Instruct's folder through talkgen's loader, replying with gpu-1x's settings
     (bfloat16, 200 new tokens at most), cold and then warm. Reduced (on a CPU), float32 as the
     tests run it, 50 tokens."""
-    import shutil
-
     from production_models import llama, weights_mib
 
     from talkgen.engines.llm import load_llm
@@ -215,8 +215,6 @@ def _f5_base(work: Path, device: str, reduced: bool) -> dict:
     """F5-TTS v1 Base and Vocos through talkgen's loader, cloning examples/question.wav with
     gpu-1x's settings (32 steps, classifier-free guidance 2.0), cold and then warm. Reduced (on
     a CPU), 8 steps, once."""
-    import shutil
-
     import tiny_f5
     from production_models import f5, weights_mib
 
@@ -331,8 +329,6 @@ def _doctor(work: Path, outdir: Path) -> dict:
     """doctor on this machine, and what nvidia-smi prints for the query talkgen.gpus makes, kept
     beside gpu_check.json: the doctor fixtures in tests/data/doctor/ were written by hand."""
     from talkgen.gpus import QUERY
-
-    import shutil
 
     if shutil.which("nvidia-smi"):
         smi = subprocess.run(["nvidia-smi", f"--query-gpu={QUERY}", "--format=csv,noheader,nounits"], capture_output=True, text=True)
