@@ -76,7 +76,7 @@ def _pip(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args], check=True)
 
 
-def _one(folder: Path, requirement: str) -> Path:
+def _one(folder: Path, requirement: str) -> Path | None:
     """The wheel of requirement in folder, or None."""
     name, version = requirement.split("==")
     stem = f"{name.replace('-', '_').lower()}-{version}-"
@@ -127,15 +127,12 @@ def ffmpeg(cache: Path, into: Path) -> list[Path]:
     return out
 
 
-def tracked_bytes() -> int:
-    names = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
-    return sum((ROOT / n.decode()).stat().st_size for n in names if n and (ROOT / n.decode()).is_file())
-
-
-def untracked_bytes() -> int:
-    """Untracked files git does not ignore: they travel too."""
-    names = subprocess.run(["git", "ls-files", "-z", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, check=True).stdout
-    return sum((ROOT / n.decode()).stat().st_size for n in names.split(b"\0") if n and (ROOT / n.decode()).is_file())
+def listed_bytes(*which: str) -> int:
+    """The size of the files `git ls-files` lists (tracked; with --others --exclude-standard, the
+    untracked ones git does not ignore, which travel too)."""
+    names = subprocess.run(["git", "ls-files", "-z", *which], cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
+    paths = [ROOT / n.decode() for n in names if n]
+    return sum(p.stat().st_size for p in paths if p.is_file())
 
 
 def measure() -> int:
@@ -146,7 +143,7 @@ def measure() -> int:
     ignored = subprocess.run(["git", "check-ignore", "-q", str(BUNDLE / "x")], cwd=ROOT).returncode == 0
     for p in files:
         print(f"{p.stat().st_size / 2**20:8.2f} MiB  {p.relative_to(ROOT)}")
-    bundle, tracked, loose = sum(p.stat().st_size for p in files), tracked_bytes(), untracked_bytes()
+    bundle, tracked, loose = sum(p.stat().st_size for p in files), listed_bytes(), listed_bytes("--others", "--exclude-standard")
     total = bundle + tracked + loose
     print(f"{bundle / 2**20:8.2f} MiB  the bundle ({len(files)} files)\n{tracked / 2**20:8.2f} MiB  tracked files\n"
           f"{loose / 2**20:8.2f} MiB  untracked, not ignored\n{total / 2**20:8.2f} MiB  in all, of {LIMIT / 2**20:.0f} MiB")
