@@ -244,11 +244,12 @@ def _mouth_box(path: Path, video: dict) -> tuple[tuple[float, float, float, floa
 
     w, h = int(video.get("width") or 0), int(video.get("height") or 0)
     try:
-        from talkgen.face import find_landmarks
+        from talkgen.face import NoFaceError, find_landmarks
 
         m = find_landmarks(media.first_frame(path, w, h), name=str(path))
-    except (TalkgenError, ValueError):
-        return (0.55, 0.9, 0.3, 0.7), "no face found: the lower middle of the frame", 0.0
+    except (TalkgenError, ValueError) as exc:
+        why = "no face found" if isinstance(exc, NoFaceError) else str(exc)  # or no face finder (OpenCV 5)
+        return (0.55, 0.9, 0.3, 0.7), f"{why}: the lower middle of the frame", 0.0
     mw = max(4.0, m.mouth_right[0] - m.mouth_left[0])
     top = max(0.0, (m.upper_lip_top - 0.3 * mw) / h)
     bottom = min(1.0, max(m.chin_y, m.lower_lip_bottom + 0.3 * mw) / h)

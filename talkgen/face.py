@@ -163,6 +163,8 @@ _cascades: dict[str, "cv2.CascadeClassifier"] = {}
 def _cascade(filename: str) -> "cv2.CascadeClassifier":
     # Loading a cascade parses a large XML file: do it once per process.
     if filename not in _cascades:
+        if not hasattr(cv2, "CascadeClassifier"):
+            raise TalkgenError(f"OpenCV {cv2.__version__} has no Haar cascades (5.x dropped them): install opencv-python-headless<5")
         cc = cv2.CascadeClassifier(cv2.data.haarcascades + filename)
         if cc.empty():
             raise RuntimeError(

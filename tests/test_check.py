@@ -178,3 +178,18 @@ def test_a_back_end_that_does_not_claim_lip_sync_is_not_judged(good):
     assert lines["lip sync"].startswith("skip  ") and "not judged" in lines["lip sync"], proc.stdout
     assert lines["seams"].startswith("fail  ")
     assert proc.stdout.splitlines()[-1].startswith("tp-late.mp4: NOT sound: seams:"), proc.stdout
+
+
+@pytest.mark.slow
+def test_without_a_face_finder_the_mouth_is_the_lower_middle_and_says_why(good, monkeypatch):
+    """On OpenCV 5 (no Haar cascades) check still runs, and says why it could not find the mouth."""
+    import cv2
+
+    from talkgen import check, face, media
+
+    monkeypatch.delattr(cv2, "CascadeClassifier")
+    monkeypatch.setattr(face, "_cascades", {})
+    video = next(s for s in media.probe(good / "out.mp4")["streams"] if s["codec_type"] == "video")
+    box, how, mouth_px = check._mouth_box(good / "out.mp4", video)
+    assert box == (0.55, 0.9, 0.3, 0.7) and mouth_px == 0.0
+    assert how.startswith("OpenCV ") and "install opencv-python-headless<5: the lower middle of the frame" in how

@@ -126,7 +126,7 @@ def test_t4_has_no_bf16_and_too_little_memory_for_liveavatar(tmp_path):
     assert found["precision"]["status"] == "fail"
     assert "Tesla T4 (compute 7.5) has no native bf16" in found["precision"]["detail"]
     assert "render.liveavatar.fp8=false" in found["precision"]["fix"]
-    assert "GPU 0 (Tesla T4) needs 59.5 GiB at its peak (the largest of stt whisper-large-v3 3.5, llm llama-3.2-3b-instruct 7.2, " \
+    assert "GPU 0 (Tesla T4) needs 59.5 GiB at its peak (the largest of stt whisper-large-v3 6.9, llm llama-3.2-3b-instruct 7.2, " \
         "tts f5tts-v1-base 0.8, avatar liveavatar 58.0 (in turn) + reserve 1.5) of its 15.0 GiB" in found["gpu fit"]["detail"]
     # The CPU recipe does not care what the GPU can do.
     proc = doctor("--json", env=env)

@@ -7,6 +7,8 @@ render to a video, and a missing reference transcript is made by talkgen's own S
 """
 
 import json
+import subprocess
+import sys
 import wave
 
 import numpy as np
@@ -21,6 +23,16 @@ from talkgen.errors import TalkgenError, UsageError
 from talkgen.recipe import load_recipe
 
 QUESTION = ROOT / "examples" / "question.wav"
+
+
+def test_the_model_classes_import_without_the_trainer():
+    """f5_tts.model's __init__ imports the trainer (wandb, datasets), absent on the GPU machine."""
+    code = ("import sys; from talkgen.engines.f5_tts import model_classes; CFM, DiT = model_classes(); "
+            "from f5_tts.model import CFM as again; assert again is CFM; "
+            "print(sorted({'wandb', 'datasets', 'ema_pytorch', 'f5_tts.model.trainer'} & set(sys.modules)))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 @pytest.fixture(scope="module")

@@ -272,3 +272,16 @@ def test_closed_mouth_has_no_gap():
     m = FaceLandmarks.from_json({"face_box": [0, 0, 10, 10], "mouth_left": [2, 7], "mouth_right": [8, 7],
                                  "lip_line_y": 7, "upper_lip_top": 6, "lower_lip_bottom": 8, "chin_y": 9.5})
     assert m.inner_lips == (7.0, 7.0)
+
+
+def test_an_opencv_without_haar_cascades_is_one_line(astronaut, monkeypatch):
+    """OpenCV 5 dropped the Haar cascades (a GPU machine's image may hold it): say what to install."""
+    import cv2
+
+    from talkgen import face
+    from talkgen.errors import TalkgenError
+
+    monkeypatch.delattr(cv2, "CascadeClassifier")
+    monkeypatch.setattr(face, "_cascades", {})
+    with pytest.raises(TalkgenError, match=r"has no Haar cascades \(5.x dropped them\): install opencv-python-headless<5"):
+        find_landmarks(astronaut, name="astronaut.png")

@@ -201,6 +201,31 @@ def checkpoint_state(path: Path) -> dict:
     return {k.removeprefix("ema_model."): v for k, v in raw.items() if k.removeprefix("ema_model.") not in skip}
 
 
+def model_classes() -> tuple[type, type]:
+    """F5-TTS's CFM and DiT, imported without running f5_tts.model's __init__.
+
+    That __init__ imports the trainer, and with it wandb, datasets, accelerate and ema_pytorch,
+    none of which inference uses: seconds of imports at every load, and on the GPU machine,
+    where those packages are not installed and too large to carry, an ImportError. The package
+    is put in sys.modules unexecuted (its submodules import as usual), then given the two
+    classes, so `from f5_tts.model import CFM, DiT` still works after this in the same process.
+    """
+    import importlib.util
+    import sys
+
+    if "f5_tts.model" not in sys.modules:
+        spec = importlib.util.find_spec("f5_tts.model")
+        if spec is None:
+            raise ImportError("f5_tts.model")
+        sys.modules["f5_tts.model"] = importlib.util.module_from_spec(spec)
+    from f5_tts.model.backbones.dit import DiT
+    from f5_tts.model.cfm import CFM
+
+    package = sys.modules["f5_tts.model"]
+    package.CFM, package.DiT = CFM, DiT
+    return CFM, DiT
+
+
 class F5TTS:
     sample_rate = SAMPLE_RATE
 
@@ -211,7 +236,7 @@ class F5TTS:
         import torch
 
         try:
-            from f5_tts.model import CFM, DiT
+            CFM, DiT = model_classes()
         except ImportError:
             raise TalkgenError("F5-TTS is not installed: run ./install.sh (or pip install --build-constraint build-constraints.txt "
                                "'talkgen[production]')") from None

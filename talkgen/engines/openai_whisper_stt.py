@@ -44,7 +44,8 @@ def identity(config: STTConfig) -> dict:
 
 
 def memory_need(config: STTConfig, device: str) -> Need | None:
-    """Its weights in float16 (whisper.transcribe's fp16 on a GPU), counted from the checkpoint."""
+    """Its weights in float32, counted from the checkpoint: whisper.load_model keeps the float16
+    checkpoint's weights in float32, and with fp16 each layer casts its weight as it runs."""
     if device == "cpu":
         return None
     from talkgen.engines.footprint import count_files, param_count, weights_need
@@ -56,7 +57,7 @@ def memory_need(config: STTConfig, device: str) -> Need | None:
         params, source = param_count(name, [local_dir(name) / f"{config.model}.pt"])
     else:
         name, (params, source) = config.model, (count_files([Path(config.model)]), "files")
-    return weights_need("stt", name, device, params, "float16", source)
+    return weights_need("stt", name, device, params, "float32", source)
 
 
 class OpenAIWhisperSTT:
