@@ -150,6 +150,9 @@ function show(turn) {
   for (const t of turns.values()) t.li.classList.toggle("playing", t === turn);
   playJob(turn.id, turn.question.textContent, turn.job, () => {
     turn.liveFailed = true;
+    // The job may have finished while the live playlist was still being retried: its "done"
+    // came before this failure, so nothing else will start its video.
+    if (current === turn && turn.job && turn.job.status === "done") show(turn);
   });
 }
 
