@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import metadata
 from typing import TYPE_CHECKING, Iterator
 
-from talkgen.engines.registry import Backend
+from talkgen.engines.registry import Backend, Settings
 from talkgen.engines.tts import Speech
 from talkgen.errors import TalkgenError, UsageError
 
@@ -97,6 +97,9 @@ class PiperTTS:
         import onnxruntime
         from piper import PiperVoice
 
+        if getattr(self, "_voice", None) is not None and not self._spoken:
+            return  # nothing said since the noise last started
+        self._spoken = False
         # The old session goes first: built beside it, the new one would raise the peak by its
         # size in every job (about 60 MB a job in a warm worker, measured here).
         self._voice = None
@@ -115,6 +118,7 @@ class PiperTTS:
     def speak(self, text: str) -> Iterator[Speech]:
         from piper import SynthesisConfig
 
+        self._spoken = True
         syn = SynthesisConfig(length_scale=self.config.length_scale, volume=0.9)
         for chunk in self._voice.synthesize(text, syn_config=syn, include_alignments=True):
             audio = chunk.audio_float_array
@@ -134,4 +138,5 @@ def load(config: TTSConfig, reference: Reference | None = None, recipe: str = "c
 
 
 BACKEND = Backend(kind="tts", names=("piper",), identity=identity, check=check, load=load, memory=None,
-                  formats=None, doctor=None, avatar=None)
+                  formats=None, doctor=None, avatar=None,
+                  settings=Settings(output=("voice", "length_scale", "seed"), reload=("voice", "seed")))

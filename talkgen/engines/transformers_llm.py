@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from talkgen.engines.registry import Backend
+from talkgen.engines.registry import Backend, Settings
 from talkgen.errors import TalkgenError, UsageError
 
 if TYPE_CHECKING:
@@ -389,4 +389,8 @@ def load(config: LLMConfig, on_status: Callable[[str], None] | None = None, reci
 
 
 BACKEND = Backend(kind="llm", names=("transformers",), identity=identity, check=None, load=load, memory=memory_need,
-                  formats=formats, doctor=None, avatar=None)
+                  formats=formats, doctor=None, avatar=None,
+                  settings=Settings(
+    output=("model", "dtype", "weights", "device", "persona", "max_reply_words", "max_new_tokens", "temperature", "top_p",
+            "repetition_penalty", "seed", "context_tokens"),
+    reload=("model", "dtype", "weights", "device")))

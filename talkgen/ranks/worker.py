@@ -85,13 +85,13 @@ def _next_message(group_root: Path, done: set[int]) -> dict:
         time.sleep(POLL_S)
 
 
-def _engine_key(recipe_dict: dict, portrait: dict) -> str:
-    """What the loaded back end depends on: its settings and the portrait. The chunk folder
-    (where large continuity state goes) is set per job without a reload."""
-    render = dict(recipe_dict["render"])
-    for k in ("gpus", "collective_timeout_s", "max_chunk_s", "min_chunk_s", "crf", "preset", "portrait", "python", "launcher"):
-        render.pop(k, None)
-    return json.dumps([render, portrait["sha256"]], sort_keys=True, default=str)
+def _engine_key(recipe, portrait: dict) -> str:
+    """What the loaded back end depends on: the settings it declares it reads at load, and the
+    portrait. The chunk folder (where large continuity state goes) is set per job without a reload."""
+    from talkgen.engines.registry import reload_settings
+
+    c = recipe.render
+    return json.dumps([c.engine, reload_settings("avatar", c), portrait["sha256"]], sort_keys=True, default=str)
 
 
 def serve(group_root: Path, rank: int, world_size: int, local_rank: int, started: float) -> None:
@@ -134,7 +134,7 @@ def serve(group_root: Path, rank: int, world_size: int, local_rank: int, started
                      "seq": seq}
             req = job["request"]
             recipe = recipe_from_dict(req["recipe"])
-            key = _engine_key(req["recipe"], req["portrait"])
+            key = _engine_key(recipe, req["portrait"])
             if key != engine_key:
                 engine = None  # the old one goes before the new one loads: they may not both fit
                 engine = load_avatar(recipe.render, from_launcher(req["portrait"]), rank=rank, world_size=world_size,
