@@ -66,9 +66,10 @@ def plain_render(args: list[str], out: Path) -> float:
 
 def renders(d: Path, name: str, args: list[str], rows: list, first_target: str, ratio: bool) -> None:
     # Warm-up: the page cache, the LLM's one-time conversion. Each timed run gets a fresh job.
-    plain_render(args, d / f"{name}-warm.mp4")
-    plain = [plain_render(args, d / f"{name}-plain{i}.mp4") for i in range(2)]
-    lives = [live_render(args, d / f"{name}-live{i}.mp4") for i in range(2)]
+    file = name.split()[0].replace(".", "-")
+    plain_render(args, d / f"{file}-warm.mp4")
+    plain = [plain_render(args, d / f"{file}-plain{i}.mp4") for i in range(2)]
+    lives = [live_render(args, d / f"{file}-live{i}.mp4") for i in range(2)]
     first = min(f for f, _, _ in lives if f is not None)
     wall = min(w for _, w, _ in lives)
     report = lives[0][2]

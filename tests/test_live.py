@@ -109,3 +109,17 @@ def test_sound_and_picture_stay_together_at_every_segment_boundary(live):
             for c in plan["chunks"][:-1]]
     measured = [lag for lag, _ in filter(None, lags)]
     assert len(measured) >= 3 and max(abs(x) for x in measured) <= 40, lags
+
+
+def test_a_recorded_question_streams_too(tmp_path):
+    """transcribe -> reply -> speak -> plan -> render side by side: the reply's sentences go to the
+    voice as the LLM writes them, from the transcript the stage before it made."""
+    question = Path(__file__).resolve().parents[1] / "examples" / "question.wav"
+    proc = subprocess.run([sys.executable, "-m", "talkgen", "render", str(question), "--size", "64", "llm.max_reply_words=12",
+                           "-q", "-o", "q.mp4", "--job-dir", "qjob", "--live"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    listed, ended = entries(tmp_path / "q.m3u8")
+    assert ended and len(listed) == len(json.loads((tmp_path / "qjob" / "plan.json").read_text())["chunks"])
+    report = json.loads((tmp_path / "q.report.json").read_text())
+    assert report["overlapped"] and [s["name"] for s in report["stages"]][:3] == ["transcribe", "reply", "speak"]
+    assert media.frame_hashes(tmp_path / "q.m3u8") == media.frame_hashes(tmp_path / "q.mp4")

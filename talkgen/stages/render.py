@@ -168,7 +168,7 @@ def _run(ctx: Context) -> StageRecord:
         rec = render_chunks(job, key, iter(ctx.feeds.chunks), engine, track, c.crf, c.preset, on_frames=advance,
                             lookahead_s=traits.lookahead_s, on_finished=lambda ch: ctx.feeds.finished.put(ch.index))
         rec.extra.update(startup_s=round(load_s, 3), load_s=round(load_s, 3))
-        rec.extra.update(python=sys.executable, torch=sys.modules["torch"].__version__ if "torch" in sys.modules else "")
+        rec.extra.update(python=sys.executable, torch=getattr(sys.modules.get("torch"), "__version__", ""))
     ctx.feeds.finished.close()
     plan = ctx.feeds.plan.wait()
     rendered = plan.total_frames - plan.frames_before(rec.extra.get("reused_chunks", 0))

@@ -242,7 +242,7 @@ def _turns(ctx: Context) -> list[str]:
     from talkgen.text.script import paragraphs
 
     if ctx.source.kind == "audio":
-        return [ctx.values["transcript"]["text"]]
+        return [ctx.feeds.transcript.wait()["text"]]
     return paragraphs(ctx.source.text)
 
 
@@ -262,10 +262,10 @@ def _run(ctx: Context) -> StageRecord:
     from talkgen.job import StageRecord
 
     c = ctx.recipe.llm
-    turns = _turns(ctx)
     loads = sum(ctx.engines.loads.values())
-    llm = ctx.engines.llm(c, ctx.recipe.name)
+    llm = ctx.engines.llm(c, ctx.recipe.name)  # while the question is still being heard, when the stages overlap
     loaded = sum(ctx.engines.loads.values()) > loads  # else a worker's LLM, loaded for an earlier job
+    turns = _turns(ctx)
     text = ctx.feeds.text
     # While the voice waits for this reply (its stage runs beside this one), each sentence goes to it as soon as it is decided.
     streamed = (lambda turn, sentence: text.put((turn, sentence))) if ctx.overlapped else None

@@ -212,7 +212,7 @@ def _load(ctx: Context) -> None:
 
 
 def _hand_on(ctx: Context, transcript: dict) -> None:
-    ctx.values["transcript"] = transcript
+    ctx.feeds.transcript.set(transcript)
     if ctx.source.say:
         put_text(ctx.feeds.text, transcript["text"])
 
