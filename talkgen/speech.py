@@ -128,18 +128,19 @@ class LiveTrack(SpeechTrack):
         """The file is in place at `wav`: reads go there from now on."""
         with self._cond:
             self.wav, self.samples, self._done = wav, samples, True
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
-            self._cond.notify_all()
+            self._let_go()
 
     def fail(self, reason: BaseException) -> None:
         with self._cond:
             self._failed = reason
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
-            self._cond.notify_all()
+            self._let_go()
+
+    def _let_go(self) -> None:
+        """The file being written is done with (held: self._cond)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._cond.notify_all()
 
     def wait_for(self, samples: int) -> None:
         from talkgen.feeds import POLL_S, Stopped
