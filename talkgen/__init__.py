@@ -25,8 +25,10 @@ __version__ = "0.1.0"
 def render(script: "str | Path", output: "str | Path", *, recipe: str = "cpu", overrides: Iterable[str] = (),
            say: bool = False, persona: str | None = None, portrait: "str | Path | None" = None,
            voice: "str | Path | None" = None, voice_text: str | None = None, size: int | None = None,
-           job_dir: "str | Path | None" = None, force: Iterable[str] = (), from_stage: str | None = None) -> dict:
-    """Render one video, as `talkgen render`; return its report (also written beside the video)."""
+           job_dir: "str | Path | None" = None, force: Iterable[str] = (), from_stage: str | None = None,
+           live: bool = False) -> dict:
+    """Render one video, as `talkgen render`; return its report (also written beside the video).
+    live: also the HLS playlist beside it, each chunk listed as soon as it is made (as --live)."""
     from pathlib import Path
 
     from talkgen.batching.jobs import build_recipe
@@ -34,7 +36,7 @@ def render(script: "str | Path", output: "str | Path", *, recipe: str = "cpu", o
 
     rec = build_recipe(recipe, list(overrides), size, persona, Path(voice) if voice else None, voice_text)
     return run(RenderRequest(Path(script), Path(output), rec, Path(portrait) if portrait else None,
-                             Path(job_dir) if job_dir else None, list(force), from_stage, say))
+                             Path(job_dir) if job_dir else None, list(force), from_stage, say, live=live))
 
 
 def batch(inputs: "Iterable[str | Path]", output: "str | Path", *, recipe: str = "cpu", overrides: Iterable[str] = (),

@@ -33,11 +33,12 @@ class ChunkFinisher:
     waits to be finished, so encoders cannot pile up behind a fast back end.
     """
 
-    def __init__(self, job_root: Path, key: str):
+    def __init__(self, job_root: Path, key: str, on_finished: Callable[[Chunk], None] | None = None):
         import queue
         import threading
 
         self.job_root, self.key = job_root, key
+        self.on_finished = on_finished  # told of each chunk on disk, in order (on the finisher's thread)
         self.error: BaseException | None = None
         self.wait_s = 0.0  # the back end held up waiting for chunks to finish
         self._pending: queue.Queue = queue.Queue(maxsize=1)
@@ -57,14 +58,23 @@ class ChunkFinisher:
         self._pending.put((encoder, chunk, meta))
         self.wait_s += time.perf_counter() - t
 
+    def announce(self, chunk: Chunk) -> None:
+        """A chunk found on disk (a resumed render): told to on_finished in its turn, after the chunks before it."""
+        if self.on_finished is not None:
+            self._pending.put((None, chunk, None))
+
     def _loop(self) -> None:
         while (item := self._pending.get()) is not None:
             encoder, chunk, meta = item
             if self.error is not None:
-                encoder.abort()
+                if encoder is not None:
+                    encoder.abort()
                 continue
             try:
-                _finish(self.job_root, self.key, encoder, chunk, meta)
+                if encoder is not None:
+                    _finish(self.job_root, self.key, encoder, chunk, meta)
+                if self.on_finished is not None:
+                    self.on_finished(chunk)
             except BaseException as exc:  # noqa: BLE001 - handed to the rendering thread
                 exc.chunk = chunk.index
                 self.error = exc

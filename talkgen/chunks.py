@@ -152,14 +152,15 @@ def _state_lost(continuity: Any) -> bool:
     return path is not None and not path.is_file()
 
 
-def next_chunk(job_root: Path, plan: Plan, key: str, start: int = 0, continuity: Any = None) -> tuple[Chunk | None, Any, int]:
+def next_chunk(job_root: Path, plan: Plan | list[Chunk], key: str, start: int = 0, continuity: Any = None) -> tuple[Chunk | None, Any, int]:
     """From chunk `start` on: (first chunk not done, the continuity to start it with, its position).
+    `plan` may be the chunks cut so far, while the rest of the speech is still being planned.
 
     Where that continuity's state file is gone (a chunk deleted or damaged after the chunks
     behind it had dropped their state), the finished chunks back to the last one whose
     state survives are marked undone and rendered again, so that continuity is never invented.
     """
-    chunks = plan.chunks
+    chunks = plan.chunks if isinstance(plan, Plan) else plan
     incoming = [continuity]  # incoming[j]: the continuity chunk start + j starts from
     for i in range(start, len(chunks)):
         meta = finished_chunk(job_root, chunks[i], key)

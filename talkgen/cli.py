@@ -113,6 +113,8 @@ def render(
     job_dir: Optional[Path] = typer.Option(None, "--job-dir", help="Job directory (default .talkgen/jobs/<output>-<hash>)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bars or summary table."),
     as_json: bool = typer.Option(False, "--json", help="Print the render report (as in the .report.json) on stdout instead of the video's path."),
+    live: bool = typer.Option(False, "--live", help="Also write an HLS playlist (.m3u8, segments in a .live folder) beside the video "
+                                                     "that lists each chunk as soon as it is made: play it while it renders."),
     job: Options | None = None,
 ) -> None:
     """Render a talking-avatar video that answers SCRIPT (or says it, with --say)."""
@@ -126,7 +128,7 @@ def render(
 
     console = _stderr()
     prog = RichProgress(console, enabled=not quiet)
-    request = RenderRequest(script, output, rec, job.portrait, job_dir, job.force, job.from_stage, job.say)
+    request = RenderRequest(script, output, rec, job.portrait, job_dir, job.force, job.from_stage, job.say, live=live)
     try:
         report = run(request, prog)
     except Terminated as exc:

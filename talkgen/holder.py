@@ -31,13 +31,21 @@ def _key(*parts: Any) -> str:
     return json.dumps(parts, sort_keys=True, default=str)
 
 
-def _settings(config, drop: tuple[str, ...] = ()) -> dict:
-    return {k: v for k, v in dataclasses.asdict(config).items() if k not in drop}
+def _loaded_with(kind: str, config) -> str:
+    """What an engine was loaded with: its back end and the settings it declares it reads at load
+    (engines/registry.py Settings.reload); the others it reads from its config at each call."""
+    from talkgen.engines.registry import reload_settings
+
+    return _key(kind, config.engine, reload_settings(kind, config))
 
 
-# LLM settings its engine reads from its config at every call, not at load.
-_LLM_PER_CALL = ("persona", "max_reply_words", "max_new_tokens", "temperature", "top_p", "repetition_penalty", "seed",
-                 "context_tokens")
+def _hand_over(config) -> Callable[[Any], None]:
+    """For an engine kept from an earlier job: the settings it reads at each call are this job's."""
+    def reuse(engine) -> None:
+        if hasattr(engine, "config"):
+            engine.config = config
+
+    return reuse
 
 
 class Engines:
@@ -53,6 +61,8 @@ class Engines:
         self._locks = {role: threading.Lock() for role in ROLES}
         self.loads: dict[str, int] = {}
         self.launches = 0
+        self._portrait: tuple[tuple, Any] | None = None
+        self._portrait_lock = threading.Lock()
 
     def _get(self, role: str, key: str, model: str, load: Callable[[], Any], reuse: Callable[[Any], None] | None = None) -> Any:
         with self._locks[role]:
@@ -79,10 +89,20 @@ class Engines:
         return held is not None
 
     # -- the engines --------------------------------------------------------------------
+    def portrait(self, path: Path | None, size: int):
+        """The portrait, face found and cropped: once, not for every job or turn that shows it."""
+        from talkgen.portrait import load_portrait, portrait_hash
+
+        key = (portrait_hash(path), size)  # by content: a file changed between jobs is found again
+        with self._portrait_lock:
+            if self._portrait is None or self._portrait[0] != key:
+                self._portrait = (key, load_portrait(path, size))
+            return self._portrait[1]
+
     def stt(self, config, recipe: str = "cpu"):
         from talkgen.engines.stt import load_stt
 
-        return self._get("stt", _key(_settings(config)), config.model, lambda: load_stt(config, recipe))
+        return self._get("stt", _loaded_with("stt", config), config.model, lambda: load_stt(config, recipe), _hand_over(config))
 
     def vad(self):
         from talkgen.engines.silero_vad import VAD
@@ -92,18 +112,15 @@ class Engines:
     def llm(self, config, recipe: str = "cpu"):
         from talkgen.engines.llm import load_llm
 
-        def reuse(engine) -> None:
-            engine.config = config  # sampling and length are read per call: the new job's own
-
-        return self._get("llm", _key(_settings(config, _LLM_PER_CALL)), config.model,
-                         lambda: load_llm(config, on_status=lambda m: self.on_status(m), recipe=recipe), reuse)
+        return self._get("llm", _loaded_with("llm", config), config.model,
+                         lambda: load_llm(config, on_status=lambda m: self.on_status(m), recipe=recipe), _hand_over(config))
 
     def tts(self, config, stt_config=None, recipe: str = "cpu", fresh: bool = False):
         """The voice; F5-TTS's reference voice (transcribed with stt_config when it has no text) is part of it.
 
         fresh: a voice already loaded starts its noise and seeds again (engine.fresh()), so that
-        a job speaks as it would in a render of its own; chat's turns go on from each other."""
-        from talkgen.engines.tts import load_tts, tts_identity
+        a job speaks as it would in a render of its own."""
+        from talkgen.engines.tts import load_tts
 
         def load():
             reference = None
@@ -114,11 +131,12 @@ class Engines:
             return load_tts(config, reference, recipe)
 
         def reuse(engine) -> None:
+            _hand_over(config)(engine)
             if fresh and hasattr(engine, "fresh"):
                 engine.fresh()
 
         model = config.model if config.engine == "f5-tts" else config.voice
-        return self._get("tts", _key(tts_identity(config)), model, load, reuse)
+        return self._get("tts", _loaded_with("tts", config), model, load, reuse)
 
     def avatar(self, config, portrait, state_dir: Path | None = None):
         """The avatar in this process (back ends with a world size of 1)."""
@@ -128,8 +146,7 @@ class Engines:
             if hasattr(engine, "state_dir") and state_dir is not None:
                 engine.state_dir = state_dir  # large continuity state goes with the job being rendered
 
-        key = _key(_settings(config, ("gpus", "max_chunk_s", "min_chunk_s", "crf", "preset", "portrait", "python",
-                                      "launcher", "collective_timeout_s")), portrait.sha256)
+        key = _key(_loaded_with("avatar", config), portrait.sha256)
         return self._get("avatar", key, config.engine,
                          lambda: load_avatar(config, portrait, device=config.device, state_dir=state_dir), reuse)
 

@@ -115,6 +115,7 @@ class Job:
         self.root = root
         self._lock_fd: int | None = None
         self.stages: dict[str, StageRecord] = {}
+        self._mutex = threading.Lock()  # stages that overlap record from threads of their own
 
     def path(self, rel: str) -> Path:
         return self.root / rel
@@ -172,12 +173,13 @@ class Job:
             self.stages = {}
 
     def save(self) -> None:
-        data = {
-            "version": 1,
-            "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "stages": {n: r.__dict__ for n, r in self.stages.items()},
-        }
-        write_json_atomic(self.root / MANIFEST, data)
+        with self._mutex:
+            data = {
+                "version": 1,
+                "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "stages": {n: dict(r.__dict__) for n, r in self.stages.items()},
+            }
+            write_json_atomic(self.root / MANIFEST, data)
 
     def is_fresh(self, stage: str, key: str) -> bool:
         """True when `stage` finished with this key and its outputs still verify."""
@@ -191,11 +193,14 @@ class Job:
         return True
 
     def record(self, stage: str, rec: StageRecord) -> None:
-        self.stages[stage] = rec
+        with self._mutex:
+            self.stages[stage] = rec
         self.save()
 
     def forget(self, stage: str) -> None:
-        if self.stages.pop(stage, None) is not None:
+        with self._mutex:
+            gone = self.stages.pop(stage, None)
+        if gone is not None:
             self.save()
 
     def output_hashes(self, rels: list[str]) -> dict[str, str]:

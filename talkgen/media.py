@@ -398,3 +398,110 @@ def first_frame(path: Path, width: int, height: int) -> "np.ndarray":
     if proc.returncode != 0 or len(proc.stdout) != width * height * 3:
         raise TalkgenError(f"cannot decode the first frame of {path}: {proc.stderr.decode(errors='replace').strip() or 'no frame'}")
     return np.frombuffer(proc.stdout, np.uint8).reshape(height, width, 3)
+
+
+# -- the live stream (talkgen/live.py) ---------------------------------------------------------
+# The stream's speech, encoded once as it is spoken: encoded per segment, each piece would start
+# with its own encoder priming (1024 samples, about 21 ms at 48 kHz, 46 ms at 22.05 kHz) and slip.
+LIVE_AUDIO = {"codec": "aac", "bitrate": FINAL_AUDIO["bitrate"], "priming": 1024, "frame": 1024}
+LIVE_START_S = 1.0  # the stream's first video frame; the priming frame before it must not be at a negative time
+
+
+class AacStream:
+    """Mono 16-bit PCM in, as it is known; AAC frames (ADTS) out, read on a thread as ffmpeg makes them.
+
+    Frame i (from 0) holds input samples from i * 1024 - priming: frame 0 is mostly the
+    encoder's priming. close() flushes the last frames out."""
+
+    def __init__(self, sample_rate: int):
+        import threading
+
+        self.sample_rate = sample_rate
+        self.frames: list[bytes] = []
+        self.done = False
+        self.error = ""
+        self._cond = threading.Condition()
+        a = LIVE_AUDIO
+        self._proc = _popen([ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-f", "s16le", "-ar", str(sample_rate), "-ac", "1",
+                             "-i", "pipe:0", "-c:a", a["codec"], "-b:a", a["bitrate"], "-flush_packets", "1", "-f", "adts", "pipe:1"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._reader = threading.Thread(target=self._read, name="talkgen-live-audio", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        out = self._proc.stdout
+        try:
+            while (head := out.read(7)) and len(head) == 7:
+                length = ((head[3] & 3) << 11) | (head[4] << 3) | (head[5] >> 5)  # the ADTS frame's length, header included
+                body = out.read(length - 7)
+                with self._cond:
+                    self.frames.append(head + body)
+                    self._cond.notify_all()
+        finally:
+            rc = self._proc.wait()
+            err = self._proc.stderr.read().decode(errors="replace").strip()
+            with self._cond:
+                self.done = True
+                self.error = "" if rc == 0 else (err.splitlines()[-1] if err else f"exit {rc}")
+                self._cond.notify_all()
+
+    def write(self, pcm: bytes) -> None:
+        try:
+            self._proc.stdin.write(pcm)
+            self._proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            self._reader.join()
+            raise TalkgenError(f"ffmpeg failed while encoding the live stream's audio: {self.error or 'it stopped reading'}") from None
+
+    def end_input(self) -> None:
+        """No more input: the last frames come out."""
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Once every frame is out (after end_input); an error if ffmpeg failed."""
+        self.end_input()
+        self._reader.join()
+        self._proc.stdout.close()
+        self._proc.stderr.close()
+        if self.error:
+            raise TalkgenError(f"ffmpeg failed while encoding the live stream's audio: {self.error}")
+
+    def abort(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        if not self._proc.stdin.closed:
+            try:
+                self._proc.stdin.close()
+            except OSError:
+                pass
+        self._reader.join(timeout=5)
+
+    def wait_frames(self, n: int, stop: "Callable[[], bool]") -> int:
+        """Until n frames are out (or all of them, at the end); how many are."""
+        with self._cond:
+            while len(self.frames) < n and not self.done and not stop():
+                self._cond.wait(0.1)
+            return len(self.frames)
+
+
+def ts_segment(video: Path, adts: bytes, out: Path, video_at: float, audio_at: float) -> None:
+    """An MPEG-TS segment of a live stream: a chunk's video and the AAC frames that play beside it,
+    both copied, at their places on the stream's one timeline (the video from `video_at` s, the
+    audio from `audio_at` s)."""
+    args = [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-y", "-itsoffset", f"{video_at:.6f}", "-i", str(video),
+            "-itsoffset", f"{audio_at:.6f}", "-f", "aac", "-i", "pipe:0", "-map", "0:v", "-map", "1:a", "-c", "copy",
+            "-copyts", "-muxdelay", "0", "-muxpreload", "0", "-f", "mpegts"]
+    with atomic_path(out) as tmp:
+        proc = _popen([*args, str(tmp)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            _, err = proc.communicate(adts)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        if proc.returncode != 0:
+            tail = err.decode(errors="replace").strip().splitlines()
+            raise TalkgenError(f"ffmpeg failed while writing the live segment {out.name}: {tail[-1] if tail else proc.returncode}")

@@ -74,8 +74,10 @@ def release(collect: bool = True) -> None:
     if collect:
         gc.collect()
     torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_initialized():
-        torch.cuda.empty_cache()
+    # Another stage's thread may be importing torch right now: a module half imported has no cuda yet.
+    cuda = getattr(torch, "cuda", None) if torch is not None else None
+    if cuda is not None and getattr(cuda, "is_initialized", lambda: False)():
+        cuda.empty_cache()
 
 
 def gpus_held(recipe) -> int:

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 class StageReport:
     name: str
     cache: str  # "miss" (made now), "hit" (cached) or "ahead" (made for this job by a batch worker's look-ahead)
-    wall_s: float
+    wall_s: float  # from its start to its end; stages that overlap count their waits for the stage before
     engine: str = ""
     version: str = ""
     device: str = "cpu"
@@ -28,8 +28,10 @@ def peak_rss_mb() -> dict:
     return {"talkgen_mb": round(own, 1)}
 
 
-def cost(stages: list[StageReport], gpus: int, gpu_hour_usd: float, video_s: float) -> dict:
-    device_s = sum(s.wall_s for s in stages if s.cache != "hit")
+def cost(stages: list[StageReport], gpus: int, gpu_hour_usd: float, video_s: float, device_s: float | None = None) -> dict:
+    """device_s: the seconds the devices were held, when the stages overlapped (their times would add up to more)."""
+    if device_s is None:
+        device_s = sum(s.wall_s for s in stages if s.cache != "hit")
     gpu_hours = device_s * gpus / 3600
     usd = gpu_hours * gpu_hour_usd
     return {
@@ -42,7 +44,9 @@ def cost(stages: list[StageReport], gpus: int, gpu_hour_usd: float, video_s: flo
     }
 
 
-def build(stages: list[StageReport], speech_s: float, total_s: float, artifacts: dict, output: dict, recipe, gpus: int) -> dict:
+def build(stages: list[StageReport], speech_s: float, total_s: float, artifacts: dict, output: dict, recipe, gpus: int,
+          first_chunk_s: float | None = None, overlapped_s: float | None = None) -> dict:
+    """overlapped_s: how long the stages ran, when they ran side by side."""
     for s in stages:
         s.rtf = round(s.wall_s / speech_s, 4) if speech_s else 0.0
         s.wall_s = round(s.wall_s, 3)
@@ -53,9 +57,11 @@ def build(stages: list[StageReport], speech_s: float, total_s: float, artifacts:
         "video_s": video_s,
         "total_wall_s": round(total_s, 3),
         "total_rtf": round(total_s / speech_s, 4) if speech_s else 0.0,
+        "first_chunk_s": first_chunk_s,
+        "overlapped": overlapped_s is not None,
         "stages": [asdict(s) for s in stages],
         "peak_rss": peak_rss_mb(),
-        "cost": cost(stages, gpus, recipe.cost.gpu_hour_usd, video_s),
+        "cost": cost(stages, gpus, recipe.cost.gpu_hour_usd, video_s, overlapped_s),
         "output": output,
         "artifacts": artifacts,
     }
@@ -69,6 +75,9 @@ def print_table(report: dict, console) -> None:
     total = [["total", "", f"{report['total_wall_s']:.2f} s", f"{report['total_rtf']:.3f}", "", ""]]
     print_rows(console, ["stage", "cache", "time", "x realtime", "engine", "device"], rows,
                title=f"talkgen render ({report['video_s']:.1f} s of video)", right=("time", "x realtime"), end_rows=total)
+    if report.get("first_chunk_s") is not None:
+        side = "; the stages overlapped" if report.get("overlapped") else ""
+        print_line(console, f"first chunk out {report['first_chunk_s']:.2f} s after the start{side}")
     c = report["cost"]
     print_line(console, f"peak memory {report['peak_rss']['talkgen_mb']:.0f} MiB; "
                         f"{c['device_seconds']:.1f} device-seconds, {c['gpu_hours']:.4f} GPU-hours, ${c['cost_usd']:.4f}")

@@ -7,6 +7,8 @@ alignment.json holds every sentence's text and sample range, and every phoneme a
 from __future__ import annotations
 
 import json
+import os
+import threading
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,11 @@ class Sentence:
     end: int
     words: list[tuple[str, int, int]]  # (word, start, end) in samples
 
+    @classmethod
+    def from_dict(cls, s: dict) -> Sentence:
+        """A sentence as alignment.json holds it."""
+        return cls(s["text"], s["paragraph"], s["start"], s["end"], [tuple(w) for w in s["words"]])
+
 
 @dataclass
 class SpeechTrack:
@@ -45,13 +52,24 @@ class SpeechTrack:
     def duration_s(self) -> float:
         return self.samples / self.sample_rate
 
+    @property
+    def complete(self) -> bool:
+        return True
+
+    def wait_for(self, samples: int) -> None:
+        """Until the speech is known up to `samples` (or whole): at once for a finished track."""
+
+    def wait_whole(self) -> SpeechTrack:
+        return self
+
+    def known(self) -> tuple[int, bool]:
+        """(samples known so far, whether that is all of it)."""
+        return self.samples, True
+
     @classmethod
     def load(cls, wav: Path, alignment: Path) -> "SpeechTrack":
         data = json.loads(alignment.read_text(encoding="utf-8"))
-        sentences = [
-            Sentence(s["text"], s["paragraph"], s["start"], s["end"], [tuple(w) for w in s["words"]])
-            for s in data["sentences"]
-        ]
+        sentences = [Sentence.from_dict(s) for s in data["sentences"]]
         return cls(wav, data["sample_rate"], data["samples"], sentences, [tuple(p) for p in data["phonemes"]],
                    bool(data.get("aligned", True)))
 
@@ -70,15 +88,109 @@ class SpeechTrack:
         return out
 
 
+# Where the samples of a WAV written by the wave module start: RIFF, fmt and data headers.
+WAV_DATA_OFFSET = 44
+
+
+class LiveTrack(SpeechTrack):
+    """The speech while the voice makes it: the samples, sentences and phonemes grow, and a
+    reader waits (wait_for) for the part it needs; `finish` makes it the whole track.
+
+    Audio is read through a descriptor opened on the file being written, which stays valid
+    when the file is renamed into place. Only samples already announced (grow) are read, and
+    each sentence's phonemes are announced with its audio, so a frame made from the part that
+    is known equals one made from the whole track.
+    """
+
+    def __init__(self, sample_rate: int):
+        super().__init__(Path(), sample_rate, 0, [], [], True)
+        self._fd: int | None = None
+        self._done = False
+        self._failed: BaseException | None = None
+        self._cond = threading.Condition()
+
+    def attach(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_RDONLY)
+
+    @property
+    def complete(self) -> bool:
+        return self._done
+
+    def grow(self, samples: int, sentences: tuple = (), phonemes: tuple = (), aligned: bool = True) -> None:
+        with self._cond:
+            self.phonemes.extend(phonemes)
+            self.sentences.extend(sentences)
+            self.aligned = self.aligned and aligned
+            self.samples = samples
+            self._cond.notify_all()
+
+    def finish(self, wav: Path, samples: int) -> None:
+        """The file is in place at `wav`: reads go there from now on."""
+        with self._cond:
+            self.wav, self.samples, self._done = wav, samples, True
+            self._let_go()
+
+    def fail(self, reason: BaseException) -> None:
+        with self._cond:
+            self._failed = reason
+            self._let_go()
+
+    def _let_go(self) -> None:
+        """The file being written is done with (held: self._cond)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._cond.notify_all()
+
+    def wait_for(self, samples: int) -> None:
+        from talkgen.feeds import POLL_S, Stopped
+
+        with self._cond:
+            while not self._done and self.samples < samples:
+                if self._failed is not None:
+                    raise Stopped(str(self._failed)) from self._failed
+                self._cond.wait(POLL_S)
+
+    def wait_whole(self) -> SpeechTrack:
+        self.wait_for(1 << 62)
+        return self
+
+    def known(self) -> tuple[int, bool]:
+        with self._cond:
+            return self.samples, self._done
+
+    def read(self, start: int, end: int) -> "np.ndarray":
+        import numpy as np
+
+        with self._cond:
+            if self._failed is not None:
+                from talkgen.feeds import Stopped
+
+                raise Stopped(str(self._failed)) from self._failed
+            if self._fd is None:
+                return super().read(start, end)
+            out = np.zeros(max(0, end - start), dtype=np.float32)
+            lo, hi = max(start, 0), min(end, self.samples)
+            if hi > lo:
+                raw = os.pread(self._fd, 2 * (hi - lo), WAV_DATA_OFFSET + 2 * lo)
+                out[lo - start : lo - start + len(raw) // 2] = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+            return out
+
+
 class WavWriter:
-    """Appends float32 audio to a 16-bit mono WAV without holding it in memory."""
+    """Appends float32 audio to a 16-bit mono WAV without holding it in memory; flush() makes
+    what is written readable (LiveTrack) before the file is closed."""
 
     def __init__(self, path: Path, sample_rate: int):
-        self._w = wave.open(str(path), "wb")
+        self._file = open(path, "wb")  # noqa: SIM115 - closed in close(); wave leaves a file it was given open
+        self._w = wave.open(self._file, "wb")
         self._w.setnchannels(1)
         self._w.setsampwidth(2)
         self._w.setframerate(sample_rate)
         self.samples = 0
+
+    def flush(self) -> None:
+        self._file.flush()
 
     def write(self, audio: "np.ndarray") -> None:
         import numpy as np
@@ -94,4 +206,7 @@ class WavWriter:
             self.write(np.zeros(n, dtype=np.float32))
 
     def close(self) -> None:
-        self._w.close()
+        try:
+            self._w.close()
+        finally:
+            self._file.close()

@@ -275,8 +275,10 @@ def test_ctrl_c_stops_a_reply_then_a_render_and_a_crash_loses_only_the_clip_in_f
         child.expect_exact("stopping the clips being rendered", timeout=20)
         (gate / "open").touch()
         child.expect_exact("clip 1 stopped")
-        plan = json.loads((tmp_path / "s" / "turns" / "0001" / "plan.json").read_text())
-        assert len(plan["chunks"]) >= 4, "a clip this short could finish while its encoders were held"
+        # A clip stopped while its speech is still being spoken (the clip's stages overlap) has no plan yet.
+        plan = tmp_path / "s" / "turns" / "0001" / "plan.json"
+        assert not plan.exists() or len(json.loads(plan.read_text())["chunks"]) >= 4, \
+            "a clip this short could finish while its encoders were held"
         # A crash while the second clip renders: the reply is kept and the clip is made on resume.
         (gate / "open").unlink()
         for started in gate.glob("started-*"):

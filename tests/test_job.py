@@ -105,8 +105,7 @@ def test_code_hash_is_stable_and_follows_the_source(tmp_path, monkeypatch):
 
 def test_every_stage_and_engine_names_code_that_exists():
     """A module named wrongly would fail every render of its stage; a new engine left out would key on no code of its own."""
-    from talkgen import pipeline
-    from talkgen.engines.registry import LISTED
+    from talkgen.engines.registry import LISTED, module_of
     from talkgen.job import code_hash
     from talkgen.stages import assemble, plan, render, reply, speak, transcribe
 
@@ -114,5 +113,5 @@ def test_every_stage_and_engine_names_code_that_exists():
         assert stage.__name__ in stage.MADE_BY
         code_hash(*stage.MADE_BY)
     for kind, name, module in LISTED:
-        assert pipeline._engine_code(kind, name) == module
+        assert module_of(kind, name) == module
         code_hash(module)

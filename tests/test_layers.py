@@ -5,7 +5,8 @@ Layers, from the top:
     4. the command line, chat and the server: talkgen.cli, talkgen.chat, talkgen.server,
        talkgen.progress (the CLI's progress display), talkgen.__main__ and the package's own
        talkgen/__init__.py (its render() and batch() are the library face of the CLI)
-    3. the job runners: talkgen.pipeline, talkgen.preflight, talkgen.batching, talkgen.holder, talkgen.doctor
+    3. the job runners: talkgen.sequencer (a job's stages), talkgen.pipeline (a render job around
+       it), talkgen.preflight, talkgen.batching, talkgen.holder, talkgen.doctor
     2. the stages: talkgen.stages
     1. everything else: the engines, the rank code (talkgen.ranks), media, the chunk store
        (talkgen.chunks, talkgen.chunk_writer), the job directory, the speech track, recipes,
@@ -29,7 +30,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "talkgen"
 
 LAYERS = {
     4: ("talkgen", "talkgen.__main__", "talkgen.cli", "talkgen.chat", "talkgen.progress", "talkgen.server"),
-    3: ("talkgen.pipeline", "talkgen.preflight", "talkgen.batching", "talkgen.holder", "talkgen.doctor"),
+    3: ("talkgen.sequencer", "talkgen.pipeline", "talkgen.preflight", "talkgen.batching", "talkgen.holder", "talkgen.doctor"),
     2: ("talkgen.stages",),
 }
 NAMES = {4: "the CLI, chat and the server", 3: "the job runners", 2: "the stages", 1: "the engines, ranks, media, chunk store and utilities"}

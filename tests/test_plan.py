@@ -96,3 +96,28 @@ def test_plan_json_keeps_its_format_and_old_plans_load(make_track, tmp_path):
     assert (loaded.frames_per_clip, loaded.lead_frames, loaded.chunks) == (1, 0, plan.chunks)
     with pytest.raises(KeyError):
         Plan.from_dict({k: v for k, v in data.items() if k != "chunks"})
+
+
+@pytest.mark.parametrize("clip, lead, first", [(1, 0, 0.0), (1, 0, 2.0), (4, 0, 1.0), (48, 3, 2.0)])
+def test_a_plan_cut_while_the_speech_is_spoken_is_the_plan_of_the_whole(make_track, clip, lead, first):
+    """The planner is fed the speech in pieces of random length, as the voice writes it: each cut
+    comes as soon as the audio it needs is known, and the plan is the one made from the whole."""
+    from talkgen.stages.plan import Planner
+
+    rng = np.random.default_rng(clip + lead)
+    pattern = [(kind, float(rng.uniform(0.1, 2.5 if kind == "talk" else 1.2))) for _ in range(14) for kind in ("talk", "gap")]
+    track = make_track(pattern)
+    whole = make_plan(track, 25, 4.0, 1.0, clip, lead, first_chunk_s=first)
+    planner = Planner(25, track.sample_rate, 4.0, 1.0, clip, lead, first)
+    known, early = 0, []
+    while known < track.samples:
+        known = min(track.samples, known + int(rng.integers(1, track.sample_rate)))
+        for chunk in planner.cut(track, known, complete=False):
+            # Cut before the end: from the speech up to this chunk's window and the pause after it.
+            assert chunk.end_frame * track.sample_rate / 25 <= known
+            early.append(chunk)
+    planner.cut(track, track.samples, complete=True)
+    assert planner.plan() == whole
+    assert len(early) >= len(whole.chunks) // 2  # most cuts came while the speech was still coming
+    if first:
+        assert whole.chunks[0].frames + lead <= max(clip, int(first * 25) // clip * clip)

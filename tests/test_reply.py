@@ -200,3 +200,29 @@ def test_a_full_window_leaves_out_enough_old_turns_to_keep_the_next_prompts_begi
     grew = sum(1 for a, b in zip(dropped, dropped[1:]) if b > a)
     assert grew < len([d for d in dropped if d])
     assert sum("left out the" in n for n in notes) == grew + (dropped[0] > 0)
+
+
+def test_a_reply_is_handed_on_sentence_by_sentence_only_where_the_rest_cannot_change_it():
+    """decided(): whatever the model writes next, the sentences it gives are how the reply, cut to
+    its word budget by bound_words, begins. Checked on every prefix of texts made of the awkward
+    cases (abbreviations, decimals, quotes, ellipses, markdown, the budget cut)."""
+    import random
+
+    from talkgen.stages.reply import bound_words, decided
+    from talkgen.text.script import sentences
+
+    rng = random.Random(4)
+    words = ["Hello", "world", "the", "Sun", "3.5", "Dr.", "e.g.", "U.S.", "42", "*bold*", "`x`", "\"Quote.\"", "(aside)", "A.",
+             "yes!", "why?", "ok,", "etc.", "Mr.", "…", "wait…", "No.", "It's", "#tag", ">", "|", "'so.'", "end.)"]
+    released = 0
+    for _ in range(1500):
+        text = "".join(rng.choice(words) + rng.choice(["", ".", "!", "?", ".\"", ")."] if rng.random() < 0.25 else [""])
+                       + rng.choice([" ", " ", "  ", "\n", ""]) for _ in range(rng.randint(1, 40)))
+        budget = rng.randint(3, 30)
+        final = sentences(" ".join(bound_words(text.strip(), budget).split()))
+        for cut in range(len(text) + 1):
+            given = decided(text[:cut], budget)
+            assert final[: len(given)] == given, (text[:cut], budget)
+            released += len(given) and cut < len(text)
+    assert released > 1000  # sentences do go before the reply ends
+    assert decided("Hello world. The sun is hot. And so", 60) == ["Hello world.", "The sun is hot."]

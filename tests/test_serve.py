@@ -134,7 +134,9 @@ def test_a_job_end_to_end_its_events_and_its_files(server, client):
     got = events(client, posted["id"])
     names = [name for _, name, _ in got]
     assert [n for _, n, _ in got][:2] == ["status", "status"] and got[0][2]["status"] == "queued" and got[1][2]["status"] == "running"
-    assert [d["name"] for _, n, d in got if n == "stage"] == ["speak", "plan", "render", "assemble"], names
+    # A served job runs live, its stages side by side: each ends once, in whatever order, assemble last.
+    ended = [d["name"] for _, n, d in got if n == "stage"]
+    assert sorted(ended) == sorted(["speak", "plan", "render", "assemble"]) and ended[-1] == "assemble", names
     chunks = [d for _, n, d in got if n == "chunk"]
     assert [c["index"] for c in chunks] == list(range(len(chunks))) and len(chunks) >= 2 and chunks[0]["first_chunk_s"] > 0
     assert names[-1] == "done" and [i for i, _, _ in got] == list(range(1, len(got) + 1))
@@ -155,8 +157,17 @@ def test_a_job_end_to_end_its_events_and_its_files(server, client):
     assert events(client, posted["id"]) == got
     assert events(client, posted["id"], headers={"last-event-id": "3"}) == got[3:]
     assert client.get("/v1/jobs").json()["jobs"][0]["id"] == posted["id"]
-    # No live playlist is written yet (the streaming sequencer's --live writes one): 404 in one line.
-    one_line_error(client.get(job["urls"]["live"]), 404)
+    # The live stream: a segment event for each chunk, and the playlist, ended, lists each one,
+    # fetched through the job's live/ route.
+    segments = [d for _, n, d in got if n == "segment"]
+    assert [s["index"] for s in segments] == list(range(len(chunks))) and segments[0]["first_segment_s"] > 0
+    playlist = client.get(job["urls"]["live"])
+    assert playlist.status_code == 200 and playlist.text.rstrip().endswith("#EXT-X-ENDLIST")
+    listed = [line for line in playlist.text.splitlines() if line and not line.startswith("#")]
+    assert len(listed) == len(chunks) and all(line.startswith("live/") for line in listed)
+    first = client.get(f"/v1/jobs/{posted['id']}/{listed[0]}")
+    assert first.status_code == 200 and first.headers["content-type"] == "video/mp2t" and first.content[:1] == b"G"  # MPEG-TS sync byte
+    one_line_error(client.get(f"/v1/jobs/{posted['id']}/live/{posted['id']}.mp4"), 404)
 
 
 def test_a_session_goes_on_from_its_earlier_turns_and_the_reply_streams(server, client):

@@ -85,12 +85,10 @@ def test_typed_question_streams_the_reply_and_plays_the_video(conversation):
     assert lengths[-1] == len(reply)
 
 
-@pytest.mark.xfail(strict=True, reason="no job writes live.m3u8 until the streaming sequencer (issue 24) lands; "
-                   "then this passes, strict makes the suite say so, and the mark goes")
 def test_the_first_answer_played_from_the_live_stream(conversation):
     # Played from the live stream through hls.js (a Media Source blob), not the finished file.
     src = conversation["first_src"]
-    assert src.startswith("blob:"), f"the video played {src}, not the live stream: did the job write live.m3u8?"
+    assert src.startswith("blob:"), f"the video played {src}, not the live stream"
 
 
 def test_an_earlier_turn_replays_from_its_video(conversation):

@@ -6,7 +6,7 @@
 `talkgen serve` creates the log when it accepts a job (its first event is "status queued") and
 appends the job's fate (running, done, failed, cancelled); the worker appends what only the
 worker sees: the reply's text as it is written, each stage as it ends, each chunk as it is
-finished. A job with no log (every `talkgen batch` job) gets the worker's own progress,
+finished, and each live segment as its playlist lists it. A job with no log (every `talkgen batch` job) gets the worker's own progress,
 untouched. Lines are appended with one write each, so a reader that tails the file sees whole
 lines, and a line a crash cut short is skipped.
 """
@@ -24,7 +24,6 @@ from talkgen.pipeline import Progress
 EVENTS = "events.jsonl"
 CANCEL = "cancel"
 TERMINAL = ("done", "failed", "cancelled")
-CHUNK_SCAN_S = 0.2  # how often a render's finished chunks are counted on disk
 
 
 class Cancelled(TalkgenError):
@@ -91,9 +90,8 @@ class JobEvents(Progress):
         # Stages this run of the job already logged (its look-ahead's): not logged again as cache hits.
         run = logged[max((i for i, e in enumerate(logged) if e.get("event") == "status"), default=0):]
         self.stages_logged = {e["name"] for e in run if e.get("event") == "stage"}
+        self.segments_logged = max((e["index"] + 1 for e in logged if e.get("event") == "segment"), default=0)
         self.since = time.perf_counter()  # the stage being run began when the last one ended
-        self.rendering = False
-        self.scanned = 0.0
 
     def _check(self) -> None:
         if cancelled(self.dir):
@@ -101,23 +99,14 @@ class JobEvents(Progress):
 
     def stage(self, name: str, total: float | None, unit: str) -> None:
         self._check()
-        self.rendering = name == "render"
         self.inner.stage(name, total, unit)
 
-    def advance(self, n: float = 1) -> None:
-        self.inner.advance(n)
-        now = time.perf_counter()
-        if now - self.scanned >= CHUNK_SCAN_S:
-            self.scanned = now
-            self._check()
-            if self.rendering:
-                self._log_chunks()
+    def advance(self, n: float = 1, stage: str = "") -> None:
+        self.inner.advance(n, stage)
+        self._check()
 
     def done(self, name: str, cache: str) -> None:
         self.inner.done(name, cache)
-        if name == "render":
-            self.rendering = False
-            self._log_chunks()
         now = time.perf_counter()
         if name not in self.stages_logged:
             append(self.dir, "stage", name=name, cache=cache, wall_s=round(now - self.since, 3))
@@ -137,11 +126,18 @@ class JobEvents(Progress):
         append(self.dir, "text", text=chunk)
         self._check()
 
-    def _log_chunks(self) -> None:
-        """A "chunk" event for each chunk finished on disk since the last look."""
-        from talkgen.chunks import finished_count
-
-        for index in range(self.chunks_logged, finished_count(self.dir)):
+    # A chunk or segment is logged once, also when a job run again (resumed) hands its finished
+    # chunks on anew; the first one's time counts from when the job was accepted, queue included.
+    def chunk(self, index: int, seconds: float) -> None:
+        self.inner.chunk(index, seconds)
+        if index >= self.chunks_logged:
             fields = {"first_chunk_s": round(time.time() - self.created, 3)} if index == 0 else {}
             append(self.dir, "chunk", index=index, **fields)
             self.chunks_logged = index + 1
+
+    def segment(self, index: int, playlist: Path, seconds: float) -> None:
+        self.inner.segment(index, playlist, seconds)
+        if index >= self.segments_logged:
+            fields = {"first_segment_s": round(time.time() - self.created, 3)} if index == 0 else {}
+            append(self.dir, "segment", index=index, **fields)
+            self.segments_logged = index + 1

@@ -56,10 +56,14 @@ class JobSpec:
     # The conversation before this job's questions ({"role", "content"} messages): a served
     # session's earlier turns, which its reply goes on from. A batch's jobs have none.
     history: list[dict] = field(default_factory=list)
+    # Also write the live stream (HLS) while it is made, its stages overlapping: a served job
+    # is watched as it renders. The video is the same either way.
+    live: bool = False
 
     def digest(self) -> str:
         """What the job is: a finished job is skipped on a re-run only if this has not changed."""
         data = asdict(self)
+        del data["live"]  # how it is watched, not what it makes
         if not data["history"]:
             del data["history"]  # so a batch job's digest is what it was before jobs had a history
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]

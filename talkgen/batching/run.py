@@ -41,7 +41,7 @@ def check_out(out: Path) -> None:
 def prepare(inputs: list[Path], opts, workers: int | None, ray_address: str | None) -> tuple[list[JobSpec], int]:
     """The jobs and how many workers, every mistake found before any job runs (UsageError, exit 2)."""
     from talkgen.batching.jobs import read_jobs
-    from talkgen.pipeline import stale_stages
+    from talkgen.sequencer import stale_stages
 
     if workers is not None and workers < 1:
         raise UsageError(f"--workers {workers}: give at least 1")

@@ -31,9 +31,9 @@ from talkgen.batching.job_events import job_progress
 from talkgen.batching.jobs import JobSpec
 from talkgen.errors import TalkgenError
 from talkgen.holder import ROLES, Engines
-from talkgen.pipeline import Progress
+from talkgen.stages import Progress
 
-AHEAD_UNTIL = "speak"  # a look-ahead makes the next job's transcript, reply and speech
+AHEAD_UNTIL = "speak"  # a look-ahead runs the next job until its speech: transcript, reply and speech
 
 
 def peak_rss_mb() -> float:
@@ -72,7 +72,7 @@ class StatusProgress(Progress):
         self.state.update(stage=name, done=0, total=total, unit=unit)
         self.write(force=True)
 
-    def advance(self, n: float = 1) -> None:
+    def advance(self, n: float = 1, stage: str = "") -> None:
         self.state["done"] = self.state.get("done", 0) + n
         self.write()
 
@@ -108,18 +108,10 @@ class AheadProgress(Progress):
 
 def keep_for(recipe, engines_needed: set[str]) -> set[str] | str:
     """Every engine, if the memory plan fits them all at once on their devices; else the recipe's own."""
-    import copy
-
-    from talkgen.memory import check_placement
     from talkgen.pipeline import resident_roles
+    from talkgen.sequencer import fits_together
 
-    planned = copy.deepcopy(recipe)
-    planned.placement.resident = sorted(engines_needed)
-    try:
-        check_placement(planned, engines_needed)
-    except TalkgenError:
-        return resident_roles(recipe)
-    return "all"
+    return "all" if fits_together(recipe, engines_needed) else resident_roles(recipe)
 
 
 class Worker:
@@ -132,7 +124,7 @@ class Worker:
         self.progress = StatusProgress(self.dir / "status.json", worker_id, self.node)
         self.jobs = 0
         self.started = time.time()
-        self._ahead: dict[str, tuple[threading.Thread, list]] = {}  # job name -> its look-ahead and what it made
+        self._ahead: dict[str, tuple[threading.Thread, dict]] = {}  # job name -> its look-ahead and what it made
 
     def run(self, spec_data: dict, ahead: dict | None = None) -> dict:
         """Run one job; its result (done or failed, with one line) for the batch report.
@@ -149,7 +141,7 @@ class Worker:
             recipe = spec.to_recipe()
             keep = self._keep(spec, recipe)
             self.engines.keep = set(ROLES) if keep == "all" else keep
-            req = self._request(spec, recipe, ahead=made)
+            req = self._request(spec, recipe, made_earlier=made)
             self.progress.front_done.clear()
             if ahead is not None and keep == "all":
                 self._look_ahead(JobSpec(**ahead))
@@ -182,7 +174,8 @@ class Worker:
 
         return RenderRequest(Path(spec.input), queue.video_path(self.out, spec.name), recipe,
                              Path(spec.portrait) if spec.portrait else None, queue.job_dir(self.out, spec.name),
-                             list(spec.force), spec.from_stage, spec.say, history=list(spec.history), **extra)
+                             list(spec.force), spec.from_stage, spec.say, history=list(spec.history),
+                             live=spec.live and extra.get("until") is None, **extra)
 
     def _run(self, req, progress: Progress | None = None) -> dict:
         from talkgen.pipeline import run
@@ -193,8 +186,9 @@ class Worker:
     def _keep(spec: JobSpec, recipe) -> set[str] | str:
         from talkgen.inputs import input_kind
         from talkgen.pipeline import engines_needed
+        from talkgen.stages import Source
 
-        return keep_for(recipe, engines_needed(recipe, input_kind(Path(spec.input)), spec.say))
+        return keep_for(recipe, engines_needed(recipe, Source(input_kind(Path(spec.input)), say=spec.say)))
 
     def _look_ahead(self, spec: JobSpec) -> None:
         """Start making `spec`'s text and voice in a thread of its own, once the running job is past
@@ -207,13 +201,14 @@ class Worker:
                 return
         except (TalkgenError, OSError):
             return  # its own run reports what is wrong with it
-        made: list = []
+        made: dict[str, float] = {}
         req = self._request(spec, recipe, until=AHEAD_UNTIL)
 
         def work() -> None:
             self.progress.front_done.wait()
             try:
-                made.extend(self._run(req, job_progress(AheadProgress(self.progress, spec.name), req.job_dir))["stages"])
+                stages = self._run(req, job_progress(AheadProgress(self.progress, spec.name), req.job_dir))["stages"]
+                made.update({s.name: s.wall_s for s in stages if s.cache == "miss"})
             except (TalkgenError, OSError):
                 pass  # the job's own run meets it again and reports it in one line
             except Exception:  # noqa: BLE001 - a bug: logged; the job's own run meets it again
@@ -225,15 +220,15 @@ class Worker:
         self._ahead[spec.name] = (thread, made)
         thread.start()
 
-    def _finish_ahead(self, name: str | None = None) -> list:
-        """Wait for the look-ahead of job `name` (every look-ahead, for None); what it made."""
+    def _finish_ahead(self, name: str | None = None) -> dict[str, float]:
+        """Wait for the look-ahead of job `name` (every look-ahead, for None); the stages it made, with their times."""
         names = [name] if name is not None else list(self._ahead)
-        made = []
+        made: dict[str, float] = {}
         for n in names:
             entry = self._ahead.pop(n, None)
             if entry is not None:
                 entry[0].join()
-                made.extend(entry[1])
+                made.update(entry[1])
         return made
 
     def info(self) -> dict:

@@ -19,7 +19,6 @@ class Models:
     def __init__(self, recipe: Recipe, log: Callable[..., None], status: Callable[[str], None], state_dir: Path):
         self.recipe = recipe
         self._state_dir = state_dir
-        self._portrait = None
 
         def loaded(role: str, model: str, seconds: float) -> None:
             log("load", model=role, seconds=round(seconds, 3))
@@ -39,12 +38,8 @@ class Models:
         return self.engines.tts(self.recipe.tts, self.recipe.stt, self.recipe.name)
 
     def portrait(self):
-        from talkgen.portrait import load_portrait
-
         c = self.recipe.render
-        if self._portrait is None:
-            self._portrait = load_portrait(Path(c.portrait) if c.portrait else None, c.size)
-        return self._portrait
+        return self.engines.portrait(Path(c.portrait) if c.portrait else None, c.size)
 
     def avatar(self):
         """The avatar in this process, or (for a multi-rank back end) its rank group, launched once."""

@@ -14,6 +14,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Callable
 
+from talkgen import feeds
 from talkgen.errors import TalkgenError
 
 
@@ -24,9 +25,12 @@ class Stopped(Exception):
 @dataclass
 class ClipJob:
     turn: int
-    text: str
+    text: str | None  # the reply; None while it is written, its sentences then come through `sentences`
     asked_at: float  # time.monotonic() when the question was entered
     epoch: int = 0
+    origin: str = ""  # the key of the reply's making (stages/reply.py origin), which the clip's speech is keyed by
+    sentences: feeds.Feed | None = None
+    dropped: bool = False  # its reply was stopped: the clip goes without a word
 
 
 @dataclass
@@ -59,6 +63,12 @@ class Renderer:
     def stop_all(self) -> None:
         self._epoch += 1
 
+    def drop(self, job: ClipJob) -> None:
+        """The clip of a reply that was stopped: it is not made, and nothing is said of it."""
+        job.dropped = True
+        if job.sentences is not None:
+            job.sentences.fail(Stopped("the reply was stopped"))
+
     def wait(self) -> None:
         """Until every submitted clip is ready, failed or stopped. Ctrl-C interrupts the wait."""
         while self.pending():
@@ -85,15 +95,18 @@ class Renderer:
 
     def _one(self, job: ClipJob) -> None:
         def check() -> None:
-            if job.epoch != self._epoch:
+            if job.epoch != self._epoch or job.dropped:
                 raise Stopped
 
+        if job.dropped:
+            return
         t = time.monotonic()
         try:
             check()
             record = self._cb.render(job, check)
-        except Stopped:
-            self._cb.stopped(job)
+        except (Stopped, feeds.Stopped):
+            if not job.dropped:
+                self._cb.stopped(job)
         except TalkgenError as exc:
             self._cb.failed(job, str(exc))
         except OSError as exc:

@@ -137,7 +137,7 @@ def _converse(chat: Chat, models: Models, session: Session, video: bool) -> None
                                      warm_up=lambda: (models.tts(), models.avatar()))
             for t in sessions.unrendered(session.records):
                 screen.status(f"rendering the clip of turn {t['turn']} again: the session stopped before it was ready")
-                chat.renderer.submit(ClipJob(t["turn"], t["reply"], time.monotonic()))
+                chat.renderer.submit(ClipJob(t["turn"], t["reply"], time.monotonic(), origin=t.get("origin", "")))
         screen.status("loading the models...")
         models.llm()
         run(chat)

@@ -18,6 +18,7 @@ from talkgen.chat.screen import Screen
 from talkgen.chat.session import Session
 from talkgen.job import atomic_path
 from talkgen.recipe import Recipe
+from talkgen.stages import Progress
 
 
 @dataclass
@@ -34,7 +35,10 @@ class Chat:
 
     # -- a turn ---------------------------------------------------------------------------
     def ask(self, question: str, source: str = "typed", asked_at: float | None = None) -> None:
-        from talkgen.stages.reply import answer, system_prompt
+        """Answer `question`; with video, its clip starts at once, and speaks each sentence of the
+        reply as soon as it is decided, while the rest is still being written."""
+        from talkgen.feeds import Feed, Restart
+        from talkgen.stages.reply import answer, origin, system_prompt
 
         asked_at = asked_at or time.monotonic()
         c = self.recipe.llm
@@ -42,6 +46,7 @@ class Chat:
         llm = self.models.llm()
         self.session.log("question", turn=n, source=source)
         system = {"role": "system", "content": system_prompt(c.persona, c.max_reply_words)}
+        made_by = origin(system, self.history, question, n - 1, self.dropped, c)
         first: list[float] = []
 
         def on_text(chunk: str) -> None:
@@ -50,14 +55,29 @@ class Chat:
                 self.session.log("first_token", turn=n, seconds=round(first[0], 3))
             self.screen.reply_text(chunk)
 
+        clip = None
+        if self.renderer is not None:
+            clip = ClipJob(n, None, asked_at, origin=made_by, sentences=Feed())
+            self.renderer.submit(clip)
+        said = (lambda sentence: clip.sentences.put((0, sentence))) if clip else None
         self.screen.reply_start()
         try:
-            record = answer(question, n - 1, system, self.history, llm, c, on_text, note=self.screen.notice, dropped=self.dropped)
+            record = answer(question, n - 1, system, self.history, llm, c, on_text, note=self.screen.notice, dropped=self.dropped,
+                            on_sentence=said)
+        except Restart as exc:  # what the clip was given is not how the reply begins: it is made again from the whole reply
+            record = exc.made
+            self.renderer.drop(clip)
+            clip = ClipJob(n, record["reply"], asked_at, origin=made_by)
+            self.renderer.submit(clip)
         except KeyboardInterrupt:
+            if clip:
+                self.renderer.drop(clip)
             self.screen.reply_end(stopped=True)
             self.session.log("reply_stopped", turn=n)
             return
         except BaseException:
+            if clip:
+                self.renderer.drop(clip)
             self.screen.reply_end()
             raise
         self.screen.reply_end()
@@ -65,24 +85,35 @@ class Chat:
         with atomic_path(turn_dir / "reply.txt") as tmp:
             tmp.write_text(record["reply"] + "\n", encoding="utf-8")
         record.update(type="turn", turn=n, source=source, persona=c.persona, video=self.video, first_token_s=round(first[0], 3) if first else None,
-                      at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                      at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), origin=made_by)
         self.session.add(record)
         self.session.log("reply", turn=n, tokens=record["tokens"], seconds=record["seconds"])
         self.history += [{"role": "user", "content": question}, {"role": "assistant", "content": record["reply"]}]
         self.dropped = record["dropped_turns"]
-        if self.renderer is not None:
-            self.renderer.submit(ClipJob(n, record["reply"], asked_at))
+        if clip is not None and clip.sentences is not None:
+            clip.sentences.close()  # after the turn's record: its clip's record comes after it
 
     # -- clips (called on the render thread) ------------------------------------------------
     def render(self, job: ClipJob, stop: Callable[[], None]) -> dict:
-        from talkgen.chat.clip import render_clip
+        """The turn's clip: a job in the turn's folder (cached, resumable, reported), through the same
+        sequencer as `talkgen render`, with the session's engines."""
+        from talkgen.chunks import Plan, chunk_name
+        from talkgen.pipeline import RenderRequest, run
 
         self.session.log("render_start", turn=job.turn)
-        from talkgen.placement import runs_in_ranks
+        turn_dir = self.session.turn_dir(job.turn)
+        request = RenderRequest(None, turn_dir / "clip.mp4", self.recipe, job_dir=turn_dir, say=True, text=job.text,
+                                text_feed=job.sentences, origin=job.origin, check=False, live=True)
+        def live(playlist: Path, seconds: float) -> None:
+            since = time.monotonic() - job.asked_at
+            self.session.log("clip_live", turn=job.turn, playlist=str(playlist), since_question_s=round(since, 3))
+            self.screen.notice(f"clip {job.turn} live: {shown(playlist)} ({since:.1f} s after the question)", "green")
 
-        portrait = self.models.portrait() if runs_in_ranks(self.recipe.render) else None
-        return render_clip(self.session.turn_dir(job.turn), job.text, self.recipe, self.models.tts(), self.models.avatar(), stop,
-                           portrait)
+        rep = run(request, ClipProgress(stop, live), engines=self.models.engines, group_root=self.session.root / "avatar-ranks")
+        out = rep["output"]
+        return {"clip": "clip.mp4", "duration_s": out["duration_s"], "frames": out["frames"], "fps": out["fps"],
+                "width": out["width"], "height": out["height"], "first_chunk_s": rep["first_chunk_s"],
+                "chunks": [chunk_name(c.index) for c in Plan.load(turn_dir / "plan.json").chunks]}
 
     def ready(self, job: ClipJob, clip: dict, render_s: float) -> None:
         since = time.monotonic() - job.asked_at
@@ -104,6 +135,21 @@ class Chat:
         first, _, rest = message.partition("\n")
         self.session.log("render_failed", turn=job.turn, error=first, traceback=rest or None)
         self.screen.notice(f"clip {job.turn} failed: {first}", "red")
+
+
+class ClipProgress(Progress):
+    """A clip's progress: every frame and sentence is a point where the person's stop is heard, and
+    the clip's live stream is shown once its first segment is there."""
+
+    def __init__(self, stop: Callable[[], None], live: Callable[[Path, float], None]):
+        self.stop, self.live = stop, live
+
+    def advance(self, n: float = 1, stage: str = "") -> None:
+        self.stop()
+
+    def segment(self, index: int, playlist: Path, seconds: float) -> None:
+        if index == 0:
+            self.live(playlist, seconds)
 
 
 def shown(path: Path) -> str:

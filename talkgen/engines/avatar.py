@@ -71,6 +71,9 @@ class AvatarTraits:
     # "lip_sync_max_lag_ms"; {"lip_sync": True} claims it within the bounds calibrated on the
     # puppet (check.py).
     check: dict = field(default_factory=lambda: {"lip_sync": True})
+    # How far past a chunk's end it reads the speech (audio and phonemes), in seconds: a chunk can
+    # start while the rest is still being spoken. None: only once the speech is whole.
+    lookahead_s: float | None = None
 
 
 @dataclass(frozen=True)

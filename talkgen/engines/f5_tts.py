@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from talkgen.engines.registry import Backend
+from talkgen.engines.registry import Backend, Settings
 from talkgen.engines.tts import Speech
 from talkgen.errors import TalkgenError, UsageError
 from talkgen.text.script import has_words
@@ -328,4 +328,8 @@ def load(config: TTSConfig, reference: Reference, recipe: str = "cpu") -> F5TTS:
 
 
 BACKEND = Backend(kind="tts", names=("f5-tts",), identity=identity, check=None, load=load, memory=memory_need,
-                  formats=formats, doctor=None, avatar=None)
+                  formats=formats, doctor=None, avatar=None,
+                  settings=Settings(output=("model", "arch", "vocoder", "voice", "voice_text", "steps", "cfg_strength", "sway", "speed",
+                                            "seed", "device"),
+                                    # the model, the vocoder and the voice to clone; sampling is read at each call
+                                    reload=("model", "arch", "vocoder", "voice", "voice_text", "device")))

@@ -6,7 +6,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from talkgen.engines.registry import Backend
+from talkgen.engines.registry import Backend, Settings
 from talkgen.engines.stt import Transcript
 from talkgen.errors import TalkgenError, UsageError
 
@@ -84,4 +84,5 @@ def load(config: STTConfig, recipe: str = "cpu") -> FasterWhisperSTT:
 
 # CTranslate2 runs it on the CPU wherever placement.stt puts it: no GPU memory of its own.
 BACKEND = Backend(kind="stt", names=("faster-whisper",), identity=identity, check=None, load=load, memory=None,
-                  formats=None, doctor=None, avatar=None)
+                  formats=None, doctor=None, avatar=None,
+                  settings=Settings(output=("model", "compute_type", "beam_size", "language"), reload=("model", "compute_type")))

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from talkgen.engines.avatar import AvatarParts, AvatarTraits
-from talkgen.engines.registry import Backend, Finding
+from talkgen.engines.registry import Backend, Finding, Settings
 from talkgen.errors import TalkgenError
 
 if TYPE_CHECKING:
@@ -649,7 +649,13 @@ class LiveAvatarEngine:
 
 BACKEND = Backend(kind="avatar", names=("liveavatar",), identity=identity, check=None, load=LiveAvatarEngine,
                   memory=memory_need, formats=formats, doctor=doctor_findings,
-                  avatar=AvatarParts(traits=traits, preflight=check, rank_settings=rank_settings, ranks=True))
+                  avatar=AvatarParts(traits=traits, preflight=check, rank_settings=rank_settings, ranks=True),
+                  settings=Settings(
+                      # its checkout and weights are in its identity by what they are, not where they lie
+                      output=("fps", "device", "dtype", "nproc", *(f"liveavatar.{k}" for k in (
+                          "task", "size", "prompt", "infer_frames", "clips_per_chunk", "sample_steps", "solver", "seed", "lora",
+                          "fp8", "offload", "num_gpus_dit", "enable_vae_parallel", "min_gpu_gb"))),
+                      reload=("fps", "device", "dtype", "nproc", "liveavatar")))
 
 
 def _lora_settings(root: Path) -> dict:

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from talkgen.engines.registry import Backend
+from talkgen.engines.registry import Backend, Settings
 from talkgen.engines.stt import Transcript
 from talkgen.errors import TalkgenError
 
@@ -101,4 +101,5 @@ def load(config: STTConfig, recipe: str = "cpu") -> OpenAIWhisperSTT:
 
 
 BACKEND = Backend(kind="stt", names=("openai-whisper",), identity=identity, check=None, load=load, memory=memory_need,
-                  formats=None, doctor=None, avatar=None)
+                  formats=None, doctor=None, avatar=None,
+                  settings=Settings(output=("model", "beam_size", "language", "device"), reload=("model", "device")))

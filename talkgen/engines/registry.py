@@ -17,6 +17,7 @@ Adding a back end: its module, with its BACKEND, and its line in LISTED (a line 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
@@ -54,6 +55,16 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class Settings:
+    """Which settings of its recipe section matter to a back end, declared once. The rest are
+    read at each call (handed to the engine it has) or say how and where to run (GPUs, launcher,
+    timeouts), so changing one neither reloads the model nor discards what it made."""
+
+    output: tuple[str, ...]  # change what it makes: they go into the cache key of the stage that runs it
+    reload: tuple[str, ...]  # read when it loads: a change loads it again (the engine holder, the rank worker)
+
+
+@dataclass(frozen=True)
 class Backend:
     """A back end's declaration. `config` is its recipe section (STTConfig, LLMConfig,
     TTSConfig or RenderConfig); a field that is None means the back end has none of it."""
@@ -71,6 +82,7 @@ class Backend:
     formats: Callable[[Any], list[tuple[str, str]]] | None
     doctor: Callable[[Any], list[Finding]] | None  # config -> its own lines in `talkgen doctor`
     avatar: AvatarParts | None  # what only an avatar back end declares (engines/avatar.py)
+    settings: Settings  # which of its section's settings change its output, which reload it
 
 
 def names(kind: str) -> tuple[str, ...]:
@@ -107,3 +119,24 @@ def chosen(recipe: Recipe, kind: str) -> tuple[Backend, Any]:
 def all_backends() -> list[Backend]:
     """Every listed back end's declaration (each module imported)."""
     return [backend(kind, name) for kind, name, _ in LISTED]
+
+
+def pick(config: Any, names: tuple[str, ...]) -> dict:
+    """The named settings of a recipe section, "sub.key" reaching into a subsection."""
+    out = {}
+    for name in names:
+        value = config
+        for part in name.split("."):
+            value = getattr(value, part)
+        out[name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    return out
+
+
+def output_settings(kind: str, config: Any) -> dict:
+    """The settings that change what the selected back end makes: part of its stage's cache key."""
+    return pick(config, checked(kind, config).settings.output)
+
+
+def reload_settings(kind: str, config: Any) -> dict:
+    """The settings the selected back end reads when it loads: an engine loaded with others is loaded again."""
+    return pick(config, backend(kind, config.engine).settings.reload)

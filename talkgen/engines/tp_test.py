@@ -15,7 +15,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any, Iterator
 
 from talkgen.engines.avatar import AvatarParts, AvatarTraits
-from talkgen.engines.registry import Backend
+from talkgen.engines.registry import Backend, Settings
 
 if TYPE_CHECKING:
     import numpy as np
@@ -74,7 +74,8 @@ def load(config: RenderConfig, portrait: Portrait, rank: int = 0, world_size: in
 
 BACKEND = Backend(kind="avatar", names=("tp-test",), identity=identity, check=check, load=load, memory=memory_need,
                   formats=formats, doctor=None,
-                  avatar=AvatarParts(traits=traits, preflight=None, rank_settings=None, ranks=True))
+                  avatar=AvatarParts(traits=traits, preflight=None, rank_settings=None, ranks=True),
+                  settings=Settings(output=("size", "fps", "seed", "dtype", "device", "nproc"), reload=("size", "fps", "seed", "dtype", "device", "nproc")))
 
 
 def parameter_count() -> int:

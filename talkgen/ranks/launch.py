@@ -79,9 +79,10 @@ class RankGroup:
         return self.proc.poll() is None
 
     def render(self, job_root: Path, request: dict, plan: Plan, on_chunk: Callable[[Chunk], None] | None = None,
-               skip: set[int] | None = None) -> float:
+               skip: set[int] | None = None, check: Callable[[], None] | None = None) -> float:
         """Render one job's plan on the ranks; return when the job was handed over (the start of
-        its timings). Raises one TalkgenError line if a rank fails (the group is then down)."""
+        its timings). Raises one TalkgenError line if a rank fails (the group is then down).
+        `check` is called while waiting, and raises to stop (a job whose other stages stopped)."""
         from talkgen.ranks.worker import error_path, request_path, timing_path
 
         job_root = job_root.resolve()
@@ -100,6 +101,8 @@ class RankGroup:
             while not done.exists():
                 if self.proc.poll() is not None:
                     break
+                if check is not None:
+                    check()
                 time.sleep(0.02)
         except BaseException:  # Ctrl-C, or stopping.Terminated (SIGTERM, SIGHUP): stop the ranks in order
             self.stop()

@@ -85,14 +85,14 @@ def _next_message(group_root: Path, done: set[int]) -> dict:
         time.sleep(POLL_S)
 
 
-def _engine_key(recipe_dict: dict) -> str:
-    """What the loaded back end depends on: its settings. The portrait is a job's input, handed
-    to the loaded back end (use_portrait), and so is the chunk folder where large continuity
-    state goes: neither reloads the model."""
-    render = dict(recipe_dict["render"])
-    for k in ("gpus", "collective_timeout_s", "max_chunk_s", "min_chunk_s", "crf", "preset", "portrait", "python", "launcher"):
-        render.pop(k, None)
-    return json.dumps(render, sort_keys=True, default=str)
+def _engine_key(recipe) -> str:
+    """What the loaded back end depends on: the settings it declares it reads at load. The
+    portrait is a job's input, handed to the loaded back end (use_portrait), and so is the chunk
+    folder where large continuity state goes: neither reloads the model."""
+    from talkgen.engines.registry import reload_settings
+
+    c = recipe.render
+    return json.dumps([c.engine, reload_settings("avatar", c)], sort_keys=True, default=str)
 
 
 def serve(group_root: Path, rank: int, world_size: int, local_rank: int, started: float) -> None:
@@ -136,7 +136,7 @@ def serve(group_root: Path, rank: int, world_size: int, local_rank: int, started
                      "seq": seq}
             req = job["request"]
             recipe = recipe_from_dict(req["recipe"])
-            key, portrait = _engine_key(req["recipe"]), from_launcher(req["portrait"])
+            key, portrait = _engine_key(recipe), from_launcher(req["portrait"])
             if key != engine_key:
                 if engine is not None:
                     engine = None  # the old one goes before the new one loads: they may not both fit

@@ -197,7 +197,7 @@ def build(state: State) -> FastAPI:
             raise Rejected(409, f"job {job_id} is already {found.status}: only a queued or running job can be cancelled")
         return {"id": found.id, "status": found.status}
 
-    @app.get("/v1/jobs/{job_id}/events", summary="Server-sent events: status, text, stage, chunk, done/failed/cancelled")
+    @app.get("/v1/jobs/{job_id}/events", summary="Server-sent events: status, text, stage, chunk, segment, done/failed/cancelled")
     def job_events(job_id: str, request: Request):
         job_or_404(job_id)
         after = request.headers.get("last-event-id", "0")
@@ -211,7 +211,7 @@ def build(state: State) -> FastAPI:
         try:
             text = files.live_playlist(out, job_id).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
-            raise Rejected(404, f"job {job_id} has no live stream yet: wait for its first chunk event, or play video.mp4 when done") from None
+            raise Rejected(404, f"job {job_id} has no live stream yet: wait for its first segment event, or play video.mp4 when done") from None
         return Response(files.for_client(text, request.query_params.get("token")), media_type=_MEDIA[".m3u8"],
                         headers={"cache-control": "no-cache"})
 

@@ -143,7 +143,7 @@ class Dispatcher:
         question = self.store.input_path(job, "audio") or self.store.input_path(job, "question")
         portrait = self.store.input_path(job, "portrait")
         return JobSpec(name=job.id, input=str(question), say=job.say, recipe=recipe.to_dict(),
-                       portrait=str(portrait) if portrait else None, history=[] if job.say else history)
+                       portrait=str(portrait) if portrait else None, history=[] if job.say else history, live=True)
 
     def _warm_ups(self) -> list[JobSpec]:
         script = state_dir(self.out) / "warmup.txt"

@@ -1,8 +1,9 @@
 """Where a served job's files are, and the live playlist as a client gets it.
 
 The video, its subtitles and its report are what `talkgen batch` publishes for a job named as
-the job's id. The live HLS playlist is the streaming sequencer's (`--live`) output, when the job
-directory has one: live_playlist() is the one place that says where it is.
+the job's id. The live HLS playlist is what the sequencer writes beside the video of a job run
+live (every served job is), its segments in a folder beside it: live_playlist() is the one
+place that says where it is.
 A client gets it rewritten so that every segment is fetched through /v1/jobs/{id}/live/..., and
 only the segments the playlist lists are served: the route can reach no other file.
 """
@@ -31,9 +32,11 @@ def report(out: Path, job_id: str) -> Path:
 
 
 def live_playlist(out: Path, job_id: str) -> Path:
-    """The job's live HLS playlist: the streaming sequencer's (--live) output, in the job directory.
-    Until a job writes one, its live route answers 404."""
-    return q.job_dir(out, job_id) / "live.m3u8"
+    """The job's live HLS playlist, beside its video (talkgen.live). Until the job's first
+    segment is written, its live route answers 404."""
+    from talkgen.live import playlist_for
+
+    return playlist_for(video(out, job_id))
 
 
 def listed(playlist_text: str) -> list[str]:
@@ -57,8 +60,10 @@ def segment(out: Path, job_id: str, name: str) -> Path | None:
         return None
     if name not in listed(text) or name.startswith("/") or ".." in Path(name).parts or "://" in name:
         return None
+    from talkgen.live import segments_for
+
     path = (playlist.parent / name).resolve()
-    if not path.is_relative_to(playlist.parent.resolve()) or not path.is_file():
+    if not path.is_relative_to(segments_for(playlist).resolve()) or not path.is_file():
         return None
     return path
 

@@ -7,9 +7,12 @@ from typing import TYPE_CHECKING
 
 from talkgen import media
 from talkgen.errors import TalkgenError
+from talkgen.stages import Context, Stage
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from talkgen.job import StageRecord
 
 # The code that makes final.mp4 and final.srt, for the stage's cache key (talkgen.job.code_hash);
 # the speech's encoding is in the key as data too (media.FINAL_AUDIO).
@@ -75,3 +78,44 @@ def verify_output(info: dict, path: Path, expect_frames: int, fps: int) -> dict:
         "duration_s": round(vdur, 3),
         "audio_duration_s": round(adur, 3),
     }
+
+
+# -- the stage ---------------------------------------------------------------------------
+
+def _key(ctx: Context) -> str:
+    from talkgen.job import cache_key, code_hash
+
+    return cache_key(chunks=ctx.keys["render"], speech=ctx.keys["speak"], ffmpeg=ctx.ffmpeg, encoder=media.FINAL_AUDIO,
+                     talkgen=code_hash(*MADE_BY))
+
+
+def _run(ctx: Context) -> StageRecord:
+    from talkgen.chunks import chunk_name
+    from talkgen.job import StageRecord
+    from talkgen.subtitles import write_srt
+
+    job = ctx.job
+    plan = ctx.feeds.plan.wait()
+    track = ctx.feeds.speech.wait().wait_whole()
+    ctx.feeds.finished.all()  # every chunk on disk
+    ctx.progress.stage("assemble", None, "")
+    rels = [chunk_name(ch.index) for ch in plan.chunks]
+    write_srt(job.path("final.srt"), track.sentences, track.sample_rate)
+    info = assemble([job.path(rel) for rel in rels], job.path("speech.wav"), job.path("final.srt"), job.path("joined.mp4"),
+                    job.path("final.mp4"), job.path("concat.txt"), plan.total_frames, plan.fps, plan.seams())
+    job.path("joined.mp4").unlink(missing_ok=True)
+    ctx.values["assembled"] = info
+    return StageRecord(key="", outputs=job.output_hashes(["final.mp4", "final.srt"]), extra={"output": info})
+
+
+def _load(ctx: Context) -> None:
+    ctx.values["assembled"] = ctx.job.stages["assemble"].extra["output"]
+
+
+def _engine(ctx: Context) -> tuple[str, str]:
+    parts = ctx.ffmpeg.split(" ")
+    return "ffmpeg", parts[2] if len(parts) > 2 else ""
+
+
+STAGE = Stage("assemble", reads=("render", "speak"), writes=("final.mp4", "final.srt"), roles=(), kept="the video",
+              applies=lambda source: True, key=_key, run=_run, load=_load, engine=_engine)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from talkgen.engines.tts import TTSEngine
 from talkgen.job import atomic_path, write_json_atomic
-from talkgen.speech import SILENT_SYMBOLS, WavWriter
+from talkgen.speech import SILENT_SYMBOLS, LiveTrack, WavWriter
+from talkgen.stages import Context, Stage
 from talkgen.text.normalize import normalize
 from talkgen.text.script import has_words, paragraphs, sentences
+
+if TYPE_CHECKING:
+    from talkgen.job import StageRecord
 
 # The code that makes the speech, for the stage's cache key (talkgen.job.code_hash); the voice's own module is added to it.
 MADE_BY = (__name__, "talkgen.stages.voice", "talkgen.text")
@@ -18,58 +22,67 @@ TAIL_S = 0.4
 
 
 def speak(
-    text: str,
+    text: str | Iterable[tuple[int, str]],
     tts: TTSEngine,
     wav_path: Path,
     alignment_path: Path,
     sentence_pause_s: float,
     paragraph_pause_s: float,
     progress: Callable[[int, int], None] | None = None,
+    track: LiveTrack | None = None,
 ) -> dict:
-    """Speak `text`; return the alignment dict that is also written to alignment_path."""
+    """Speak `text` (or its (paragraph, sentence) pairs as they come); return the alignment dict
+    that is also written to alignment_path. With `track`, each sentence is readable there as
+    soon as it is written, and the track is whole once the file is in place."""
+    from talkgen.speech import Sentence
+
+    if isinstance(text, str):
+        items: Iterable[tuple[int, str]] = [(pi, s) for pi, p in enumerate(paragraphs(text)) for s in sentences(p)]
+        total = len(items)
+    else:
+        items, total = text, 0  # not known until the text has all come
     sr = tts.sample_rate
-    paras = [sentences(p) for p in paragraphs(text)]
-    total = sum(len(p) for p in paras)
     done = 0
     out_sentences: list[dict] = []
     phonemes: list[list] = []
     aligned = True
+    last_paragraph = None
     with atomic_path(wav_path) as tmp:
         writer = WavWriter(tmp, sr)
         try:
+            if track is not None:
+                track.attach(tmp)
             writer.silence(int(LEAD_IN_S * sr))
-            for pi, para in enumerate(paras):
-                if pi:
-                    writer.silence(int(paragraph_pause_s * sr))
-                for si, sentence in enumerate(para):
-                    if si:
-                        writer.silence(int(sentence_pause_s * sr))
-                    spoken = normalize(sentence)
-                    start = writer.samples
-                    sentence_phonemes: list[list] = []
-                    if has_words(spoken):
-                        for part in tts.speak(spoken):
-                            aligned = aligned and getattr(part, "aligned", True)
-                            pos = writer.samples
-                            for symbol, n in part.phonemes:
-                                sentence_phonemes.append([symbol, pos, int(n)])
-                                pos += int(n)
-                            writer.write(part.audio)
-                    if writer.samples > start:
-                        phonemes.extend(sentence_phonemes)
-                        out_sentences.append(
-                            {
-                                "text": sentence,
-                                "spoken": spoken,
-                                "paragraph": pi,
-                                "start": start,
-                                "end": writer.samples,
-                                "words": _words(sentence, sentence_phonemes, start, writer.samples),
-                            }
-                        )
-                    done += 1
-                    if progress:
-                        progress(done, total)
+            for pi, sentence in items:
+                if last_paragraph is not None:
+                    writer.silence(int((paragraph_pause_s if pi != last_paragraph else sentence_pause_s) * sr))
+                last_paragraph = pi
+                spoken = normalize(sentence)
+                start = writer.samples
+                sentence_phonemes: list[list] = []
+                part_aligned = True
+                if has_words(spoken):
+                    for part in tts.speak(spoken):
+                        part_aligned = part_aligned and getattr(part, "aligned", True)
+                        pos = writer.samples
+                        for symbol, n in part.phonemes:
+                            sentence_phonemes.append([symbol, pos, int(n)])
+                            pos += int(n)
+                        writer.write(part.audio)
+                aligned = aligned and part_aligned
+                record = None
+                if writer.samples > start:
+                    phonemes.extend(sentence_phonemes)
+                    record = {"text": sentence, "spoken": spoken, "paragraph": pi, "start": start, "end": writer.samples,
+                              "words": _words(sentence, sentence_phonemes, start, writer.samples)}
+                    out_sentences.append(record)
+                if track is not None:
+                    writer.flush()
+                    track.grow(writer.samples, [Sentence.from_dict(record)] if record else (),
+                               [tuple(p) for p in sentence_phonemes] if record else (), part_aligned)
+                done += 1
+                if progress:
+                    progress(done, total)
             writer.silence(int(TAIL_S * sr))
         finally:
             writer.close()
@@ -80,6 +93,8 @@ def speak(
     alignment = {"sample_rate": sr, "samples": writer.samples, "sentences": out_sentences, "phonemes": phonemes,
                  "aligned": aligned}
     write_json_atomic(alignment_path, alignment)
+    if track is not None:
+        track.finish(wav_path, writer.samples)
     return alignment
 
 
@@ -116,3 +131,60 @@ def _words(text: str, phonemes: list[list], start: int, end: int) -> list[list]:
         acc += wt
         out.append([w, s, lo + (hi - lo) * acc // total])
     return out
+
+
+# -- the stage ---------------------------------------------------------------------------
+
+def _key(ctx: Context) -> str:
+    from talkgen.engines.registry import module_of, output_settings
+    from talkgen.engines.tts import tts_identity
+    from talkgen.job import cache_key, code_hash
+
+    c = ctx.recipe.tts
+    extra = {}
+    if c.engine == "f5-tts":
+        from talkgen.engines import f5_tts
+        from talkgen.engines.stt import stt_identity
+
+        if not f5_tts.voice_text(c):  # the transcript talkgen makes of the voice depends on the STT engine
+            extra["voice_stt"] = stt_identity(ctx.recipe.stt)
+    return cache_key(text=ctx.spoken_key(), tts=tts_identity(c), settings=output_settings("tts", c),
+                     pauses=[c.sentence_pause_s, c.paragraph_pause_s], **extra,
+                     talkgen=code_hash(*MADE_BY, module_of("tts", c.engine)))
+
+
+def _run(ctx: Context) -> StageRecord:
+    from talkgen.job import StageRecord
+
+    c = ctx.recipe.tts
+    tts = ctx.engines.tts(c, ctx.recipe.stt, ctx.recipe.name, fresh=True)  # the same speech as a render of its own
+    reference = getattr(tts, "reference", None)
+    track = LiveTrack(tts.sample_rate)
+    ctx.feeds.speech.set(track)
+    text = ctx.feeds.text
+    ctx.progress.stage("speak", len(text.so_far()) if text.closed else None, "sentences")
+    try:
+        speak(iter(ctx.feeds.text), tts, ctx.job.path("speech.wav"), ctx.job.path("alignment.json"), c.sentence_pause_s,
+              c.paragraph_pause_s, progress=lambda done, total: ctx.progress.advance(1, "speak"), track=track)
+    except BaseException as exc:
+        track.fail(exc)
+        raise
+    return StageRecord(key="", outputs=ctx.job.output_hashes(["speech.wav", "alignment.json"]), device=c.device,
+                       extra={"voice_text": reference.text} if reference else {})
+
+
+def _load(ctx: Context) -> None:
+    from talkgen.speech import SpeechTrack
+
+    ctx.feeds.speech.set(SpeechTrack.load(ctx.job.path("speech.wav"), ctx.job.path("alignment.json")))
+
+
+def _engine(ctx: Context) -> tuple[str, str]:
+    from talkgen.engines.tts import tts_identity
+
+    ident = tts_identity(ctx.recipe.tts)
+    return ctx.recipe.tts.engine, ident.get("piper") or ident.get("f5_tts", "")
+
+
+STAGE = Stage("speak", reads=("input", "transcribe", "reply"), writes=("speech.wav", "alignment.json"), roles=("tts",),
+              kept="the speech", applies=lambda source: True, key=_key, run=_run, load=_load, engine=_engine)

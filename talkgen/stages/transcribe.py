@@ -20,10 +20,13 @@ from talkgen.engines.silero_vad import WINDOW
 from talkgen.engines.stt import SAMPLE_RATE
 from talkgen.errors import UsageError
 from talkgen.job import write_json_atomic
+from talkgen.stages import Context, Stage, put_text
 from talkgen.text.script import has_words
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from talkgen.job import StageRecord
 
     from talkgen.engines.silero_vad import VAD
     from talkgen.engines.stt import STTEngine
@@ -174,3 +177,52 @@ def _cut(flags: "np.ndarray", limit: int) -> int:
         if run > best_len:
             best_len, best_at = run, i - run // 2
     return best_at if best_len else limit
+
+
+# -- the stage ---------------------------------------------------------------------------
+
+def _key(ctx: Context) -> str:
+    from talkgen.engines.registry import module_of, output_settings
+    from talkgen.engines.stt import stt_identity
+    from talkgen.job import cache_key, code_hash, sha256_file
+
+    c = ctx.recipe.stt
+    return cache_key(audio=sha256_file(ctx.source.path), stt=stt_identity(c), settings=output_settings("stt", c),
+                     piece_s=c.piece_s, vad=c.vad_threshold, talkgen=code_hash(*MADE_BY, module_of("stt", c.engine)))
+
+
+def _run(ctx: Context) -> StageRecord:
+    from talkgen.job import StageRecord
+
+    c = ctx.recipe.stt
+    duration = media.audio_duration(ctx.source.path)
+    stt = ctx.engines.stt(c, ctx.recipe.name)
+    ctx.progress.stage("transcribe", round(duration, 1), "s of audio")
+    result = transcribe(ctx.source.path, stt, ctx.engines.vad(), ctx.job.path("transcript.json"), c.piece_s, c.vad_threshold,
+                        lambda s: ctx.progress.advance(s, "transcribe"))
+    _hand_on(ctx, result)
+    return StageRecord(key="", device=c.device, outputs=ctx.job.output_hashes(["transcript.json"]),
+                       extra={"audio_s": round(duration, 3), "pieces": result["pieces"], "language": result["language"]})
+
+
+def _load(ctx: Context) -> None:
+    import json
+
+    _hand_on(ctx, json.loads(ctx.job.path("transcript.json").read_text(encoding="utf-8")))
+
+
+def _hand_on(ctx: Context, transcript: dict) -> None:
+    ctx.feeds.transcript.set(transcript)
+    if ctx.source.say:
+        put_text(ctx.feeds.text, transcript["text"])
+
+
+def _engine(ctx: Context) -> tuple[str, str]:
+    from talkgen.engines.stt import stt_identity
+
+    ident = stt_identity(ctx.recipe.stt)
+    return ctx.recipe.stt.engine, ident.get("faster_whisper") or ident.get("openai_whisper", "")
+
+
+STAGE = Stage("transcribe", reads=("input",), writes=("transcript.json",), roles=("stt", "vad"), kept="the transcript",
+              applies=lambda source: source.kind == "audio", key=_key, run=_run, load=_load, engine=_engine)

@@ -103,7 +103,8 @@ function onEvent(turn, name, data) {
     case "stage":
       if (!turn.done) turn.meta.textContent = `running: ${data.name}`;
       break;
-    case "chunk":
+    case "segment":
+      // The live playlist lists its first segment: the answer can be watched from its start.
       if (!turn.live) {
         turn.live = true;
         turn.play.hidden = false;
