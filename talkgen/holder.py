@@ -143,11 +143,11 @@ class Engines:
         from talkgen.engines.avatar import load_avatar
 
         def reuse(engine) -> None:
+            engine.use_portrait(portrait)  # a job's input, not the model's identity: no reload for a new face
             if hasattr(engine, "state_dir") and state_dir is not None:
                 engine.state_dir = state_dir  # large continuity state goes with the job being rendered
 
-        key = _key(_loaded_with("avatar", config), portrait.sha256)
-        return self._get("avatar", key, config.engine,
+        return self._get("avatar", _loaded_with("avatar", config), config.engine,
                          lambda: load_avatar(config, portrait, device=config.device, state_dir=state_dir), reuse)
 
     def ranks(self, config, group_root: Path):

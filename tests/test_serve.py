@@ -79,8 +79,10 @@ class Server:
             return self.proc.wait(10)
 
 
-def events(client: httpx.Client, job_id: str, headers: dict | None = None, params: dict | None = None) -> list[tuple[int, str, dict]]:
-    """Every event of the job, read as a client reads them, to its last (bounded in time)."""
+def events(client: httpx.Client, job_id: str, headers: dict | None = None, params: dict | None = None,
+           on_event=None) -> list[tuple[int, str, dict]]:
+    """Every event of the job, read as a client reads them, to its last (bounded in time);
+    on_event(name, data) is called as each arrives."""
     found = []
     with client.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers, params=params, timeout=JOB_S) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
@@ -91,6 +93,8 @@ def events(client: httpx.Client, job_id: str, headers: dict | None = None, param
             if not line:
                 if block:
                     found.append((int(block["id"]), block["event"], json.loads(block["data"])))
+                    if on_event:
+                        on_event(found[-1][1], found[-1][2])
                     block = {}
                 continue
             key, _, value = line.partition(": ")
@@ -129,9 +133,16 @@ def client(server):
 def test_a_job_end_to_end_its_events_and_its_files(server, client):
     health = client.get("/v1/health").json()
     assert health["status"] == "ok" and health["recipe"] == "cpu" and health["workers"] == 1
-    posted = ask(client, script="The server speaks. It says this.", say=True)
+    script = "The server speaks. It says this. Then it says more, so that the stream is watched while it grows. And more."
+    posted = ask(client, script=script, say=True)
     assert posted["status"] == "queued" and posted["session"]
-    got = events(client, posted["id"])
+    early = []  # the live playlist, fetched when the first segment event came
+
+    def watch(name: str, data: dict) -> None:
+        if name == "segment" and data["index"] == 0:
+            early.append(client.get(f"/v1/jobs/{posted['id']}/live.m3u8"))
+
+    got = events(client, posted["id"], on_event=watch)
     names = [name for _, name, _ in got]
     assert [n for _, n, _ in got][:2] == ["status", "status"] and got[0][2]["status"] == "queued" and got[1][2]["status"] == "running"
     # A served job runs live, its stages side by side: each ends once, in whatever order, assemble last.
@@ -142,7 +153,7 @@ def test_a_job_end_to_end_its_events_and_its_files(server, client):
     assert names[-1] == "done" and [i for i, _, _ in got] == list(range(1, len(got) + 1))
     job = client.get(f"/v1/jobs/{posted['id']}").json()
     assert job == {**got[-1][2]["job"], "report": job["report"]}
-    assert job["status"] == "done" and job["question"] == job["reply"] == "The server speaks. It says this."
+    assert job["status"] == "done" and job["question"] == job["reply"] == script
     assert job["video_s"] > 1 and job["render_s"] > 0 and job["wall_s"] >= job["render_s"] and job["cost_usd"] == 0.0
     assert job["first_chunk_s"] == chunks[0]["first_chunk_s"] and job["report"]["check"]["ok"]
     video = client.get(job["urls"]["video"])
@@ -159,6 +170,8 @@ def test_a_job_end_to_end_its_events_and_its_files(server, client):
     assert client.get("/v1/jobs").json()["jobs"][0]["id"] == posted["id"]
     # The live stream: a segment event for each chunk, and the playlist, ended, lists each one,
     # fetched through the job's live/ route.
+    # While it rendered: at its first segment event the playlist listed that segment, and had not ended.
+    assert early[0].status_code == 200 and "#EXTINF" in early[0].text and "#EXT-X-ENDLIST" not in early[0].text, early[0].text
     segments = [d for _, n, d in got if n == "segment"]
     assert [s["index"] for s in segments] == list(range(len(chunks))) and segments[0]["first_segment_s"] > 0
     playlist = client.get(job["urls"]["live"])
