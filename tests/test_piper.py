@@ -12,12 +12,15 @@ def said(tts) -> list:
 
 def test_a_voice_from_the_kept_optimised_graph_says_what_the_voice_that_optimised_it_says(tmp_path, monkeypatch):
     monkeypatch.setenv("TALKGEN_CACHE", str(tmp_path))
-    first = piper_tts.PiperTTS(TTSConfig())  # patches the graph, optimises it and keeps it
+    first = piper_tts.PiperTTS(TTSConfig())
+    first.ready()  # patches the graph, optimises it and keeps it
     assert first._model is None and first._optimized.is_file()
     made = said(first)
-    again = piper_tts.PiperTTS(TTSConfig())  # from the kept file, with no optimisation of its own
+    again = piper_tts.PiperTTS(TTSConfig())
+    again.ready(threads=1)  # from the kept file, with no optimisation of its own, on one thread
     assert said(again) == made
-    again.fresh()  # a new session for the next job: the same file again
+    again.fresh()  # a new session for the next job: the same file again, on every core
+    again.ready(threads=0)
     assert said(again) == made
 
 
@@ -26,6 +29,7 @@ def test_a_cache_that_cannot_be_written_still_gives_a_voice(tmp_path, monkeypatc
     blocked.write_text("not a folder")
     monkeypatch.setenv("TALKGEN_CACHE", str(blocked))
     tts = piper_tts.PiperTTS(TTSConfig())
+    tts.ready()
     assert tts._model is not None and not tts._optimized.exists()
     first = said(tts)
     tts.fresh()

@@ -138,8 +138,10 @@ class PiperTTS:
         self._optimized = _optimized_path(model_path, config.seed)
         self._model = None if self._optimized.is_file() else _patched_model(model_path, config.seed)
         self._voice_config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
-        self.fresh()
-        self.sample_rate = self._voice.config.sample_rate
+        self.sample_rate = self._voice_config.sample_rate
+        self._voice = None  # the session: made by ready(), or by the first sentence
+        self._threads = 0
+        self._spoken = False
 
     def fresh(self) -> None:
         """Start the noise generators again, as a newly loaded voice would.
@@ -147,19 +149,28 @@ class PiperTTS:
         Seeded RandomNormalLike nodes carry their generator's state from call to call, so a
         voice kept loaded across jobs (a batch worker) would say the same text differently
         in each job. A new session from the optimised graph (0.25 s here, against 0.7 s for a
-        whole load) makes each job's speech what a render of its own makes.
+        whole load) makes each job's speech what a render of its own makes; it is made by
+        ready() or the job's first sentence.
         """
+        if self._spoken:
+            # The old session goes now: built beside it, the new one would raise the peak by its
+            # size in every job (about 60 MB a job in a warm worker, measured here).
+            self._voice, self._spoken = None, False
+
+    def ready(self, threads: int = 0) -> None:
+        """Make the session the next sentence is said with, if it is not made yet, on `threads`
+        of ONNX Runtime's threads (0: one a core). One thread when another engine works beside
+        the voice (the LLM writing what it says): its threads would wait for each other at every
+        layer whenever that engine has a core. The samples are the same on any number of threads;
+        a session that has spoken is kept, as its noise has moved on."""
         import onnxruntime
         from piper import PiperVoice
 
-        if getattr(self, "_voice", None) is not None and not self._spoken:
-            return  # nothing said since the noise last started
-        self._spoken = False
-        # The old session goes first: built beside it, the new one would raise the peak by its
-        # size in every job (about 60 MB a job in a warm worker, measured here).
+        if self._voice is not None and (self._spoken or self._threads == threads):
+            return
         self._voice = None
         opts = onnxruntime.SessionOptions()
-        opts.intra_op_num_threads = 0
+        opts.intra_op_num_threads = threads
         # Memory patterns are cached per input shape, and every sentence has its own length:
         # with them on, a 10-minute script held about 50 MB more than a 1-minute one.
         opts.enable_mem_pattern = False
@@ -169,7 +180,7 @@ class PiperTTS:
         else:  # the graph optimised before: nothing left to optimise
             opts.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
             session = onnxruntime.InferenceSession(str(self._optimized), sess_options=opts, providers=["CPUExecutionProvider"])
-        self._voice = PiperVoice(config=self._voice_config, session=session)
+        self._voice, self._threads = PiperVoice(config=self._voice_config, session=session), threads
 
     def _optimizing(self, opts):
         """A session from the patched graph, its optimised graph kept for the sessions after it."""
@@ -194,6 +205,8 @@ class PiperTTS:
     def speak(self, text: str) -> Iterator[Speech]:
         from piper import SynthesisConfig
 
+        if self._voice is None:
+            self.ready(self._threads)
         self._spoken = True
         syn = SynthesisConfig(length_scale=self.config.length_scale, volume=0.9)
         for chunk in self._voice.synthesize(text, syn_config=syn, include_alignments=True):

@@ -272,6 +272,7 @@ def _run(ctx: Context) -> StageRecord:
     loads = sum(ctx.engines.loads.values())
     llm = ctx.engines.llm(c, ctx.recipe.name)  # while the question is still being heard, when the stages overlap
     loaded = sum(ctx.engines.loads.values()) > loads  # else a worker's LLM, loaded for an earlier job
+    ctx.feeds.writer.set(llm)
     turns = _turns(ctx)
     text = ctx.feeds.text
     # While the voice waits for this reply (its stage runs beside this one), each sentence goes to it as soon as it is decided.
@@ -293,7 +294,9 @@ def _run(ctx: Context) -> StageRecord:
 
 
 def _load(ctx: Context) -> None:
-    _hand_on(ctx, json.loads(ctx.job.path("reply.json").read_text(encoding="utf-8")))
+    result = json.loads(ctx.job.path("reply.json").read_text(encoding="utf-8"))
+    ctx.feeds.writer.set(result)
+    _hand_on(ctx, result)
 
 
 def spoken(result: dict) -> str:
