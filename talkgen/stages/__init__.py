@@ -68,7 +68,7 @@ class Source:
 @dataclass
 class Feeds:
     transcript: Value = field(default_factory=Value)  # what Whisper heard (transcript.json's content)
-    writer: Value = field(default_factory=Value)  # the reply's LLM, once it is loaded (or the replies, when they are cached)
+    writer: Value = field(default_factory=Value)  # True once the reply's LLM is loaded (at once, when the replies are cached)
     text: Feed = field(default_factory=Feed)  # (paragraph, sentence): the words to speak, in order
     speech: Value = field(default_factory=Value)  # the SpeechTrack (a LiveTrack while it is spoken)
     chunks: Feed = field(default_factory=Feed)  # the plan's Chunks as they are cut
