@@ -84,13 +84,12 @@ def _patched_model(model_path, seed: int) -> bytes:
 def _machine() -> str:
     """This CPU, for a graph ONNX Runtime laid out for it: its model name and instruction sets."""
     import hashlib
+    import platform
 
     try:
         lines = Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
     except OSError:
         lines = []
-    import platform
-
     wanted = [line for line in lines if line.split(":")[0].strip() in ("model name", "flags")][:2]
     return hashlib.sha256("\n".join([platform.machine(), *wanted]).encode()).hexdigest()[:12]
 
@@ -99,7 +98,7 @@ def _optimized_path(model_path, seed: int) -> Path:
     """Where the session's optimised graph is kept. ONNX Runtime spends about 0.4 s of every
     session (each load, and each job's fresh one) optimising the graph; a session made from the
     graph it optimised once, with no optimisation of its own, runs the same kernels on the same
-    graph: the same samples, byte for byte (tests/test_tts.py), in 0.25 s instead of 0.65. Its
+    graph: the same samples, byte for byte (tests/test_piper.py), in 0.25 s instead of 0.65. Its
     layout is this CPU's (NCHWc blocks), so the CPU is in the name."""
     import onnxruntime
 
