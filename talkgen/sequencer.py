@@ -76,6 +76,10 @@ def kept(job_root: Path) -> str:
     return f"kept {listed} in {job_root}"
 
 
+# Engine roles whose load takes seconds (imports of torch and transformers, Whisper's weights).
+SLOW_LOADS = frozenset({"llm", "stt"})
+
+
 def _applicable(source: Source, until: str | None) -> list[Stage]:
     stages = [s for s in stage_list() if s.applies(source)]
     if until is not None:
@@ -155,10 +159,12 @@ def run_stages(ctx: Context, until: str | None = None, overlap: bool = False,
 def _attempt(ctx: Context, stages: list[Stage], overlap: bool, earlier: dict[str, float], t0: float) -> Outcome:
     fresh = {stage.name: ctx.job.is_fresh(stage.name, ctx.keys[stage.name]) for stage in stages}
     overlap = overlap and sum(not fresh[s.name] for s in stages) > 1
-    # A portrait with no face fails before any model work; side by side, it is found while the
-    # first engines load (the face finder and the loads take a core each), and its failure stops them.
-    check_portrait = any(not fresh[s.name] and s.roles for s in stages)
-    if check_portrait and not overlap:
+    running = {role for s in stages if not fresh[s.name] for role in s.roles}
+    # A portrait with no face fails before any model work. Side by side, with no engine whose load
+    # takes seconds and cannot be stopped midway, it is found while the engines load (the face
+    # finder and a load take a core each), and its failure stops them.
+    beside = overlap and bool(running) and not running & SLOW_LOADS
+    if running and not beside:
         ctx.portrait()
     if ctx.source.say and ctx.source.kind == "script" and ctx.source.text is not None:
         put_text(ctx.feeds.text, ctx.source.text)
@@ -191,7 +197,7 @@ def _attempt(ctx: Context, stages: list[Stage], overlap: bool, earlier: dict[str
         view.progress.done(stage.name, cache)
 
     if overlap:
-        _side_by_side(ctx, stages, execute, ctx.portrait if check_portrait else None)
+        _side_by_side(ctx, stages, execute, ctx.portrait if beside else None)
     else:
         for stage in stages:
             execute(stage, ctx)
