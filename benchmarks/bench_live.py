@@ -119,6 +119,7 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=5)
     args = ap.parse_args()
     rows: list[tuple[str, str, str, str]] = []
+    start_load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         renders(d, "script.txt --say", [str(ROOT / "examples" / "script.txt"), "--say"], rows, "<= 3.0 s, <= 25%", True)
@@ -126,7 +127,7 @@ def main() -> None:
     if not args.skip_chat:
         chat(rows, args.turns)
     print_table("talkgen live", rows)
-    print(f"load average before the end: {os.getloadavg()[0]:.2f}")
+    print(f"load average (1 min) at the start: {start_load:.2f}, before the end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,9 @@ def require_ffmpeg() -> str:
         if shutil.which(tool) is None:
             raise TalkgenError(f"{tool} not found: install ffmpeg (./install.sh does, or apt-get install ffmpeg)")
     try:
-        out = _capture([ffmpeg_bin(), "-hide_banner", "-encoders"], text=True, timeout=30)
+        # One run: the encoders on stdout, the banner (its first line the version) on stderr. Each
+        # ffmpeg start is 0.1 s or more before a render's first stage, and a live one's first segment.
+        out = _capture([ffmpeg_bin(), "-encoders"], text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise TalkgenError(f"{ffmpeg_bin()} does not run ({exc}): reinstall ffmpeg") from None
     names = {line.split()[1] for line in out.stdout.splitlines() if len(line.split()) > 1 and line.startswith(" ")}
@@ -41,8 +43,8 @@ def require_ffmpeg() -> str:
         raise TalkgenError(
             f"{ffmpeg_bin()} lacks the {' and '.join(missing)} encoder: install a full ffmpeg build (Debian's ffmpeg package has both)"
         )
-    version = _capture([ffmpeg_bin(), "-hide_banner", "-version"], text=True).stdout
-    return version.splitlines()[0] if version else "ffmpeg"
+    banner = [line for line in out.stderr.splitlines() if line.startswith("ffmpeg version")]
+    return banner[0] if banner else "ffmpeg"
 
 
 # ffmpeg runs in its own session, out of reach of the terminal's Ctrl-C: in talkgen chat a

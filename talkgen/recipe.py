@@ -98,7 +98,7 @@ class RenderConfig:
     min_chunk_s: float = 2.0
     # The first chunk is at most this long (and at least one of the back end's clips), so that a
     # live stream's first segment is out sooner; 0: as long as the others may be.
-    first_chunk_s: float = 2.0
+    first_chunk_s: float = 1.0
     seed: int = 0
     crf: int = 20
     preset: str = "veryfast"

@@ -76,6 +76,10 @@ def kept(job_root: Path) -> str:
     return f"kept {listed} in {job_root}"
 
 
+# Engine roles whose load takes seconds (imports of torch and transformers, Whisper's weights).
+SLOW_LOADS = frozenset({"llm", "stt"})
+
+
 def _applicable(source: Source, until: str | None) -> list[Stage]:
     stages = [s for s in stage_list() if s.applies(source)]
     if until is not None:
@@ -154,14 +158,19 @@ def run_stages(ctx: Context, until: str | None = None, overlap: bool = False,
 
 def _attempt(ctx: Context, stages: list[Stage], overlap: bool, earlier: dict[str, float], t0: float) -> Outcome:
     fresh = {stage.name: ctx.job.is_fresh(stage.name, ctx.keys[stage.name]) for stage in stages}
-    if any(not fresh[s.name] and s.roles for s in stages):
-        ctx.portrait()  # a portrait with no face fails before any model work
+    overlap = overlap and sum(not fresh[s.name] for s in stages) > 1
+    running = {role for s in stages if not fresh[s.name] for role in s.roles}
+    # A portrait with no face fails before any model work. Side by side, with no engine whose load
+    # takes seconds and cannot be stopped midway, it is found while the engines load (the face
+    # finder and a load take a core each), and its failure stops them.
+    beside = overlap and bool(running) and not running & SLOW_LOADS
+    if running and not beside:
+        ctx.portrait()
     if ctx.source.say and ctx.source.kind == "script" and ctx.source.text is not None:
         put_text(ctx.feeds.text, ctx.source.text)
     progress = ctx.progress
     ctx.feeds.finished.listen(lambda index: progress.chunk(index, time.perf_counter() - t0))
     reports: dict[str, StageReport] = {}
-    overlap = overlap and sum(not fresh[s.name] for s in stages) > 1
     ctx.overlapped = overlap
 
     def execute(stage: Stage, view: Context) -> None:
@@ -188,7 +197,7 @@ def _attempt(ctx: Context, stages: list[Stage], overlap: bool, earlier: dict[str
         view.progress.done(stage.name, cache)
 
     if overlap:
-        _side_by_side(ctx, stages, execute)
+        _side_by_side(ctx, stages, execute, ctx.portrait if beside else None)
     else:
         for stage in stages:
             execute(stage, ctx)
@@ -197,9 +206,10 @@ def _attempt(ctx: Context, stages: list[Stage], overlap: bool, earlier: dict[str
                    time.perf_counter() - t0)
 
 
-def _side_by_side(ctx: Context, stages: list[Stage], execute) -> None:
+def _side_by_side(ctx: Context, stages: list[Stage], execute, meanwhile: Callable[[], object] | None = None) -> None:
     """Each stage in a thread of its own; the first failure stops the others, and is raised here
-    once they have all ended (as is a stop told to this thread: Ctrl-C, SIGTERM)."""
+    once they have all ended (as is a stop told to this thread: Ctrl-C, SIGTERM, or the failure of
+    `meanwhile`, which this thread runs once the stages have started)."""
     from dataclasses import replace
 
     stop = threading.Event()
@@ -218,10 +228,12 @@ def _side_by_side(ctx: Context, stages: list[Stage], execute) -> None:
     for thread in threads:
         thread.start()
     try:
+        if meanwhile is not None:
+            meanwhile()
         for thread in threads:
             while thread.is_alive():
                 thread.join(0.1)  # a timed wait: the signal handlers run here between waits
-    except BaseException as exc:  # Ctrl-C, or stopping.Terminated: every stage stops, then this goes on up
+    except BaseException as exc:  # Ctrl-C, stopping.Terminated or `meanwhile`: every stage stops, then this goes on up
         stop.set()
         ctx.feeds.fail(exc)
         for thread in threads:

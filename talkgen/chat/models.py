@@ -34,8 +34,14 @@ class Models:
     def vad(self):
         return self.engines.vad()
 
-    def tts(self):
-        return self.engines.tts(self.recipe.tts, self.recipe.stt, self.recipe.name)
+    def tts(self, fresh: bool = False):
+        """The voice, its session made: on one thread, as the LLM writes beside it (stages/speak.py).
+        fresh: a new session, its noise started again, for the next turn (made once a clip is done,
+        while the person reads the reply: 0.25 s or more that the next turn's voice need not wait)."""
+        engine = self.engines.tts(self.recipe.tts, self.recipe.stt, self.recipe.name, fresh=fresh)
+        if hasattr(engine, "ready"):
+            engine.ready(threads=1)
+        return engine
 
     def portrait(self):
         c = self.recipe.render

@@ -110,6 +110,7 @@ class Chat:
             self.screen.notice(f"clip {job.turn} live: {shown(playlist)} ({since:.1f} s after the question)", "green")
 
         rep = run(request, ClipProgress(stop, live), engines=self.models.engines, group_root=self.session.root / "avatar-ranks")
+        self.models.tts(fresh=True)
         out = rep["output"]
         return {"clip": "clip.mp4", "duration_s": out["duration_s"], "frames": out["frames"], "fps": out["fps"],
                 "width": out["width"], "height": out["height"], "first_chunk_s": rep["first_chunk_s"],

@@ -68,6 +68,7 @@ class Source:
 @dataclass
 class Feeds:
     transcript: Value = field(default_factory=Value)  # what Whisper heard (transcript.json's content)
+    writer: Value = field(default_factory=Value)  # True once the reply's LLM is loaded (at once, when the replies are cached)
     text: Feed = field(default_factory=Feed)  # (paragraph, sentence): the words to speak, in order
     speech: Value = field(default_factory=Value)  # the SpeechTrack (a LiveTrack while it is spoken)
     chunks: Feed = field(default_factory=Feed)  # the plan's Chunks as they are cut
@@ -75,7 +76,7 @@ class Feeds:
     finished: Feed = field(default_factory=Feed)  # the indices of the chunks on disk, in order
 
     def fail(self, reason: BaseException) -> None:
-        for feed in (self.transcript, self.text, self.speech, self.chunks, self.plan, self.finished):
+        for feed in (self.transcript, self.writer, self.text, self.speech, self.chunks, self.plan, self.finished):
             feed.fail(reason)
         track = self.speech.so_far()
         if track and hasattr(track[0], "fail"):

@@ -161,6 +161,10 @@ def _run(ctx: Context) -> StageRecord:
     if runs_in_ranks(c):
         rec = _on_ranks(ctx, key, advance)
     else:
+        if c.device == "cpu":
+            # An avatar on the CPU (the puppet) loads in a fraction of a second: once there is
+            # speech, so that it does not slow the loads the speech waits for.
+            ctx.feeds.speech.wait()
         loading = time.perf_counter()
         engine = ctx.engines.avatar(c, ctx.portrait(), state_dir=chunk_dir(job.root))
         load_s = time.perf_counter() - loading

@@ -272,6 +272,7 @@ def _run(ctx: Context) -> StageRecord:
     loads = sum(ctx.engines.loads.values())
     llm = ctx.engines.llm(c, ctx.recipe.name)  # while the question is still being heard, when the stages overlap
     loaded = sum(ctx.engines.loads.values()) > loads  # else a worker's LLM, loaded for an earlier job
+    ctx.feeds.writer.set(True)  # not the engine: the holder may let it go after this stage, and its memory with it
     turns = _turns(ctx)
     text = ctx.feeds.text
     # While the voice waits for this reply (its stage runs beside this one), each sentence goes to it as soon as it is decided.
@@ -293,6 +294,7 @@ def _run(ctx: Context) -> StageRecord:
 
 
 def _load(ctx: Context) -> None:
+    ctx.feeds.writer.set(True)
     _hand_on(ctx, json.loads(ctx.job.path("reply.json").read_text(encoding="utf-8")))
 
 

@@ -157,7 +157,15 @@ def _run(ctx: Context) -> StageRecord:
     from talkgen.job import StageRecord
 
     c = ctx.recipe.tts
+    if not ctx.source.say and c.device == "cpu":
+        # A voice on the CPU loads in a second or less, and has nothing to say before the LLM's first
+        # sentence: loaded beside the LLM's import (seconds of Python holding the interpreter), it
+        # would only slow that down. It loads while the LLM writes its first sentence.
+        ctx.feeds.writer.wait()
     tts = ctx.engines.tts(c, ctx.recipe.stt, ctx.recipe.name, fresh=True)  # the same speech as a render of its own
+    if hasattr(tts, "ready"):
+        # Text still being written when the voice starts is written beside it (the LLM, on a core of its own).
+        tts.ready(threads=0 if ctx.feeds.text.closed else 1)
     reference = getattr(tts, "reference", None)
     track = LiveTrack(tts.sample_rate)
     ctx.feeds.speech.set(track)

@@ -1,0 +1,36 @@
+"""The bundled Piper voice as talkgen loads it: its graph optimised once and kept."""
+
+from talkgen.engines import piper_tts
+from talkgen.recipe import TTSConfig
+
+TEXT = ["Hello!", "The tallest mountain in the world is Mount Everest, 8,849 metres high."]
+
+
+def said(tts) -> list:
+    return [(part.audio.tobytes(), part.phonemes) for text in TEXT for part in tts.speak(text)]
+
+
+def test_a_voice_from_the_kept_optimised_graph_says_what_the_voice_that_optimised_it_says(tmp_path, monkeypatch):
+    monkeypatch.setenv("TALKGEN_CACHE", str(tmp_path))
+    first = piper_tts.PiperTTS(TTSConfig())
+    first.ready()  # patches the graph, optimises it and keeps it
+    assert first._model is None and first._optimized.is_file()
+    made = said(first)
+    again = piper_tts.PiperTTS(TTSConfig())
+    again.ready(threads=1)  # from the kept file, with no optimisation of its own, on one thread
+    assert said(again) == made
+    again.fresh()  # a new session for the next job: the same file again, on every core
+    again.ready(threads=0)
+    assert said(again) == made
+
+
+def test_a_cache_that_cannot_be_written_still_gives_a_voice(tmp_path, monkeypatch):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("TALKGEN_CACHE", str(blocked))
+    tts = piper_tts.PiperTTS(TTSConfig())
+    tts.ready()
+    assert tts._model is not None and not tts._optimized.exists()
+    first = said(tts)
+    tts.fresh()
+    assert said(tts) == first
