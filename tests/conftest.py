@@ -39,6 +39,7 @@ def synthetic_track(directory: Path, pattern: list[tuple[str, float]], sr: int =
     return SpeechTrack.load(wav, alignment)
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: without it installed, not called
 def pytest_xdist_auto_num_workers(config) -> int | None:
     """A run of one test file runs in the test process: --dist loadfile would give it to one worker
     anyway, and the workers would only add their start. Otherwise xdist's one per core."""
