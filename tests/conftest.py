@@ -39,6 +39,14 @@ def synthetic_track(directory: Path, pattern: list[tuple[str, float]], sr: int =
     return SpeechTrack.load(wav, alignment)
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: without it installed, not called
+def pytest_xdist_auto_num_workers(config) -> int | None:
+    """A run of one test file runs in the test process: --dist loadfile would give it to one worker
+    anyway, and the workers would only add their start. Otherwise xdist's one per core."""
+    files = {str(arg).split("::")[0] for arg in config.args}
+    return 0 if len(files) == 1 and next(iter(files)).endswith(".py") else None
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_user_config(tmp_path_factory):
     """Nothing of the developer's own talkgen config (an avatar Python set once) reaches the tests."""

@@ -270,7 +270,10 @@ def _five_ranks(tmp_path, name, log, weights, wait_for=None):
             f"render.liveavatar.ckpt_dir={ckpt}", f"render.liveavatar.lora_dir={lora}", "render.liveavatar.size=128*64",
             "render.liveavatar.infer_frames=12", "render.liveavatar.clips_per_chunk=2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LIVEAVATAR_STANDIN_LOG": str(log)}
-    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as at a terminal, also when this test run was started with SIGINT ignored (a shell's
+    # background job, a CI runner): a render keeps an ignored SIGINT, so the stop would never come.
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     if wait_for is not None:
         chunks, deadline = tmp_path / name / "chunks", time.time() + 300
         while len(list(chunks.glob("*.mp4.json"))) < wait_for and proc.poll() is None and time.time() < deadline:

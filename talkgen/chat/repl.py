@@ -31,18 +31,24 @@ def run(chat: Chat) -> None:
     screen.line(f"talkgen chat: session {where}. Type a question; /help lists the commands.", "dim")
     armed = False  # a Ctrl-C at the prompt: the next one leaves
     while True:
+        # The second Ctrl-C can come while the first is still handled: the person sees "Ctrl-C again"
+        # once it is written, before the loop is back at the prompt (on a loaded machine, long
+        # before). It leaves too, instead of escaping the loop as an interrupt (exit 130).
         try:
-            line = screen.read()
+            try:
+                line = screen.read()
+            except KeyboardInterrupt:
+                if armed:
+                    break
+                armed = True
+                if chat.renderer is not None and chat.renderer.pending():
+                    chat.renderer.stop_all()
+                    screen.line("stopping the clips being rendered (Ctrl-C again to leave)", "yellow")
+                else:
+                    screen.line("(Ctrl-C again or /quit to leave)", "dim")
+                continue
         except KeyboardInterrupt:
-            if armed:
-                break
-            armed = True
-            if chat.renderer is not None and chat.renderer.pending():
-                chat.renderer.stop_all()
-                screen.line("stopping the clips being rendered (Ctrl-C again to leave)", "yellow")
-            else:
-                screen.line("(Ctrl-C again or /quit to leave)", "dim")
-            continue
+            break
         if line is None:
             break
         armed = False
