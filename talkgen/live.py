@@ -49,6 +49,7 @@ class LiveStream:
         self._stop = threading.Event()
         self._entries: list[str] = []
         self._thread: threading.Thread | None = None
+        self._feed_error: BaseException | None = None  # the speech feeder's failure, raised on the stream's thread
         for old in (self.playlist,):
             old.unlink(missing_ok=True)
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -83,6 +84,8 @@ class LiveStream:
                 last = track.known()[1] and chunks.get(index + 1) is None
                 given = self._segment(chunk, last, track.sample_rate, audio, given)
             feeder.join()
+            if self._feed_error is not None:
+                raise self._feed_error
             audio.close()
             audio = None
             self._write(end=True)
@@ -110,6 +113,9 @@ class LiveStream:
                 if complete:
                     break
         except (Stopped, OSError):
+            self._stop.set()
+        except BaseException as exc:  # noqa: BLE001 - its encoder failed (or was killed by a stop): handed to _run
+            self._feed_error = exc
             self._stop.set()
         finally:
             audio.end_input()
