@@ -31,14 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_chat import QUESTIONS, rss_mib  # noqa: E402
 from table import print_table  # noqa: E402
 
-def children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            found += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from serve_browser import children_of  # noqa: E402
 
 
 def ask(client: httpx.Client, question: str, overrides: dict, session: str | None) -> dict:
@@ -91,7 +85,7 @@ def main() -> None:
                         raise RuntimeError("the server stopped")
                     time.sleep(0.2)
                 ready_s = time.monotonic() - t
-                worker = max(children(proc.pid), key=rss_mib)  # the warm worker, beside multiprocessing's resource tracker
+                worker = max(children_of(proc.pid), key=rss_mib)  # the warm worker, beside multiprocessing's resource tracker
                 rows.append(("start: /v1/health ok (warm-up job)", f"{ready_s:.1f} s", "imports, model loads and one short reply rendered", ""))
                 ask(c, "Hello! Who are you?", overrides, None)  # warm: the first question's caches
                 results, rss = [], {}

@@ -64,6 +64,17 @@ new MutationObserver(() => {
 """
 
 
+def children_of(pid: int) -> list[int]:
+    """The processes `pid` started, from any of its threads (a server's workers are started by its dispatcher's)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

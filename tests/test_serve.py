@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from serve_browser import children_of
 
 from talkgen import media
 from talkgen.speech import WavWriter
@@ -420,7 +421,7 @@ def test_killed_then_started_again_it_resumes_and_then_needs_its_token(server, c
         for line in r.iter_lines():
             if line == "event: chunk":
                 break
-    workers = _children_of(server.proc.pid)
+    workers = children_of(server.proc.pid)
     assert workers
     assert server.stop(signal.SIGKILL) == -signal.SIGKILL
     finished = len(list((job_dir / "chunks").glob("*.mp4.json")))
@@ -457,15 +458,6 @@ def test_killed_then_started_again_it_resumes_and_then_needs_its_token(server, c
         assert again.stop() in (0, 143, -signal.SIGTERM)
 
 
-def _children_of(pid: int) -> list[int]:
-    """The processes `pid` started, from any of its threads (the workers are started by the dispatcher's)."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            found += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
 
 
 def _alive(pid: int) -> bool:
