@@ -1,4 +1,4 @@
-"""Reading a script file and cutting it into paragraphs and sentences."""
+"""Reading a script file and cutting it into paragraphs, sentences and the pieces the voice says."""
 
 from __future__ import annotations
 
@@ -86,3 +86,46 @@ def sentences(paragraph: str) -> list[str]:
     if tail:
         out.append(tail)
     return [s for s in out if s]
+
+
+# The first sentence of a paragraph (of a reply: each turn is one) is said in phrases: cut after a
+# comma, semicolon or colon once the phrase has PHRASE_MIN_WORDS words and PHRASE_MIN_AFTER more
+# follow in the sentence. The voice can then start while the LLM is still writing that sentence,
+# which is what a live video waits for first; the sentences after it are said whole, for their
+# intonation, while the first plays. The same cut whether the text comes at once or is streamed.
+PHRASE_MIN_WORDS = 3
+PHRASE_MIN_AFTER = 3
+PHRASE_END = (",", ";", ":")
+
+
+def phrase_cuts(words: list[str]) -> list[int]:
+    """Where a sentence of these words is cut into phrases: the number of words before each cut.
+    Given only the sentence's first words, it gives the cuts they already decide: a cut waits for
+    PHRASE_MIN_AFTER words after it, and every cut after it waits longer."""
+    cuts, start = [], 0
+    for i, word in enumerate(words[:-1], 1):
+        if i - start >= PHRASE_MIN_WORDS and word.endswith(PHRASE_END) and len(words) - i >= PHRASE_MIN_AFTER:
+            cuts.append(i)
+            start = i
+    return cuts
+
+
+def phrases(sentence: str) -> list[str]:
+    """The sentence in the pieces phrase_cuts makes; joined with spaces, they are the sentence."""
+    words = sentence.split()
+    bounds = [0, *phrase_cuts(words), len(words)]
+    return [" ".join(words[a:b]) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def pieces(paragraph: str) -> list[tuple[str, bool]]:
+    """What the voice says of a paragraph, one piece at a time: (piece, whether it ends a sentence)."""
+    return pieces_of(sentences(paragraph))
+
+
+def pieces_of(sentence_list: list[str]) -> list[tuple[str, bool]]:
+    """The pieces of a paragraph's sentences (or its first ones): the first in phrases, the rest whole."""
+    out: list[tuple[str, bool]] = []
+    for k, sentence in enumerate(sentence_list):
+        parts = phrases(sentence) if k == 0 else [sentence]
+        out += [(part, i == len(parts) - 1) for i, part in enumerate(parts)]
+    return out
