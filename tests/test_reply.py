@@ -215,7 +215,7 @@ def test_a_reply_is_handed_on_piece_by_piece_only_where_the_rest_cannot_change_i
     rng = random.Random(4)
     words = ["Hello", "world", "the", "Sun", "3.5", "Dr.", "e.g.", "U.S.", "42", "*bold*", "`x`", "\"Quote.\"", "(aside)", "A.",
              "yes!", "why?", "ok,", "etc.", "Mr.", "…", "wait…", "No.", "It's", "#tag", ">", "|", "'so.'", "end.)",
-             "so,", "then;", "note:", "well,", "and", "it", "is"]
+             "so,", "then;", "note:", "well,", "and", "it", "is", "from", "(with", "By"]
     released = early = 0
     for _ in range(1500):
         text = "".join(rng.choice(words) + rng.choice(["", ".", "!", "?", ".\"", ")."] if rng.random() < 0.25 else [""])
@@ -246,6 +246,11 @@ def test_the_first_sentence_of_each_paragraph_is_said_in_phrases_and_the_rest_wh
     assert phrases("Yes, I do.") == ["Yes, I do."]  # a phrase has three words, and three follow it
     assert phrases("I know that one well, me too.") == ["I know that one well, me too."]
     assert phrases("Here is the list: apples, pears and figs.") == ["Here is the list:", "apples, pears and figs."]
+    # The first phrase may end before a joining word, once it has five words.
+    assert phrases("Bees make honey by collecting nectar from flowers with their tongues.") == [
+        "Bees make honey by collecting nectar", "from flowers with their tongues."]
+    assert phrases("It was a cold day (with snow on the hills).") == ["It was a cold day", "(with snow on the hills)."]
+    assert phrases("Cats purr when they are happy.") == ["Cats purr when they are happy."]
     text = "I'm Joe, a talking head. I say things, one by one, all day.\n\nWell, hello there, my friend; how are you?"
     assert [pieces(p) for p in paragraphs(text)] == [
         [("I'm Joe, a talking head.", True), ("I say things, one by one, all day.", True)],

@@ -88,14 +88,26 @@ def sentences(paragraph: str) -> list[str]:
     return [s for s in out if s]
 
 
-# The first sentence of a paragraph (of a reply: each turn is one) is said in phrases: cut after a
-# comma, semicolon or colon once the phrase has PHRASE_MIN_WORDS words and PHRASE_MIN_AFTER more
-# follow in the sentence. The voice can then start while the LLM is still writing that sentence,
-# which is what a live video waits for first; the sentences after it are said whole, for their
-# intonation, while the first plays. The same cut whether the text comes at once or is streamed.
+# The first sentence of a paragraph (of a reply: each turn is one) is said in phrases, so that
+# the voice can start while the LLM is still writing it: a live video waits for nothing else so
+# long (a small LLM's first sentence is often 20 to 30 words, two seconds of its writing on a
+# busy CPU). A phrase ends after a comma, semicolon or colon once it has PHRASE_MIN_WORDS words;
+# the first may also end before a joining word (JOINING: "and", "which", "from" ...) once it has
+# FIRST_PHRASE_MIN_WORDS, about the second and a half of speech the first chunk needs. Each cut
+# leaves PHRASE_MIN_AFTER words or more after it. The sentences after the first are said whole,
+# for their intonation, while the first plays. The cuts are the same whether the text comes at
+# once or is streamed.
 PHRASE_MIN_WORDS = 3
+FIRST_PHRASE_MIN_WORDS = 5
 PHRASE_MIN_AFTER = 3
 PHRASE_END = (",", ";", ":")
+JOINING = frozenset(
+    "and but or so because which who whose whom when where while with without by from in on at for to of using about "
+    "into through if until after before since although unless whether".split())
+
+
+def _joins(word: str) -> bool:
+    return word.strip("\"'“”‘’()[]").lower() in JOINING
 
 
 def phrase_cuts(words: list[str]) -> list[int]:
@@ -103,8 +115,12 @@ def phrase_cuts(words: list[str]) -> list[int]:
     Given only the sentence's first words, it gives the cuts they already decide: a cut waits for
     PHRASE_MIN_AFTER words after it, and every cut after it waits longer."""
     cuts, start = [], 0
-    for i, word in enumerate(words[:-1], 1):
-        if i - start >= PHRASE_MIN_WORDS and word.endswith(PHRASE_END) and len(words) - i >= PHRASE_MIN_AFTER:
+    for i in range(1, len(words)):
+        if len(words) - i < PHRASE_MIN_AFTER:
+            break
+        ends = i - start >= PHRASE_MIN_WORDS and words[i - 1].endswith(PHRASE_END)
+        joins = not cuts and i >= FIRST_PHRASE_MIN_WORDS and _joins(words[i])
+        if ends or joins:
             cuts.append(i)
             start = i
     return cuts
