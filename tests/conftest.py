@@ -39,12 +39,21 @@ def synthetic_track(directory: Path, pattern: list[tuple[str, float]], sr: int =
     return SpeechTrack.load(wav, alignment)
 
 
+MAX_WORKERS = 4
+
+
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: without it installed, not called
 def pytest_xdist_auto_num_workers(config) -> int | None:
     """A run of one test file runs in the test process: --dist loadfile would give it to one worker
-    anyway, and the workers would only add their start. Otherwise xdist's one per core."""
+    anyway, and the workers would only add their start. Otherwise one worker per core, at most
+    MAX_WORKERS: each loads its own models (up to about 2 GiB with a chat or a server)."""
+    import os
+
     files = {str(arg).split("::")[0] for arg in config.args}
-    return 0 if len(files) == 1 and next(iter(files)).endswith(".py") else None
+    if len(files) == 1 and next(iter(files)).endswith(".py"):
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, MAX_WORKERS))
 
 
 @pytest.fixture(scope="session", autouse=True)
