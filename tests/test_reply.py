@@ -215,7 +215,7 @@ def test_a_reply_is_handed_on_piece_by_piece_only_where_the_rest_cannot_change_i
     rng = random.Random(4)
     words = ["Hello", "world", "the", "Sun", "3.5", "Dr.", "e.g.", "U.S.", "42", "*bold*", "`x`", "\"Quote.\"", "(aside)", "A.",
              "yes!", "why?", "ok,", "etc.", "Mr.", "…", "wait…", "No.", "It's", "#tag", ">", "|", "'so.'", "end.)",
-             "so,", "then;", "note:", "well,", "and", "it", "is", "from", "(with", "By"]
+             "so,", "then;", "note:", "well,", "and", "it", "is", "from", "(with", "By", "-", "x-", "so—"]
     released = early = 0
     for _ in range(1500):
         text = "".join(rng.choice(words) + rng.choice(["", ".", "!", "?", ".\"", ")."] if rng.random() < 0.25 else [""])
@@ -251,6 +251,9 @@ def test_the_first_sentence_of_each_paragraph_is_said_in_phrases_and_the_rest_wh
         "Bees make honey by collecting nectar", "from flowers with their tongues."]
     assert phrases("It was a cold day (with snow on the hills).") == ["It was a cold day", "(with snow on the hills)."]
     assert phrases("Cats purr when they are happy.") == ["Cats purr when they are happy."]
+    assert phrases("Autumn is lovely — the leaves turn red.") == ["Autumn is lovely —", "the leaves turn red."]
+    assert phrases("It is as simple as it sounds - bees collect nectar.") == ["It is as simple as it sounds -", "bees collect nectar."]
+    assert phrases("Mind the x- and y-axis of the chart.") == ["Mind the x- and y-axis of the chart."]
     text = "I'm Joe, a talking head. I say things, one by one, all day.\n\nWell, hello there, my friend; how are you?"
     assert [pieces(p) for p in paragraphs(text)] == [
         [("I'm Joe, a talking head.", True), ("I say things, one by one, all day.", True)],

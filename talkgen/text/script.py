@@ -91,7 +91,7 @@ def sentences(paragraph: str) -> list[str]:
 # The first sentence of a paragraph (of a reply: each turn is one) is said in phrases, so that
 # the voice can start while the LLM is still writing it: a live video waits for nothing else so
 # long (a small LLM's first sentence is often 20 to 30 words, two seconds of its writing on a
-# busy CPU). A phrase ends after a comma, semicolon or colon once it has PHRASE_MIN_WORDS words;
+# busy CPU). A phrase ends after a comma, semicolon, colon or dash once it has PHRASE_MIN_WORDS words;
 # the first may also end before a joining word (JOINING: "and", "which", "from" ...) once it has
 # FIRST_PHRASE_MIN_WORDS, about the second and a half of speech the first chunk needs. Each cut
 # leaves PHRASE_MIN_AFTER words or more after it. The sentences after the first are said whole,
@@ -100,10 +100,14 @@ def sentences(paragraph: str) -> list[str]:
 PHRASE_MIN_WORDS = 3
 FIRST_PHRASE_MIN_WORDS = 5
 PHRASE_MIN_AFTER = 3
-PHRASE_END = (",", ";", ":")
+PHRASE_END = (",", ";", ":", "–", "—")  # and a hyphen standing alone as a dash, not one ending a word ("x- and y-axis")
 JOINING = frozenset(
     "and but or so because which who whose whom when where while with without by from in on at for to of using about "
     "into through if until after before since although unless whether".split())
+
+
+def _ends_phrase(word: str) -> bool:
+    return word.endswith(PHRASE_END) or word == "-"
 
 
 def _joins(word: str) -> bool:
@@ -118,7 +122,7 @@ def phrase_cuts(words: list[str]) -> list[int]:
     for i in range(1, len(words)):
         if len(words) - i < PHRASE_MIN_AFTER:
             break
-        ends = i - start >= PHRASE_MIN_WORDS and words[i - 1].endswith(PHRASE_END)
+        ends = i - start >= PHRASE_MIN_WORDS and _ends_phrase(words[i - 1])
         joins = not cuts and i >= FIRST_PHRASE_MIN_WORDS and _joins(words[i])
         if ends or joins:
             cuts.append(i)
