@@ -253,7 +253,7 @@ def test_the_first_sentence_of_each_paragraph_is_said_in_phrases_and_the_rest_wh
     assert phrases("Cats purr when they are happy.") == ["Cats purr when they are happy."]
     assert phrases("Autumn is lovely — the leaves turn red.") == ["Autumn is lovely —", "the leaves turn red."]
     assert phrases("It is as simple as it sounds - bees collect nectar.") == ["It is as simple as it sounds -", "bees collect nectar."]
-    assert phrases("Mind the x- and y-axis of the chart.") == ["Mind the x- and y-axis of the chart."]
+    assert phrases("See the x- and y-axis here.") == ["See the x- and y-axis here."]
     text = "I'm Joe, a talking head. I say things, one by one, all day.\n\nWell, hello there, my friend; how are you?"
     assert [pieces(p) for p in paragraphs(text)] == [
         [("I'm Joe, a talking head.", True), ("I say things, one by one, all day.", True)],
