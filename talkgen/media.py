@@ -427,7 +427,8 @@ class AacStream:
         # No probing: the input's form is given, and ffmpeg would otherwise read about two seconds of it
         # before encoding any (the first segment waited for the speech after its own; measured).
         self._proc = _popen([ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-probesize", "32", "-analyzeduration", "0",
-                             "-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0", "-c:a", a["codec"], "-b:a", a["bitrate"], "-flush_packets", "1", "-f", "adts", "pipe:1"],
+                             "-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0",
+                             "-c:a", a["codec"], "-b:a", a["bitrate"], "-flush_packets", "1", "-f", "adts", "pipe:1"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._reader = threading.Thread(target=self._read, name="talkgen-live-audio", daemon=True)
         self._reader.start()
