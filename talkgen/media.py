@@ -424,8 +424,11 @@ class AacStream:
         self.error = ""
         self._cond = threading.Condition()
         a = LIVE_AUDIO
-        self._proc = _popen([ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-f", "s16le", "-ar", str(sample_rate), "-ac", "1",
-                             "-i", "pipe:0", "-c:a", a["codec"], "-b:a", a["bitrate"], "-flush_packets", "1", "-f", "adts", "pipe:1"],
+        # No probing: the input's form is given, and ffmpeg would otherwise read about two seconds of it
+        # before encoding any (the first segment waited for the speech after its own; measured).
+        self._proc = _popen([ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-probesize", "32", "-analyzeduration", "0",
+                             "-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0",
+                             "-c:a", a["codec"], "-b:a", a["bitrate"], "-flush_packets", "1", "-f", "adts", "pipe:1"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._reader = threading.Thread(target=self._read, name="talkgen-live-audio", daemon=True)
         self._reader.start()

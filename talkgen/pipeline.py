@@ -44,7 +44,7 @@ class RenderRequest:
     # Stages an earlier run of this job in this process made (the look-ahead), with their times.
     made_earlier: dict[str, float] = field(default_factory=dict)
     text: str | None = None  # the script itself, given rather than read from a file (a chat turn's reply)
-    text_feed: Feed | None = None  # or its sentences as they are written: (paragraph, sentence), then closed
+    text_feed: Feed | None = None  # or what the voice says of it as it is written: (paragraph, piece, ends a sentence), then closed
     origin: str = ""  # the key of what wrote that text (stages/__init__.py Source.origin)
     check: bool = True  # run `talkgen check` on the video (a chat turn does not wait for it)
     live: bool = False  # watched while it is made (--live, a chat turn): its stages overlap wherever memory allows

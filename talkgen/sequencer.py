@@ -146,7 +146,7 @@ def run_stages(ctx: Context, until: str | None = None, overlap: bool = False,
         watch(ctx.feeds)
         return _attempt(ctx, stages, overlap, made_earlier or {}, t0)
     except Restart:
-        # A stage's early output was not its final one (stages/reply.py SentenceStream): what was
+        # A stage's early output was not its final one (stages/reply.py PieceStream): what was
         # made from it goes, and the job runs again one stage after another.
         from talkgen.chunks import clear_chunks
 

@@ -381,6 +381,7 @@ def test_a_cloned_voice_speaks_the_chat(tmp_path):
         cwd=tmp_path, input="hello\n", capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     (session,) = (tmp_path / ".talkgen" / "chats").iterdir()
+    assert (session / "turns" / "0001" / "speech.wav").is_file(), proc.stdout + proc.stderr
     with wave.open(str(session / "turns" / "0001" / "speech.wav")) as w:
         assert w.getframerate() == 24000
     assert (session / "turns" / "0001" / "clip.mp4").is_file()

@@ -63,6 +63,36 @@ def test_the_engine_clones_deterministically_with_exact_lengths(tiny):
     assert c.audio.shape == a.audio.shape and not np.array_equal(c.audio, a.audio)
 
 
+def test_a_voice_loaded_while_the_llm_is_built_is_built_in_float32(tiny):
+    """transformers sets torch's process-wide default dtype to the LLM's while it builds the LLM, and
+    a chat loads its voice in another thread meanwhile: the voice waits for the build (engines/building.py)."""
+    import threading
+
+    import torch
+
+    from talkgen.engines.building import BUILDING
+
+    config = _config(tiny)
+    ref = f5_tts.load_reference(config, config.voice_text)
+    [expected] = list(load_tts(config, ref).speak("Hello there."))
+    loaded = []
+    before = torch.get_default_dtype()
+    with BUILDING:  # as the LLM's build holds it
+        torch.set_default_dtype(torch.bfloat16)
+        try:
+            voice = threading.Thread(target=lambda: loaded.append(load_tts(config, ref)))
+            voice.start()
+            voice.join(1.0)
+            assert not loaded  # it waits for the build
+        finally:
+            torch.set_default_dtype(before)
+    voice.join(60)
+    [engine] = loaded
+    assert {p.dtype for p in engine.vocoder.parameters()} == {torch.float32}
+    [said] = list(engine.speak("Hello there."))
+    assert np.array_equal(said.audio, expected.audio)
+
+
 @pytest.mark.slow
 def test_slower_speed_asks_for_more_frames(tiny):
     fast, slow = _config(tiny), _config(tiny, "tts.speed=0.5")

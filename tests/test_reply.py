@@ -202,27 +202,59 @@ def test_a_full_window_leaves_out_enough_old_turns_to_keep_the_next_prompts_begi
     assert sum("left out the" in n for n in notes) == grew + (dropped[0] > 0)
 
 
-def test_a_reply_is_handed_on_sentence_by_sentence_only_where_the_rest_cannot_change_it():
-    """decided(): whatever the model writes next, the sentences it gives are how the reply, cut to
-    its word budget by bound_words, begins. Checked on every prefix of texts made of the awkward
-    cases (abbreviations, decimals, quotes, ellipses, markdown, the budget cut)."""
+def test_a_reply_is_handed_on_piece_by_piece_only_where_the_rest_cannot_change_it():
+    """decided() and decided_pieces(): whatever the model writes next, the sentences and the pieces
+    the voice says (the first sentence in phrases) that they give are how the reply, cut to its
+    word budget by bound_words, begins. Checked on every prefix of texts made of the awkward cases
+    (abbreviations, decimals, quotes, ellipses, markdown, commas, the budget cut)."""
     import random
 
-    from talkgen.stages.reply import bound_words, decided
-    from talkgen.text.script import sentences
+    from talkgen.stages.reply import bound_words, decided, decided_pieces
+    from talkgen.text.script import pieces, sentences
 
     rng = random.Random(4)
     words = ["Hello", "world", "the", "Sun", "3.5", "Dr.", "e.g.", "U.S.", "42", "*bold*", "`x`", "\"Quote.\"", "(aside)", "A.",
-             "yes!", "why?", "ok,", "etc.", "Mr.", "…", "wait…", "No.", "It's", "#tag", ">", "|", "'so.'", "end.)"]
-    released = 0
+             "yes!", "why?", "ok,", "etc.", "Mr.", "…", "wait…", "No.", "It's", "#tag", ">", "|", "'so.'", "end.)",
+             "so,", "then;", "note:", "well,", "and", "it", "is", "from", "(with", "By", "-", "x-", "so—"]
+    released = early = 0
     for _ in range(1500):
         text = "".join(rng.choice(words) + rng.choice(["", ".", "!", "?", ".\"", ")."] if rng.random() < 0.25 else [""])
                        + rng.choice([" ", " ", "  ", "\n", ""]) for _ in range(rng.randint(1, 40)))
         budget = rng.randint(3, 30)
-        final = sentences(" ".join(bound_words(text.strip(), budget).split()))
+        reply = " ".join(bound_words(text.strip(), budget).split())
+        final, final_pieces = sentences(reply), pieces(reply)
         for cut in range(len(text) + 1):
             given = decided(text[:cut], budget)
             assert final[: len(given)] == given, (text[:cut], budget)
             released += len(given) and cut < len(text)
+            given_pieces = decided_pieces(text[:cut], budget)
+            assert final_pieces[: len(given_pieces)] == given_pieces, (text[:cut], budget)
+            early += not given and bool(given_pieces)
     assert released > 1000  # sentences do go before the reply ends
+    assert early > 100  # and phrases of the first sentence before it ends
     assert decided("Hello world. The sun is hot. And so", 60) == ["Hello world.", "The sun is hot."]
+    assert decided_pieces("Bees make honey from nectar, which they bring ", 60) == [("Bees make honey from nectar,", False)]
+    assert decided_pieces("Bees make honey from nectar, which they bring", 60) == []  # "bring" may go on: three words must follow
+    assert decided_pieces("It is 3.5 km away, which is far", 60) == []  # "3." could end a reply cut to its budget
+
+
+def test_the_first_sentence_of_each_paragraph_is_said_in_phrases_and_the_rest_whole():
+    from talkgen.text.script import paragraphs, phrases, pieces
+
+    assert phrases("Bees make honey from nectar, which they collect from flowers, and they store it.") == [
+        "Bees make honey from nectar,", "which they collect from flowers,", "and they store it."]
+    assert phrases("Yes, I do.") == ["Yes, I do."]  # a phrase has three words, and three follow it
+    assert phrases("I know that one well, me too.") == ["I know that one well, me too."]
+    assert phrases("Here is the list: apples, pears and figs.") == ["Here is the list:", "apples, pears and figs."]
+    # The first phrase may end before a joining word, once it has five words.
+    assert phrases("Bees make honey by collecting nectar from flowers with their tongues.") == [
+        "Bees make honey by collecting nectar", "from flowers with their tongues."]
+    assert phrases("It was a cold day (with snow on the hills).") == ["It was a cold day", "(with snow on the hills)."]
+    assert phrases("Cats purr when they are happy.") == ["Cats purr when they are happy."]
+    assert phrases("Autumn is lovely — the leaves turn red.") == ["Autumn is lovely —", "the leaves turn red."]
+    assert phrases("It is as simple as it sounds - bees collect nectar.") == ["It is as simple as it sounds -", "bees collect nectar."]
+    assert phrases("See the x- and y-axis here.") == ["See the x- and y-axis here."]
+    text = "I'm Joe, a talking head. I say things, one by one, all day.\n\nWell, hello there, my friend; how are you?"
+    assert [pieces(p) for p in paragraphs(text)] == [
+        [("I'm Joe, a talking head.", True), ("I say things, one by one, all day.", True)],
+        [("Well, hello there,", False), ("my friend; how are you?", True)]]

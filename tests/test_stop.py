@@ -240,10 +240,12 @@ def test_a_chat_told_to_stop_keeps_the_turn_and_renders_its_clip_on_resume(tmp_p
     events = tmp_path / "s" / "events.jsonl"
 
     def rendering():
+        # The turn is recorded (its reply is whole) and its clip is rendering: the clip starts with the
+        # reply's first phrase, so it may render long before the reply ends.
         if not events.is_file():
             return False
         names = [json.loads(line)["event"] for line in events.read_text().splitlines() if line.strip()]
-        return "render_start" in names and len(list((tmp_path / "s").rglob("chunks/.*.tmp-*"))) > 0
+        return "reply" in names and "render_start" in names and len(list((tmp_path / "s").rglob("chunks/.*.tmp-*"))) > 0
 
     wait_for(rendering, proc)
     kids = children(proc.pid)

@@ -25,11 +25,11 @@ class Stopped(Exception):
 @dataclass
 class ClipJob:
     turn: int
-    text: str | None  # the reply; None while it is written, its sentences then come through `sentences`
+    text: str | None  # the reply; None while it is written, its pieces then come through `pieces`
     asked_at: float  # time.monotonic() when the question was entered
     epoch: int = 0
     origin: str = ""  # the key of the reply's making (stages/reply.py origin), which the clip's speech is keyed by
-    sentences: feeds.Feed | None = None
+    pieces: feeds.Feed | None = None
     dropped: bool = False  # its reply was stopped: the clip goes without a word
 
 
@@ -66,8 +66,8 @@ class Renderer:
     def drop(self, job: ClipJob) -> None:
         """The clip of a reply that was stopped: it is not made, and nothing is said of it."""
         job.dropped = True
-        if job.sentences is not None:
-            job.sentences.fail(Stopped("the reply was stopped"))
+        if job.pieces is not None:
+            job.pieces.fail(Stopped("the reply was stopped"))
 
     def wait(self) -> None:
         """Until every submitted clip is ready, failed or stopped. Ctrl-C interrupts the wait."""

@@ -35,8 +35,8 @@ class Chat:
 
     # -- a turn ---------------------------------------------------------------------------
     def ask(self, question: str, source: str = "typed", asked_at: float | None = None) -> None:
-        """Answer `question`; with video, its clip starts at once, and speaks each sentence of the
-        reply as soon as it is decided, while the rest is still being written."""
+        """Answer `question`; with video, its clip starts at once, and speaks each piece of the
+        reply (its first sentence in phrases) as soon as it is decided, while the rest is still being written."""
         from talkgen.feeds import Feed, Restart
         from talkgen.stages.reply import answer, origin, system_prompt
 
@@ -57,13 +57,13 @@ class Chat:
 
         clip = None
         if self.renderer is not None:
-            clip = ClipJob(n, None, asked_at, origin=made_by, sentences=Feed())
+            clip = ClipJob(n, None, asked_at, origin=made_by, pieces=Feed())
             self.renderer.submit(clip)
-        said = (lambda sentence: clip.sentences.put((0, sentence))) if clip else None
+        said = (lambda piece, last: clip.pieces.put((0, piece, last))) if clip else None
         self.screen.reply_start()
         try:
             record = answer(question, n - 1, system, self.history, llm, c, on_text, note=self.screen.notice, dropped=self.dropped,
-                            on_sentence=said)
+                            on_piece=said)
         except Restart as exc:  # what the clip was given is not how the reply begins: it is made again from the whole reply
             record = exc.made
             self.renderer.drop(clip)
@@ -90,8 +90,8 @@ class Chat:
         self.session.log("reply", turn=n, tokens=record["tokens"], seconds=record["seconds"])
         self.history += [{"role": "user", "content": question}, {"role": "assistant", "content": record["reply"]}]
         self.dropped = record["dropped_turns"]
-        if clip is not None and clip.sentences is not None:
-            clip.sentences.close()  # after the turn's record: its clip's record comes after it
+        if clip is not None and clip.pieces is not None:
+            clip.pieces.close()  # after the turn's record: its clip's record comes after it
 
     # -- clips (called on the render thread) ------------------------------------------------
     def render(self, job: ClipJob, stop: Callable[[], None]) -> dict:
@@ -103,7 +103,7 @@ class Chat:
         self.session.log("render_start", turn=job.turn)
         turn_dir = self.session.turn_dir(job.turn)
         request = RenderRequest(None, turn_dir / "clip.mp4", self.recipe, job_dir=turn_dir, say=True, text=job.text,
-                                text_feed=job.sentences, origin=job.origin, check=False, live=True)
+                                text_feed=job.pieces, origin=job.origin, check=False, live=True)
         def live(playlist: Path, seconds: float) -> None:
             since = time.monotonic() - job.asked_at
             self.session.log("clip_live", turn=job.turn, playlist=str(playlist), since_question_s=round(since, 3))

@@ -243,25 +243,28 @@ class F5TTS:
         from f5_tts.model.utils import get_tokenizer
         from vocos import Vocos
 
+        from talkgen.engines.building import BUILDING
+
         self.config, self.reference = config, reference
         self.device = config.device
         ckpt, vocab, vocoder_dir = files(config, recipe)
         vocab_map, vocab_size = get_tokenizer(str(vocab), "custom")
-        model = CFM(
-            transformer=DiT(**arch(config), text_num_embeds=vocab_size, mel_dim=N_MELS),
-            mel_spec_kwargs=dict(n_fft=1024, hop_length=HOP, win_length=1024, n_mel_channels=N_MELS,
-                                 target_sample_rate=SAMPLE_RATE, mel_spec_type="vocos"),
-            odeint_kwargs=dict(method="euler"),
-            vocab_char_map=vocab_map,
-        )
-        try:
-            model.load_state_dict(checkpoint_state(ckpt))
-        except RuntimeError as exc:
-            raise TalkgenError(f"{ckpt} does not fit tts.arch '{config.arch}': {str(exc).splitlines()[0]}") from None
-        self.model = model.to(self.device, dtype=compute_dtype(self.device)).eval()
-        self.vocoder = Vocos.from_hparams(str(vocoder_dir / "config.yaml"))
-        self.vocoder.load_state_dict(torch.load(str(vocoder_dir / "pytorch_model.bin"), map_location="cpu", weights_only=True))
-        self.vocoder = self.vocoder.to(self.device).eval()
+        with BUILDING:  # engines/building.py: torch's default dtype is the LLM's while transformers builds it
+            model = CFM(
+                transformer=DiT(**arch(config), text_num_embeds=vocab_size, mel_dim=N_MELS),
+                mel_spec_kwargs=dict(n_fft=1024, hop_length=HOP, win_length=1024, n_mel_channels=N_MELS,
+                                     target_sample_rate=SAMPLE_RATE, mel_spec_type="vocos"),
+                odeint_kwargs=dict(method="euler"),
+                vocab_char_map=vocab_map,
+            )
+            try:
+                model.load_state_dict(checkpoint_state(ckpt))
+            except RuntimeError as exc:
+                raise TalkgenError(f"{ckpt} does not fit tts.arch '{config.arch}': {str(exc).splitlines()[0]}") from None
+            self.model = model.to(self.device, dtype=compute_dtype(self.device)).eval()
+            self.vocoder = Vocos.from_hparams(str(vocoder_dir / "config.yaml"))
+            self.vocoder.load_state_dict(torch.load(str(vocoder_dir / "pytorch_model.bin"), map_location="cpu", weights_only=True))
+            self.vocoder = self.vocoder.to(self.device).eval()
         audio = torch.from_numpy(reference.audio.copy())[None]
         self._ref_rms = float(audio.pow(2).mean().sqrt())
         if self._ref_rms < TARGET_RMS:

@@ -73,7 +73,10 @@ class OpenAIWhisperSTT:
 
         self.config = config
         path = checkpoint(config, recipe)
-        self.model = whisper.load_model(str(path), device=config.device)
+        from talkgen.engines.building import BUILDING
+
+        with BUILDING:  # engines/building.py: torch's default dtype is the LLM's while transformers builds it
+            self.model = whisper.load_model(str(path), device=config.device)
         if config.model in getattr(whisper, "_ALIGNMENT_HEADS", {}):
             # Loaded from a path, whisper would time words from every head of the upper layers;
             # the official models come with the heads that align best.

@@ -262,7 +262,10 @@ class TransformersLLM:
         t = time.perf_counter()
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         dtype = getattr(torch, compute_dtype(config))
-        self.model = model_class.from_pretrained(str(folder), dtype=dtype, local_files_only=True).to(config.device)
+        from talkgen.engines.building import BUILDING
+
+        with BUILDING:  # it sets torch's process-wide default dtype to the LLM's while it builds (engines/building.py)
+            self.model = model_class.from_pretrained(str(folder), dtype=dtype, local_files_only=True).to(config.device)
         self.model.eval()
         self.weights = weights_mode(config)
         if self.weights == "gguf":

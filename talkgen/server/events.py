@@ -15,7 +15,7 @@ from typing import AsyncIterator, Callable
 
 from talkgen.batching import job_events
 
-POLL_S = 0.1
+POLL_S = 0.05  # a new event reaches the page this long after it is logged, at most
 KEEPALIVE_S = 15.0  # a comment line now and then, so proxies and tunnels keep an idle stream open
 
 

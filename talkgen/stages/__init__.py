@@ -116,12 +116,13 @@ class Context:
 
 
 def put_text(feed: Feed, text: str) -> None:
-    """Every sentence of `text`, by paragraph, into the text feed, which is then complete."""
-    from talkgen.text.script import paragraphs, sentences
+    """Every piece the voice says of `text` (text.script.pieces), by paragraph, into the text feed
+    as (paragraph, piece, whether it ends a sentence); the feed is then complete."""
+    from talkgen.text.script import paragraphs, pieces
 
     for i, paragraph in enumerate(paragraphs(text)):
-        for sentence in sentences(paragraph):
-            feed.put((i, sentence))
+        for piece, last in pieces(paragraph):
+            feed.put((i, piece, last))
     feed.close()
 
 

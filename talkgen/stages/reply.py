@@ -16,7 +16,7 @@ from talkgen.engines.llm import LLMEngine
 from talkgen.errors import TalkgenError
 from talkgen.job import write_json_atomic
 from talkgen.stages import Context, Stage, put_text
-from talkgen.text.script import has_words, sentences
+from talkgen.text.script import PHRASE_MIN_AFTER, has_words, phrase_cuts, pieces, pieces_of, sentences
 
 if TYPE_CHECKING:
     from talkgen.job import StageRecord
@@ -34,9 +34,13 @@ def system_prompt(persona: str, max_words: int) -> str:
     )
 
 
+MARKDOWN = re.compile(r"[*_#`>|]+")  # what the voice would read out
+SENTENCE_MARKS = ".!?…"
+
+
 def bound_words(text: str, max_words: int) -> str:
     """Keep at most max_words words, ending at a sentence end when one is in reach."""
-    text = re.sub(r"[*_#`>|]+", " ", text)  # markdown the voice would read out
+    text = MARKDOWN.sub(" ", text)
     words = text.split()
     if len(words) <= max_words:
         return " ".join(words)
@@ -92,7 +96,7 @@ def decided(text: str, max_words: int, done: bool = False) -> list[str]:
     the split after it, once the next sentence has begun. The last word written may still go on,
     and is not counted.
     """
-    text = re.sub(r"[*_#`>|]+", " ", text)
+    text = MARKDOWN.sub(" ", text)
     words = text.split()
     if not done and words and not text[-1:].isspace():
         words = words[:-1]
@@ -110,20 +114,49 @@ def decided(text: str, max_words: int, done: bool = False) -> list[str]:
     return out
 
 
-class SentenceStream:
-    """Hands on each sentence of a reply as soon as it is decided (decided()), while the model
-    writes; at the end, the rest. The voice can speak the first sentences meanwhile."""
+def decided_pieces(text: str, max_words: int, done: bool = False) -> list[tuple[str, bool]]:
+    """The pieces the voice says (text.script.pieces: the first sentence in phrases) that the
+    reply written so far already decides, each with whether it ends a sentence.
 
-    def __init__(self, max_words: int, on_sentence: Callable[[str], None]):
-        self.max_words, self.on_sentence = max_words, on_sentence
+    The decided sentences (decided()) give theirs. While the first sentence is still being
+    written, its phrases whose cut phrase_cuts already makes are decided too, as long as no word
+    from the reply's start to PHRASE_MIN_AFTER words past the cut holds a sentence mark: only a
+    mark there could let bound_words end the reply before those words. Past the budget, the
+    reply is cut no earlier than that mark or than max_words words, and both keep them.
+    """
+    whole = decided(text, max_words, done)
+    if whole or done:
+        return pieces_of(whole)
+    text = MARKDOWN.sub(" ", text)
+    words = text.split()
+    if words and not text[-1:].isspace():
+        words = words[:-1]  # it may still go on
+    words = words[:max_words]
+    if len(sentences(" ".join(words))) != 1:
+        return []  # a sentence that decided() holds back (an ellipsis, a closing quote)
+    out, start = [], 0
+    for cut in phrase_cuts(words):
+        if any(mark in word for word in words[: cut + PHRASE_MIN_AFTER] for mark in SENTENCE_MARKS):
+            break
+        out.append((" ".join(words[start:cut]), False))
+        start = cut
+    return out
+
+
+class PieceStream:
+    """Hands on each piece the voice says (decided_pieces) as soon as the reply decides it, while
+    the model writes; at the end, the rest. The voice can speak the first ones meanwhile."""
+
+    def __init__(self, max_words: int, on_piece: Callable[[str, bool], None]):
+        self.max_words, self.on_piece = max_words, on_piece
         self.text = ""
-        self.sent: list[str] = []
+        self.sent: list[tuple[str, bool]] = []
 
     def write(self, piece: str) -> None:
         self.text += piece
-        for sentence in decided(self.text, self.max_words)[len(self.sent):]:
-            self.sent.append(sentence)
-            self.on_sentence(sentence)
+        for item in decided_pieces(self.text, self.max_words)[len(self.sent):]:
+            self.sent.append(item)
+            self.on_piece(*item)
 
     def again(self) -> None:
         """The model starts the reply over (an empty reply, retried): nothing was handed on."""
@@ -132,12 +165,12 @@ class SentenceStream:
 
     def finish(self, reply_text: str) -> bool:
         """The rest of the reply; False (and nothing more handed on) if what was handed on is not how it begins."""
-        final = sentences(" ".join(reply_text.split()))
+        final = pieces(" ".join(reply_text.split()))
         if final[: len(self.sent)] != self.sent:
             return False
-        for sentence in final[len(self.sent):]:
-            self.sent.append(sentence)
-            self.on_sentence(sentence)
+        for item in final[len(self.sent):]:
+            self.sent.append(item)
+            self.on_piece(*item)
         return True
 
 
@@ -151,19 +184,20 @@ def answer(
     on_text: Callable[[str], None] | None = None,
     note: Callable[[str], None] = lambda msg: None,
     dropped: int = 0,
-    on_sentence: Callable[[str], None] | None = None,
+    on_piece: Callable[[str, bool], None] | None = None,
 ) -> dict:
     """One turn: the reply to `question` given the conversation so far (history is not changed).
 
     The seed is llm.seed plus the turn's index, so a conversation replays the same way.
     `dropped` is the last turn's "dropped_turns": the oldest turns it left out of the prompt.
-    `on_sentence` hears each sentence of the reply, in order, as soon as it is decided.
+    `on_piece(piece, ends_sentence)` hears each piece of the reply the voice says (text.script.pieces),
+    in order, as soon as it is decided.
     """
     import time
 
     messages, dropped = fit_context(system, history, {"role": "user", "content": question}, llm,
                                     config.context_tokens - config.max_new_tokens, note, dropped)
-    stream = SentenceStream(config.max_reply_words, on_sentence) if on_sentence else None
+    stream = PieceStream(config.max_reply_words, on_piece) if on_piece else None
     if stream is not None:
         shown = on_text
 
@@ -218,12 +252,12 @@ def reply(
     on_text: Callable[[str], None] | None = None,
     note: Callable[[str], None] = lambda msg: None,
     on_turn: Callable[[int, str], None] | None = None,
-    on_sentence: Callable[[int, str], None] | None = None,
+    on_piece: Callable[[int, str, bool], None] | None = None,
     history: list[dict] | None = None,
 ) -> dict:
     """Answer `turns` in order; `history` is the conversation before them (a served session's
     earlier turns), and the turns are numbered on from it, for their seeds, as chat numbers them.
-    `on_sentence(turn, sentence)` hears each sentence as soon as it is decided."""
+    `on_piece(turn, piece, ends_sentence)` hears each piece the voice says as soon as it is decided."""
     system = {"role": "system", "content": system_prompt(config.persona, config.max_reply_words)}
     history = list(history or [])
     before = len(history) // 2
@@ -231,7 +265,7 @@ def reply(
     for i, question in enumerate(turns):
         if on_turn:
             on_turn(i, question)
-        said = (lambda sentence, i=i: on_sentence(i, sentence)) if on_sentence else None
+        said = (lambda piece, last, i=i: on_piece(i, piece, last)) if on_piece else None
         record = answer(question, before + i, system, history, llm, config, on_text, note,
                         records[-1]["dropped_turns"] if records else 0, said)
         history += [{"role": "user", "content": question}, {"role": "assistant", "content": record["reply"]}]
@@ -275,10 +309,10 @@ def _run(ctx: Context) -> StageRecord:
     ctx.feeds.writer.set(True)  # not the engine: the holder may let it go after this stage, and its memory with it
     turns = _turns(ctx)
     text = ctx.feeds.text
-    # While the voice waits for this reply (its stage runs beside this one), each sentence goes to it as soon as it is decided.
-    streamed = (lambda turn, sentence: text.put((turn, sentence))) if ctx.overlapped else None
+    # While the voice waits for this reply (its stage runs beside this one), each piece goes to it as soon as it is decided.
+    streamed = (lambda turn, piece, last: text.put((turn, piece, last))) if ctx.overlapped else None
     result = reply(turns, llm, c, ctx.job.path("reply.json"), on_text=ctx.progress.text, note=ctx.progress.note,
-                   on_turn=ctx.progress.turn, on_sentence=streamed, history=ctx.source.history)
+                   on_turn=ctx.progress.turn, on_piece=streamed, history=ctx.source.history)
     if streamed is None:
         _hand_on(ctx, result)
     else:

@@ -1,4 +1,4 @@
-"""speak: script text -> speech.wav + alignment.json, paragraph by paragraph, streamed to disk."""
+"""speak: script text -> speech.wav + alignment.json, piece by piece, streamed to disk."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from talkgen.job import atomic_path, write_json_atomic
 from talkgen.speech import SILENT_SYMBOLS, LiveTrack, WavWriter
 from talkgen.stages import Context, Stage
 from talkgen.text.normalize import normalize
-from talkgen.text.script import has_words, paragraphs, sentences
+from talkgen.text.script import has_words
 
 if TYPE_CHECKING:
     from talkgen.job import StageRecord
@@ -22,7 +22,7 @@ TAIL_S = 0.4
 
 
 def speak(
-    text: str | Iterable[tuple[int, str]],
+    text: str | Iterable[tuple[int, str, bool]],
     tts: TTSEngine,
     wav_path: Path,
     alignment_path: Path,
@@ -31,14 +31,17 @@ def speak(
     progress: Callable[[int, int], None] | None = None,
     track: LiveTrack | None = None,
 ) -> dict:
-    """Speak `text` (or its (paragraph, sentence) pairs as they come); return the alignment dict
-    that is also written to alignment_path. With `track`, each sentence is readable there as
-    soon as it is written, and the track is whole once the file is in place."""
+    """Speak `text` (or its pieces as they come: (paragraph, piece, whether it ends a sentence), as
+    stages.put_text gives them); return the alignment dict that is also written to alignment_path.
+    The voice says one piece at a time (text.script.pieces: a paragraph's first sentence in phrases).
+    With `track`, each piece is readable there as soon as it is written, each sentence's record once
+    it ends, and the track is whole once the file is in place."""
     from talkgen.speech import Sentence
+    from talkgen.text.script import paragraphs, pieces
 
     if isinstance(text, str):
-        items: Iterable[tuple[int, str]] = [(pi, s) for pi, p in enumerate(paragraphs(text)) for s in sentences(p)]
-        total = len(items)
+        items: Iterable[tuple[int, str, bool]] = [(pi, piece, last) for pi, p in enumerate(paragraphs(text)) for piece, last in pieces(p)]
+        total = sum(last for _, _, last in items)
     else:
         items, total = text, 0  # not known until the text has all come
     sr = tts.sample_rate
@@ -47,42 +50,53 @@ def speak(
     phonemes: list[list] = []
     aligned = True
     last_paragraph = None
+    parts: list[str] = []  # the pieces of the sentence being said
     with atomic_path(wav_path) as tmp:
         writer = WavWriter(tmp, sr)
         try:
             if track is not None:
                 track.attach(tmp)
             writer.silence(int(LEAD_IN_S * sr))
-            for pi, sentence in items:
-                if last_paragraph is not None:
-                    writer.silence(int((paragraph_pause_s if pi != last_paragraph else sentence_pause_s) * sr))
-                last_paragraph = pi
-                spoken = normalize(sentence)
-                start = writer.samples
-                sentence_phonemes: list[list] = []
-                part_aligned = True
+            for pi, piece, ends in items:
+                if not parts:
+                    if last_paragraph is not None:
+                        writer.silence(int((paragraph_pause_s if pi != last_paragraph else sentence_pause_s) * sr))
+                    last_paragraph = pi
+                    start = writer.samples
+                    sentence_phonemes: list[list] = []
+                    spoken_parts: list[str] = []
+                    sentence_aligned = True
+                parts.append(piece)
+                spoken = normalize(piece)
+                spoken_parts.append(spoken)
+                said_from = len(sentence_phonemes)
                 if has_words(spoken):
                     for part in tts.speak(spoken):
-                        part_aligned = part_aligned and getattr(part, "aligned", True)
+                        sentence_aligned = sentence_aligned and getattr(part, "aligned", True)
                         pos = writer.samples
                         for symbol, n in part.phonemes:
                             sentence_phonemes.append([symbol, pos, int(n)])
                             pos += int(n)
                         writer.write(part.audio)
-                aligned = aligned and part_aligned
                 record = None
-                if writer.samples > start:
-                    phonemes.extend(sentence_phonemes)
-                    record = {"text": sentence, "spoken": spoken, "paragraph": pi, "start": start, "end": writer.samples,
-                              "words": _words(sentence, sentence_phonemes, start, writer.samples)}
-                    out_sentences.append(record)
+                if ends:
+                    aligned = aligned and sentence_aligned
+                    if writer.samples > start:
+                        phonemes.extend(sentence_phonemes)
+                        sentence = " ".join(parts)
+                        record = {"text": sentence, "spoken": " ".join(spoken_parts), "paragraph": pi, "start": start,
+                                  "end": writer.samples, "words": _words(sentence, sentence_phonemes, start, writer.samples)}
+                        out_sentences.append(record)
+                    parts = []
+                    done += 1
                 if track is not None:
                     writer.flush()
                     track.grow(writer.samples, [Sentence.from_dict(record)] if record else (),
-                               [tuple(p) for p in sentence_phonemes] if record else (), part_aligned)
-                done += 1
-                if progress:
+                               [tuple(p) for p in sentence_phonemes[said_from:]], sentence_aligned)
+                if ends and progress:
                     progress(done, total)
+            if parts:
+                raise ValueError(f"the text ended inside a sentence, after {' '.join(parts)!r}")
             writer.silence(int(TAIL_S * sr))
         finally:
             writer.close()
@@ -170,7 +184,7 @@ def _run(ctx: Context) -> StageRecord:
     track = LiveTrack(tts.sample_rate)
     ctx.feeds.speech.set(track)
     text = ctx.feeds.text
-    ctx.progress.stage("speak", len(text.so_far()) if text.closed else None, "sentences")
+    ctx.progress.stage("speak", sum(last for _, _, last in text.so_far()) if text.closed else None, "sentences")
     try:
         speak(iter(ctx.feeds.text), tts, ctx.job.path("speech.wav"), ctx.job.path("alignment.json"), c.sentence_pause_s,
               c.paragraph_pause_s, progress=lambda done, total: ctx.progress.advance(1, "speak"), track=track)

@@ -1,4 +1,4 @@
-"""Reading a script file and cutting it into paragraphs and sentences."""
+"""Reading a script file and cutting it into paragraphs, sentences and the pieces the voice says."""
 
 from __future__ import annotations
 
@@ -86,3 +86,66 @@ def sentences(paragraph: str) -> list[str]:
     if tail:
         out.append(tail)
     return [s for s in out if s]
+
+
+# The first sentence of a paragraph (of a reply: each turn is one) is said in phrases, so that
+# the voice can start while the LLM is still writing it: a live video waits for nothing else so
+# long (a small LLM's first sentence is often 20 to 30 words, two seconds of its writing on a
+# busy CPU). A phrase ends after a comma, semicolon, colon or dash once it has PHRASE_MIN_WORDS words;
+# the first may also end before a joining word (JOINING: "and", "which", "from" ...) once it has
+# FIRST_PHRASE_MIN_WORDS, about the second and a half of speech the first chunk needs. Each cut
+# leaves PHRASE_MIN_AFTER words or more after it. The sentences after the first are said whole,
+# for their intonation, while the first plays. The cuts are the same whether the text comes at
+# once or is streamed.
+PHRASE_MIN_WORDS = 3
+FIRST_PHRASE_MIN_WORDS = 5
+PHRASE_MIN_AFTER = 3
+PHRASE_END = (",", ";", ":", "–", "—")  # and a hyphen standing alone as a dash, not one ending a word ("x- and y-axis")
+JOINING = frozenset(
+    "and but or so because which who whose whom when where while with without by from in on at for to of using about "
+    "into through if until after before since although unless whether".split())
+
+
+def _ends_phrase(word: str) -> bool:
+    return word.endswith(PHRASE_END) or word == "-"
+
+
+def _joins(word: str) -> bool:
+    return word.strip("\"'“”‘’()[]").lower() in JOINING
+
+
+def phrase_cuts(words: list[str]) -> list[int]:
+    """Where a sentence of these words is cut into phrases: the number of words before each cut.
+    Given only the sentence's first words, it gives the cuts they already decide: a cut waits for
+    PHRASE_MIN_AFTER words after it, and every cut after it waits longer."""
+    cuts, start = [], 0
+    for i in range(1, len(words)):
+        if len(words) - i < PHRASE_MIN_AFTER:
+            break
+        ends = i - start >= PHRASE_MIN_WORDS and _ends_phrase(words[i - 1])
+        joins = not cuts and i >= FIRST_PHRASE_MIN_WORDS and _joins(words[i])
+        if ends or joins:
+            cuts.append(i)
+            start = i
+    return cuts
+
+
+def phrases(sentence: str) -> list[str]:
+    """The sentence in the pieces phrase_cuts makes; joined with spaces, they are the sentence."""
+    words = sentence.split()
+    bounds = [0, *phrase_cuts(words), len(words)]
+    return [" ".join(words[a:b]) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def pieces(paragraph: str) -> list[tuple[str, bool]]:
+    """What the voice says of a paragraph, one piece at a time: (piece, whether it ends a sentence)."""
+    return pieces_of(sentences(paragraph))
+
+
+def pieces_of(sentence_list: list[str]) -> list[tuple[str, bool]]:
+    """The pieces of a paragraph's sentences (or its first ones): the first in phrases, the rest whole."""
+    out: list[tuple[str, bool]] = []
+    for k, sentence in enumerate(sentence_list):
+        parts = phrases(sentence) if k == 0 else [sentence]
+        out += [(part, i == len(parts) - 1) for i, part in enumerate(parts)]
+    return out
