@@ -118,11 +118,10 @@ class Context:
 def put_text(feed: Feed, text: str) -> None:
     """Every piece the voice says of `text` (text.script.pieces), by paragraph, into the text feed
     as (paragraph, piece, whether it ends a sentence); the feed is then complete."""
-    from talkgen.text.script import paragraphs, pieces
+    from talkgen.text.script import text_pieces
 
-    for i, paragraph in enumerate(paragraphs(text)):
-        for piece, last in pieces(paragraph):
-            feed.put((i, piece, last))
+    for item in text_pieces(text):
+        feed.put(item)
     feed.close()
 
 

@@ -86,6 +86,16 @@ def fit_context(
     return prompt(dropped), dropped
 
 
+def _written(text: str, max_words: int, done: bool = False) -> list[str]:
+    """The reply's words that are written for good, within the budget, as bound_words reads them:
+    until the model is done, the last word may still go on, and is left out."""
+    text = MARKDOWN.sub(" ", text)
+    words = text.split()
+    if not done and words and not text[-1:].isspace():
+        words = words[:-1]
+    return words[:max_words]
+
+
 def decided(text: str, max_words: int, done: bool = False) -> list[str]:
     """The sentences of a reply that the text written so far already decides: whatever the model
     writes next, bound_words keeps them as they are.
@@ -96,11 +106,7 @@ def decided(text: str, max_words: int, done: bool = False) -> list[str]:
     the split after it, once the next sentence has begun. The last word written may still go on,
     and is not counted.
     """
-    text = MARKDOWN.sub(" ", text)
-    words = text.split()
-    if not done and words and not text[-1:].isspace():
-        words = words[:-1]
-    cut = " ".join(words[:max_words])
+    cut = " ".join(_written(text, max_words, done))
     found = sentences(cut)
     if done:
         return found
@@ -127,11 +133,7 @@ def decided_pieces(text: str, max_words: int, done: bool = False) -> list[tuple[
     whole = decided(text, max_words, done)
     if whole or done:
         return pieces_of(whole)
-    text = MARKDOWN.sub(" ", text)
-    words = text.split()
-    if words and not text[-1:].isspace():
-        words = words[:-1]  # it may still go on
-    words = words[:max_words]
+    words = _written(text, max_words)
     if len(sentences(" ".join(words))) != 1:
         return []  # a sentence that decided() holds back (an ellipsis, a closing quote)
     out, start = [], 0

@@ -37,10 +37,10 @@ def speak(
     With `track`, each piece is readable there as soon as it is written, each sentence's record once
     it ends, and the track is whole once the file is in place."""
     from talkgen.speech import Sentence
-    from talkgen.text.script import paragraphs, pieces
+    from talkgen.text.script import text_pieces
 
     if isinstance(text, str):
-        items: Iterable[tuple[int, str, bool]] = [(pi, piece, last) for pi, p in enumerate(paragraphs(text)) for piece, last in pieces(p)]
+        items: Iterable[tuple[int, str, bool]] = text_pieces(text)
         total = sum(last for _, _, last in items)
     else:
         items, total = text, 0  # not known until the text has all come

@@ -149,3 +149,8 @@ def pieces_of(sentence_list: list[str]) -> list[tuple[str, bool]]:
         parts = phrases(sentence) if k == 0 else [sentence]
         out += [(part, i == len(parts) - 1) for i, part in enumerate(parts)]
     return out
+
+
+def text_pieces(text: str) -> list[tuple[int, str, bool]]:
+    """Everything the voice says of a text, in order: (paragraph, piece, whether it ends a sentence)."""
+    return [(i, piece, last) for i, paragraph in enumerate(paragraphs(text)) for piece, last in pieces(paragraph)]
