@@ -27,13 +27,23 @@ def ffprobe_bin() -> str:
 
 @functools.cache
 def require_ffmpeg() -> str:
-    """Check ffmpeg and ffprobe exist and have libx264 and aac; return ffmpeg's version line."""
+    """Check ffmpeg and ffprobe exist and have libx264 and aac; return ffmpeg's version line.
+
+    The answer is kept on disk for the same two binaries (path, size, modification time): an
+    ffmpeg start is about 0.1 s here (215 shared libraries), paid by every render before its
+    first stage, and by a live one before its first segment."""
+    tools = []
     for tool in (ffmpeg_bin(), ffprobe_bin()):
-        if shutil.which(tool) is None:
+        found = shutil.which(tool)
+        if found is None:
             raise TalkgenError(f"{tool} not found: install ffmpeg (./install.sh does, or apt-get install ffmpeg)")
+        tools.append(found)
+    key = _binaries_key(tools)
+    known = _checked_before(key)
+    if known is not None:
+        return known
     try:
-        # One run: the encoders on stdout, the banner (its first line the version) on stderr. Each
-        # ffmpeg start is 0.1 s or more before a render's first stage, and a live one's first segment.
+        # One run: the encoders on stdout, the banner (its first line the version) on stderr.
         out = _capture([ffmpeg_bin(), "-encoders"], text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise TalkgenError(f"{ffmpeg_bin()} does not run ({exc}): reinstall ffmpeg") from None
@@ -44,7 +54,50 @@ def require_ffmpeg() -> str:
             f"{ffmpeg_bin()} lacks the {' and '.join(missing)} encoder: install a full ffmpeg build (Debian's ffmpeg package has both)"
         )
     banner = [line for line in out.stderr.splitlines() if line.startswith("ffmpeg version")]
-    return banner[0] if banner else "ffmpeg"
+    version = banner[0] if banner else "ffmpeg"
+    _remember_check(key, version)
+    return version
+
+
+def _binaries_key(paths: list[str]) -> list:
+    key = []
+    for path in paths:
+        real = os.path.realpath(path)
+        try:
+            st = os.stat(real)
+        except OSError:
+            return []
+        key.append([real, st.st_size, st.st_mtime_ns, st.st_ino])
+    return key
+
+
+def _check_file() -> Path:
+    from talkgen.cache import cache_root
+
+    return cache_root() / "ffmpeg-check.json"
+
+
+def _checked_before(key: list) -> str | None:
+    if not key:
+        return None
+    try:
+        saved = json.loads(_check_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if isinstance(saved, dict) and saved.get("binaries") == key and isinstance(saved.get("version"), str):
+        return saved["version"]
+    return None
+
+
+def _remember_check(key: list, version: str) -> None:
+    if not key:
+        return
+    try:
+        _check_file().parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(_check_file()) as tmp:
+            tmp.write_text(json.dumps({"binaries": key, "version": version}), encoding="utf-8")
+    except OSError:
+        pass  # a cache that cannot be written: checked again next time
 
 
 # ffmpeg runs in its own session, out of reach of the terminal's Ctrl-C: in talkgen chat a

@@ -74,6 +74,35 @@ def test_ffmpeg_without_x264_is_refused(tmp_path, monkeypatch):
         media.require_ffmpeg.cache_clear()
 
 
+def test_the_ffmpeg_check_is_kept_for_the_same_binaries(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    fake = tmp_path / "ffmpeg"
+    fake.write_text(f"#!/bin/sh\necho run >> {runs}\necho 'ffmpeg version 9.9-test' >&2\n"
+                    "echo 'Encoders:'\necho ' V..... libx264  H.264'\necho ' A..... aac    AAC'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("TALKGEN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TALKGEN_FFMPEG", str(fake))
+    try:
+        for _ in range(2):
+            media.require_ffmpeg.cache_clear()
+            assert media.require_ffmpeg() == "ffmpeg version 9.9-test"
+        assert runs.read_text().count("run") == 1  # the second process would not start ffmpeg
+        # Another ffmpeg at the same path (an upgrade): checked again.
+        fake.write_text(fake.read_text().replace("9.9-test", "10.0-test"))
+        media.require_ffmpeg.cache_clear()
+        assert media.require_ffmpeg() == "ffmpeg version 10.0-test"
+        assert runs.read_text().count("run") == 2
+        # A refusal is not kept: the same binary is asked again.
+        fake.write_text(fake.read_text().replace("libx264", "mpeg4"))
+        for _ in range(2):
+            media.require_ffmpeg.cache_clear()
+            with pytest.raises(TalkgenError, match="lacks the libx264 encoder"):
+                media.require_ffmpeg()
+        assert runs.read_text().count("run") == 4
+    finally:
+        media.require_ffmpeg.cache_clear()
+
+
 def test_seam_quality_finds_the_jump():
     from talkgen.stages.assemble import seam_quality
 
