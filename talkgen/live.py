@@ -21,10 +21,21 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from talkgen import media
+from talkgen import media, mp4, mpegts
 from talkgen.chunks import Chunk, chunk_name
 from talkgen.feeds import Feed, Stopped, Value
 from talkgen.job import atomic_path
+
+
+def write_segment(chunk: Path, video_at: float, audio: list[tuple[int, bytes]], out: Path) -> None:
+    """A segment: the chunk's video copied, from `video_at` s on the stream's timeline, and the AAC
+    frames (their times in 90 kHz ticks) that play beside it."""
+    track = mp4.read_h264(chunk)
+    at = lambda t: mpegts.ticks(video_at + t / track.timescale)  # noqa: E731
+    video = [(at(s.pts), at(s.dts), s.key, mp4.annex_b(track, s)) for s in track.samples]
+    data = mpegts.segment(video, audio)
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(data)
 
 
 def playlist_for(video: Path) -> Path:
@@ -132,9 +143,10 @@ class LiveStream:
             raise Stopped("stopped")
         upto = min(have, need)
         name = f"{chunk.index:05d}.ts"
-        media.ts_segment(self.job_root / chunk_name(chunk.index), b"".join(audio.frames[given:upto]), self.folder / name,
-                         media.LIVE_START_S + chunk.start_frame / self.fps,
-                         media.LIVE_START_S + (given * a["frame"] - a["priming"]) / sample_rate)
+        frames = [(mpegts.ticks(media.LIVE_START_S + ((given + i) * a["frame"] - a["priming"]) / sample_rate), frame)
+                  for i, frame in enumerate(audio.frames[given:upto])]
+        write_segment(self.job_root / chunk_name(chunk.index), media.LIVE_START_S + chunk.start_frame / self.fps, frames,
+                      self.folder / name)
         self._entries += [f"#EXTINF:{chunk.frames / self.fps:.6f},", f"{self.folder.name}/{name}"]
         self._write(end=False)
         self.on_segment(chunk.index, self.playlist, time.perf_counter() - self.started)

@@ -543,23 +543,3 @@ class AacStream:
             while len(self.frames) < n and not self.done and not stop():
                 self._cond.wait(0.1)
             return len(self.frames)
-
-
-def ts_segment(video: Path, adts: bytes, out: Path, video_at: float, audio_at: float) -> None:
-    """An MPEG-TS segment of a live stream: a chunk's video and the AAC frames that play beside it,
-    both copied, at their places on the stream's one timeline (the video from `video_at` s, the
-    audio from `audio_at` s)."""
-    args = [ffmpeg_bin(), "-hide_banner", "-loglevel", "error", "-y", "-itsoffset", f"{video_at:.6f}", "-i", str(video),
-            "-itsoffset", f"{audio_at:.6f}", "-f", "aac", "-i", "pipe:0", "-map", "0:v", "-map", "1:a", "-c", "copy",
-            "-copyts", "-muxdelay", "0", "-muxpreload", "0", "-f", "mpegts"]
-    with atomic_path(out) as tmp:
-        proc = _popen([*args, str(tmp)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            _, err = proc.communicate(adts)
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        if proc.returncode != 0:
-            tail = err.decode(errors="replace").strip().splitlines()
-            raise TalkgenError(f"ffmpeg failed while writing the live segment {out.name}: {tail[-1] if tail else proc.returncode}")
