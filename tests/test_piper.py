@@ -22,6 +22,9 @@ def test_a_voice_from_the_kept_optimised_graph_says_what_the_voice_that_optimise
     again.fresh()  # a new session for the next job: the same file again, on every core
     again.ready(threads=0)
     assert said(again) == made
+    again.fresh()  # a live render's session: its idle threads sleep instead of spinning
+    again.ready(threads=0, spin=False)
+    assert again._how == (0, False) and said(again) == made
 
 
 def test_a_cache_that_cannot_be_written_still_gives_a_voice(tmp_path, monkeypatch):

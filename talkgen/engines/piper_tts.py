@@ -139,7 +139,7 @@ class PiperTTS:
         self._voice_config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
         self.sample_rate = self._voice_config.sample_rate
         self._voice = None  # the session: made by ready(), or by the first sentence
-        self._threads = 0
+        self._how = (0, True)  # the session's threads, and whether they spin while they wait
         self._spoken = False
 
     def fresh(self) -> None:
@@ -156,20 +156,24 @@ class PiperTTS:
             # size in every job (about 60 MB a job in a warm worker, measured here).
             self._voice, self._spoken = None, False
 
-    def ready(self, threads: int = 0) -> None:
+    def ready(self, threads: int = 0, spin: bool = True) -> None:
         """Make the session the next sentence is said with, if it is not made yet, on `threads`
         of ONNX Runtime's threads (0: one a core). One thread when another engine works beside
         the voice (the LLM writing what it says): its threads would wait for each other at every
-        layer whenever that engine has a core. The samples are the same on any number of threads;
-        a session that has spoken is kept, as its noise has moved on."""
+        layer whenever that engine has a core. `spin=False` when other stages work beside it (a
+        live render): its idle threads then sleep instead of spinning on cores the render and
+        its encoders need. The samples are the same either way, on any number of threads; a
+        session that has spoken is kept, as its noise has moved on."""
         import onnxruntime
         from piper import PiperVoice
 
-        if self._voice is not None and (self._spoken or self._threads == threads):
+        if self._voice is not None and (self._spoken or self._how == (threads, spin)):
             return
         self._voice = None
         opts = onnxruntime.SessionOptions()
         opts.intra_op_num_threads = threads
+        if not spin:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         # Memory patterns are cached per input shape, and every sentence has its own length:
         # with them on, a 10-minute script held about 50 MB more than a 1-minute one.
         opts.enable_mem_pattern = False
@@ -179,7 +183,7 @@ class PiperTTS:
         else:  # the graph optimised before: nothing left to optimise
             opts.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
             session = onnxruntime.InferenceSession(str(self._optimized), sess_options=opts, providers=["CPUExecutionProvider"])
-        self._voice, self._threads = PiperVoice(config=self._voice_config, session=session), threads
+        self._voice, self._how = PiperVoice(config=self._voice_config, session=session), (threads, spin)
 
     def _optimizing(self, opts):
         """A session from the patched graph, its optimised graph kept for the sessions after it."""
@@ -205,7 +209,7 @@ class PiperTTS:
         from piper import SynthesisConfig
 
         if self._voice is None:
-            self.ready(self._threads)
+            self.ready(*self._how)
         self._spoken = True
         syn = SynthesisConfig(length_scale=self.config.length_scale, volume=0.9)
         for chunk in self._voice.synthesize(text, syn_config=syn, include_alignments=True):
