@@ -82,7 +82,7 @@ def renders(d: Path, name: str, args: list[str], rows: list, first_target: str, 
 
 def chat(rows: list, turns: int) -> None:
     """Each question typed once the last clip is ready; the time until the turn's playlist lists a
-    segment, watched from outside (the chat shows the playlist's path once the reply has ended)."""
+    segment, watched from outside, and until the chat shows the playlist's path (at the reply's next word)."""
     import pexpect
 
     questions = ["What is your favourite season?", "How do bees make honey?", "Why is the sky blue?",
@@ -110,7 +110,7 @@ def chat(rows: list, turns: int) -> None:
     rows.append(("chat, warm: question to its first segment", f"{statistics.median(times):.2f} s",
                  f"median of {len(times)}; best {min(times):.2f} s", "<= 1.5 s"))
     rows.append(("chat, warm: question to the playlist's path shown", f"{statistics.median(shown):.2f} s",
-                 "after the reply's text has ended", ""))
+                 f"median of {len(shown)}; at the reply's next word", ""))
 
 
 def main() -> None:

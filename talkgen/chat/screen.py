@@ -1,9 +1,12 @@
 """What the chat shows: a prompt, streamed replies and notices, on a terminal or as plain text.
 
 On a terminal, a notice from the render thread (a clip is ready) is printed above the
-prompt and the half-typed line is drawn again; while a reply streams, notices wait for
-it to end. When standard input is not a terminal, every line is plain text with no
-control codes, so a script can read it.
+prompt and the half-typed line is drawn again. While a reply streams, a notice waits for the
+reply's next word, goes on a line of its own, and the reply goes on under its first word: the
+clip's live stream can be watched while the reply is still being written (its first segment
+comes about a second after the question, the reply's end seconds later). When standard input
+is not a terminal, every line is plain text with no control codes, so a script can read it,
+and notices wait for the reply's line to end.
 """
 
 from __future__ import annotations
@@ -16,17 +19,20 @@ REPLY = "avatar> "
 
 
 class Screen:
-    def __init__(self, interactive: bool):
+    def __init__(self, interactive: bool, file=None, terminal: bool | None = None):
+        """`file` and `terminal`: where the chat's lines go and whether it is a terminal (standard
+        output, and whether it is one, unless told)."""
         from rich.console import Console
 
         self.interactive = interactive
-        plain = {} if interactive else {"force_terminal": False, "color_system": None, "no_color": True}
-        self.out = Console(highlight=False, soft_wrap=True, emoji=False, **plain)
+        plain = {"force_terminal": terminal} if interactive else {"force_terminal": False, "color_system": None, "no_color": True}
+        self.out = Console(highlight=False, soft_wrap=True, emoji=False, file=file, **plain)
         self.err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False, **plain)
         self._live = interactive and self.out.is_terminal
         self._lock = threading.RLock()
         self._state = "busy"  # "prompt" while waiting for a line, "reply" while one streams
         self._held: list[tuple[str, str]] = []
+        self._at_word = False  # the reply streamed so far ends between words
         self._readline = None
         if interactive:
             try:
@@ -70,12 +76,22 @@ class Screen:
         with self._lock:
             self._state = "reply"
             self._first = True
+            self._at_word = False
         self._print(REPLY, "bold cyan", end="")
 
     def reply_text(self, chunk: str) -> None:
-        if self._first:
-            chunk, self._first = chunk.lstrip(), False
-        self._print(chunk, "", end="")
+        with self._lock:
+            if self._first:
+                chunk, self._first = chunk.lstrip(), False
+            elif self._held and self._live and chunk and (self._at_word or chunk[0].isspace()):
+                # Between two words: the notices on lines of their own, the reply on under its start.
+                self.out.print()
+                self._flush_held()
+                self._print(" " * len(REPLY), "", end="")
+                chunk = chunk.lstrip()
+            if chunk:
+                self._at_word = chunk[-1].isspace()
+            self._print(chunk, "", end="")
 
     def reply_end(self, stopped: bool = False) -> None:
         self._print(" [stopped]" if stopped else "", "yellow")
@@ -88,7 +104,8 @@ class Screen:
         self._print(text, style)
 
     def notice(self, text: str, style: str = "") -> None:
-        """A line from any thread: at once at the prompt, after the reply while one streams."""
+        """A line from any thread: at once at the prompt; while a reply streams, at its next word on
+        a terminal, after its line otherwise."""
         with self._lock:
             if self._state == "reply":
                 self._held.append((text, style))
