@@ -21,6 +21,7 @@ the rows beside it or on the number of threads (tested).
 from __future__ import annotations
 
 import functools
+import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -126,30 +127,97 @@ def _block_layer() -> type:
 
 def install(model: "torch.nn.Module", path: Path) -> int:
     """Swap the model's linear layers (and tied head) for block layers from `path`; how many were swapped."""
+    layer = _block_layer()
+    parts = _packed(model, path)
+    for name, layer_parts in parts.items():
+        if name == "lm_head":
+            model.set_output_embeddings(layer(model.get_output_embeddings().weight, layer_parts))
+        else:
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, layer(model.get_submodule(name).weight, layer_parts))
+    return len(parts)
+
+
+def _packed(model: "torch.nn.Module", path: Path) -> dict[str, list[tuple]]:
+    """Each layer's int4 parts, as the kernel takes them. Packing them is 0.46 s of every LLM load
+    here (SmolLM2), so they are kept beside the blocks, for this torch, CPU and compute dtype (the
+    packed layout is the kernel's own), and read back in a fraction of that."""
+    import torch
+
+    from talkgen.job import code_hash
+
+    dtype, stat = model.get_output_embeddings().weight.dtype, path.stat()
+    made_for = f"{torch.__version__}|{torch.backends.cpu.get_cpu_capability()}|{dtype}|{stat.st_size}|{stat.st_mtime_ns}|{code_hash(__name__)}"
+    kept = path.with_name(f"{path.stem}.int4-{hashlib.sha256(made_for.encode()).hexdigest()[:16]}.safetensors")
+    parts = _read_packed(kept, model)
+    if parts is None:
+        parts = _pack(model, path)
+        _keep_packed(parts, kept, path)
+    return parts
+
+
+def _pack(model: "torch.nn.Module", path: Path) -> dict[str, list[tuple]]:
     import torch
     from safetensors.torch import load_file
 
-    layer = _block_layer()
     blocks = load_file(str(path))
-    swapped = 0
+    parts: dict[str, list[tuple]] = {}
     for key in [k for k in blocks if k.endswith(".q") and k.startswith("model.layers.")]:
         name = key[:-2]
-        parent, _, child = name.rpartition(".")
         old = model.get_submodule(name)
         if old.bias is not None or old.weight.shape[1] != blocks[key].shape[1] * 2:
             raise ValueError(f"{name} in {path} does not match the model's layer")
         packed, d, m = blocks[key], blocks[f"{name}.d"].float(), blocks[f"{name}.m"].float()
         values = torch.stack([packed & 15, packed >> 4], dim=-1).reshape(packed.shape[0], -1)  # the uint8 pairs apart
-        setattr(model.get_submodule(parent), child, layer(old.weight, [_int4_part(values, d, m + 8 * d, old.weight.dtype)]))
-        swapped += 1
+        parts[name] = [_int4_part(values, d, m + 8 * d, old.weight.dtype)]
     if "lm_head.q8" in blocks:
         head = model.get_output_embeddings()
         q8, d = blocks["lm_head.q8"], blocks["lm_head.d"].float()
         if head.bias is not None or head.weight.shape != q8.shape:
             raise ValueError(f"the output projection in {path} does not match the model's")
         # Shifted in int8 (an arithmetic shift: -1 is 16 * -1 + 15).
-        parts = [_int4_part((q8 >> 4) + 8, 16 * d, torch.zeros_like(d), head.weight.dtype),
-                 _int4_part(q8 & 15, d, 8 * d, head.weight.dtype)]
-        model.set_output_embeddings(layer(head.weight, parts))
-        swapped += 1
-    return swapped
+        parts["lm_head"] = [_int4_part((q8 >> 4) + 8, 16 * d, torch.zeros_like(d), head.weight.dtype),
+                            _int4_part(q8 & 15, d, 8 * d, head.weight.dtype)]
+    return parts
+
+
+def _read_packed(kept: Path, model: "torch.nn.Module") -> dict[str, list[tuple]] | None:
+    """The kept parts, if they are there, whole, and fit the model's layers (else None: packed again)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(kept))
+    except (OSError, SafetensorError):
+        return None
+    parts: dict[str, list[tuple]] = {}
+    for key in sorted(tensors):
+        name, index, kind = key.rsplit("/", 2)
+        if kind == "packed":
+            parts.setdefault(name, []).append((tensors[key], tensors[f"{name}/{index}/scales_zeros"]))
+    try:
+        for name, layer_parts in parts.items():
+            weight = model.get_output_embeddings().weight if name == "lm_head" else model.get_submodule(name).weight
+            rows, cols = weight.shape
+            if any(sz.shape != (cols // GROUP, rows, 2) or sz.dtype != weight.dtype for _, sz in layer_parts):
+                return None
+    except AttributeError:
+        return None
+    return parts or None
+
+
+def _keep_packed(parts: dict[str, list[tuple]], kept: Path, blocks: Path) -> None:
+    from safetensors.torch import save_file
+
+    from talkgen.job import atomic_path
+
+    tensors = {f"{name}/{i}/{kind}": t.contiguous() for name, layer_parts in parts.items()
+               for i, pair in enumerate(layer_parts) for kind, t in zip(("packed", "scales_zeros"), pair)}
+    try:
+        with atomic_path(kept) as tmp:
+            save_file(tensors, str(tmp))
+        for old in blocks.parent.glob(f"{blocks.stem}.int4-*.safetensors"):
+            if old != kept:
+                old.unlink(missing_ok=True)  # made for another torch or CPU: one copy kept, not one a version
+    except OSError:
+        pass  # a cache that cannot be written: packed again next time
