@@ -1,6 +1,6 @@
 """Benchmark the live path: how soon the first chunk of a video can be watched.
 
-    python benchmarks/bench_live.py               # everything (about 4 minutes on 2 cores, quiet)
+    python benchmarks/bench_live.py               # everything (about 5 minutes on 2 cores, quiet)
     python benchmarks/bench_live.py --skip-chat   # render only
 
 Targets (issue 24), warm (each command run once before it is timed):
@@ -9,7 +9,8 @@ Targets (issue 24), warm (each command run once before it is timed):
 - `render examples/question.wav --live`: the first segment listed <= 8 s after launch.
 - `talkgen chat`, warm: a typed question to its first segment <= 1.5 s.
 
-Times are taken from outside, as a player sees them: from the launch of the process (or the
+Each render runs `--rounds` times (3) with and without --live, alternating; the table gives
+medians. Times are taken from outside, as a player sees them: from the launch of the process (or the
 question typed) to the moment the playlist first lists a segment. The render's own report
 gives the same figure from its start (first_chunk_s), without the interpreter's start-up.
 """
@@ -64,19 +65,25 @@ def plain_render(args: list[str], out: Path) -> float:
     return time.perf_counter() - t
 
 
-def renders(d: Path, name: str, args: list[str], rows: list, first_target: str, ratio: bool) -> None:
-    # Warm-up: the page cache, the LLM's one-time conversion. Each timed run gets a fresh job.
+def renders(d: Path, name: str, args: list[str], rows: list, first_target: str, ratio: bool, rounds: int) -> None:
+    # Warm-up: the page cache, the LLM's one-time conversion. Each timed run gets a fresh job. The
+    # runs with and without --live alternate, so that a machine whose speed drifts (this shared
+    # one does, by 20% within minutes) weighs on both alike; medians of `rounds`.
     file = name.split()[0].replace(".", "-")
     plain_render(args, d / f"{file}-warm.mp4")
-    plain = [plain_render(args, d / f"{file}-plain{i}.mp4") for i in range(2)]
-    lives = [live_render(args, d / f"{file}-live{i}.mp4") for i in range(2)]
-    first = min(f for f, _, _ in lives if f is not None)
-    wall = min(w for _, w, _ in lives)
-    report = lives[0][2]
-    rows.append((f"{name}: first segment listed", f"{first:.2f} s", f"{first / wall:.0%} of the whole render", first_target))
-    rows.append((f"{name}: the render's own first_chunk_s", f"{min(r['first_chunk_s'] for _, _, r in lives):.2f} s",
-                 f"{report['video_s']:.1f} s of video", ""))
-    rows.append((f"{name}: whole render, --live", f"{wall:.2f} s", f"{wall / min(plain):.3f} x without --live ({min(plain):.2f} s)",
+    plain, lives = [], []
+    for i in range(rounds):
+        plain.append(plain_render(args, d / f"{file}-plain{i}.mp4"))
+        lives.append(live_render(args, d / f"{file}-live{i}.mp4"))
+    med = statistics.median
+    first = med([f for f, _, _ in lives if f is not None])
+    wall, plain_s = med([w for _, w, _ in lives]), med(plain)
+    shares = sorted(f / w for f, w, _ in lives if f is not None)
+    rows.append((f"{name}: first segment listed", f"{first:.2f} s",
+                 f"{first / wall:.0%} of the whole render (runs: {', '.join(f'{x:.0%}' for x in shares)})", first_target))
+    rows.append((f"{name}: the render's own first_chunk_s", f"{med([r['first_chunk_s'] for _, _, r in lives]):.2f} s",
+                 f"{lives[0][2]['video_s']:.1f} s of video", ""))
+    rows.append((f"{name}: whole render, --live", f"{wall:.2f} s", f"{wall / plain_s:.3f} x without --live ({plain_s:.2f} s)",
                  "<= 1.05" if ratio else ""))
 
 
@@ -117,13 +124,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-chat", action="store_true")
     ap.add_argument("--turns", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3, help="runs of each render, with and without --live, alternating")
     args = ap.parse_args()
     rows: list[tuple[str, str, str, str]] = []
     start_load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
-        renders(d, "script.txt --say", [str(ROOT / "examples" / "script.txt"), "--say"], rows, "<= 3.0 s, <= 25%", True)
-        renders(d, "question.wav", [str(ROOT / "examples" / "question.wav")], rows, "<= 8 s", False)
+        renders(d, "script.txt --say", [str(ROOT / "examples" / "script.txt"), "--say"], rows, "<= 3.0 s, <= 25%", True, args.rounds)
+        renders(d, "question.wav", [str(ROOT / "examples" / "question.wav")], rows, "<= 8 s", False, args.rounds)
     if not args.skip_chat:
         chat(rows, args.turns)
     print_table("talkgen live", rows)
