@@ -37,3 +37,23 @@ def test_a_cache_that_cannot_be_written_still_gives_a_voice(tmp_path, monkeypatc
     first = said(tts)
     tts.fresh()
     assert said(tts) == first
+
+
+def test_graphs_kept_for_another_version_of_the_voice_go_when_this_one_is_kept(tmp_path, monkeypatch):
+    """An upgrade (talkgen, piper, ONNX Runtime) makes new graphs; the old ones (63 MB each) go,
+    a voice's graphs for another seed stay."""
+    monkeypatch.setenv("TALKGEN_CACHE", str(tmp_path))
+    model, _ = piper_tts._voice_files(TTSConfig().voice)
+    folder = tmp_path / "piper"
+    folder.mkdir()
+    stem = model.stem
+    older = [folder / f"{stem}-1-2-seed0-1.0.0-0123456789abcdef.onnx",
+             folder / f"{stem}-1-2-seed0-1.0.0-0123456789abcdef-ort1.0.0-abc.optimized.onnx"]
+    other_seed = folder / f"{stem}-1-2-seed7-1.0.0-0123456789abcdef.onnx"
+    for path in [*older, other_seed]:
+        path.write_bytes(b"graph")
+    tts = piper_tts.PiperTTS(TTSConfig())
+    tts.ready()
+    assert not any(path.exists() for path in older) and other_seed.exists()
+    kept = sorted(p.name for p in folder.glob(f"{stem}-*-seed0-*"))
+    assert kept == sorted([f"{piper_tts._model_tag(model, 0)}.onnx", tts._optimized.name])

@@ -69,16 +69,29 @@ def _patched_model(model_path, seed: int) -> bytes:
     from talkgen.cache import cache_root
     from talkgen.job import atomic_path
 
-    cached = cache_root() / "piper" / f"{_model_tag(model_path, seed)}.onnx"
+    tag = _model_tag(model_path, seed)
+    cached = cache_root() / "piper" / f"{tag}.onnx"
     if cached.is_file():
         return cached.read_bytes()
     patched = _patch(model_path, seed)
     try:
         with atomic_path(cached) as tmp:
             tmp.write_bytes(patched)
+        _forget_older(model_path, seed)
     except OSError:
         pass  # a cache that cannot be written costs the patching again next time, nothing else
     return patched
+
+
+def _forget_older(model_path, seed: int) -> None:
+    """The graphs kept for this voice and seed by another talkgen, piper, ONNX Runtime or copy of
+    the voice file go: 63 MB each, two more with every upgrade otherwise."""
+    from talkgen.cache import cache_root
+
+    current = {f"{_model_tag(model_path, seed)}.onnx", _optimized_path(model_path, seed).name}
+    for old in (cache_root() / "piper").glob(f"{Path(model_path).stem}-*-seed{seed}-*"):
+        if old.name not in current and not old.name.startswith("."):
+            old.unlink(missing_ok=True)
 
 
 def _machine() -> str:
@@ -135,6 +148,7 @@ class PiperTTS:
         self.config = config
         model_path, config_path = _voice_files(config.voice)
         self._optimized = _optimized_path(model_path, config.seed)
+        self._source = (model_path, config.seed)
         self._model = None if self._optimized.is_file() else _patched_model(model_path, config.seed)
         self._voice_config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
         self.sample_rate = self._voice_config.sample_rate
@@ -200,6 +214,7 @@ class PiperTTS:
             opts.optimized_model_filepath = ""
             return onnxruntime.InferenceSession(self._model, sess_options=opts, providers=["CPUExecutionProvider"])
         self._model = None  # the sessions after this one start from the file
+        _forget_older(*self._source)
         return session
 
     def identity(self) -> dict:
