@@ -130,7 +130,12 @@ def run(req: RenderRequest, progress: Progress | None = None, engines: Engines |
     With `req.until` the job stops after that stage and returns {"stages": [StageReport...]}."""
     progress = progress or Progress()
     if engines is not None:
-        return _run(req, progress, engines, group_root)
+        from talkgen.placement import trim_heap
+
+        try:
+            return _run(req, progress, engines, group_root)
+        finally:
+            trim_heap()  # a worker runs job after job: what this one freed goes back
     engines = Engines(keep=resident_roles(req.recipe), on_status=progress.note)
     try:
         return _run(req, progress, engines, group_root)
