@@ -87,11 +87,12 @@ def _read(data: bytes) -> H264Track:
 
     # stsd: one avc1 entry, whose avcC holds the parameter sets and the NAL length size
     a, b = boxes[(*stbl, b"stsd")]
-    entry_kind, ea, eb = next(_boxes(data, a + 8, b))
+    entry_kind, ea, eb = next(_boxes(data, a + 8, b), (b"none", 0, 0))
     if entry_kind not in (b"avc1", b"avc3"):
         raise ValueError(f"its video is {entry_kind.decode(errors='replace')}, not H.264")
-    avcc = next((ca, cb) for kind, ca, cb in _boxes(data, ea + 78, eb) if kind == b"avcC")
-    c = avcc[0]
+    c = next((ca for kind, ca, _ in _boxes(data, ea + 78, eb) if kind == b"avcC"), None)
+    if c is None:
+        raise ValueError("its H.264 has no parameter sets (avcC)")
     nal_length_size = (data[c + 4] & 3) + 1
     sets, off = [], c + 5
     for mask in (0x1F, 0xFF):  # SPS count in 5 bits, then PPS count in 8

@@ -1,4 +1,4 @@
-"""Device strings of the placement section, and releasing an engine's memory between stages."""
+"""Device strings of the placement section, and releasing memory between stages and jobs."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def trim_heap() -> bool:
     glibc keeps freed memory in its heaps for reuse, and a warm worker's jobs free it in pieces
     (a voice's session made anew for each job, the frames, the LLM's caches): the pages between
     what is still held are never returned. Measured here, 12 reply jobs in one worker: RSS 1,326
-    -> 2,091 MiB without this after each job, 1,266 -> 1,542 MiB with it."""
+    -> 2,091 MiB without this after each job, 1,266 -> 1,468-1,628 MiB with it."""
     if not sys.platform.startswith("linux"):
         return False
     import ctypes

@@ -103,6 +103,10 @@ def test_a_chunk_with_b_frames_and_an_edit_list_reads_in_presentation_order(tmp_
 
 def test_a_damaged_chunk_is_one_clear_error(tmp_path):
     chunk = _chunk(tmp_path / "00000.mp4", 10)
-    chunk.write_bytes(chunk.read_bytes()[:-200])  # its index cut short
+    whole = chunk.read_bytes()
+    chunk.write_bytes(whole[:-200])  # its index cut short
     with pytest.raises(media.TalkgenError, match="is not a chunk talkgen can read .*delete it and render again"):
+        mp4.read_h264(chunk)
+    chunk.write_bytes(whole.replace(b"avcC", b"xxxx"))  # no parameter sets
+    with pytest.raises(media.TalkgenError, match=r"no parameter sets \(avcC\)\): delete it and render again"):
         mp4.read_h264(chunk)
