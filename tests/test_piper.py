@@ -50,10 +50,11 @@ def test_graphs_kept_for_another_version_of_the_voice_go_when_this_one_is_kept(t
     older = [folder / f"{stem}-1-2-seed0-1.0.0-0123456789abcdef.onnx",
              folder / f"{stem}-1-2-seed0-1.0.0-0123456789abcdef-ort1.0.0-abc.optimized.onnx"]
     other_seed = folder / f"{stem}-1-2-seed7-1.0.0-0123456789abcdef.onnx"
-    for path in [*older, other_seed]:
+    other_voice = folder / f"{stem}-2-1-2-seed0-1.0.0-0123456789abcdef.onnx"  # a voice named like this one, and more
+    for path in [*older, other_seed, other_voice]:
         path.write_bytes(b"graph")
     tts = piper_tts.PiperTTS(TTSConfig())
     tts.ready()
-    assert not any(path.exists() for path in older) and other_seed.exists()
-    kept = sorted(p.name for p in folder.glob(f"{stem}-*-seed0-*"))
+    assert not any(path.exists() for path in older) and other_seed.exists() and other_voice.exists()
+    kept = sorted(p.name for p in folder.glob(f"{stem}-*-seed0-*") if p != other_voice)
     assert kept == sorted([f"{piper_tts._model_tag(model, 0)}.onnx", tts._optimized.name])

@@ -88,9 +88,13 @@ def _forget_older(model_path, seed: int) -> None:
     the voice file go: 63 MB each, two more with every upgrade otherwise."""
     from talkgen.cache import cache_root
 
+    import re
+
     current = {f"{_model_tag(model_path, seed)}.onnx", _optimized_path(model_path, seed).name}
-    for old in (cache_root() / "piper").glob(f"{Path(model_path).stem}-*-seed{seed}-*"):
-        if old.name not in current and not old.name.startswith("."):
+    # The voice's name, its file's size and time, the seed (_model_tag): not another voice whose name starts alike.
+    same = re.compile(rf"{re.escape(Path(model_path).stem)}-\d+-\d+-seed{seed}-")
+    for old in (cache_root() / "piper").iterdir():
+        if same.match(old.name) and old.name not in current:
             old.unlink(missing_ok=True)
 
 
