@@ -178,6 +178,16 @@ def test_the_packed_blocks_are_kept_and_read_back_as_packed(models, tmp_path, mo
     assert got.keys() == made.keys() and len(made["lm_head"]) == 2
     assert all(torch.equal(a, b) and torch.equal(sa, sb) for name in made for (a, sa), (b, sb) in zip(made[name], got[name]))
 
+    from safetensors.torch import load_file, save_file
+
+    partial = load_file(str(kept[0]))
+    partial.pop("lm_head/1/scales_zeros")
+    save_file(partial, str(kept[0]))  # a part missing: packed again
+    with monkeypatch.context() as m:
+        m.setattr(gguf_blocks, "_int4_part", no_packing)
+        with pytest.raises(AssertionError, match="packed again"):
+            gguf_blocks.install(copy.deepcopy(dense.model), blocks)
+
     kept[0].write_bytes(kept[0].read_bytes()[:1000])  # damaged: packed again, and kept whole again
     third = copy.deepcopy(dense.model)
     gguf_blocks.install(third, blocks)

@@ -191,17 +191,17 @@ def _read_packed(kept: Path, model: "torch.nn.Module") -> dict[str, list[tuple]]
     except (OSError, SafetensorError):
         return None
     parts: dict[str, list[tuple]] = {}
-    for key in sorted(tensors):
-        name, index, kind = key.rsplit("/", 2)
-        if kind == "packed":
-            parts.setdefault(name, []).append((tensors[key], tensors[f"{name}/{index}/scales_zeros"]))
     try:
+        for key in sorted(tensors):
+            name, index, kind = key.rsplit("/", 2)
+            if kind == "packed":
+                parts.setdefault(name, []).append((tensors[key], tensors[f"{name}/{index}/scales_zeros"]))
         for name, layer_parts in parts.items():
             weight = model.get_output_embeddings().weight if name == "lm_head" else model.get_submodule(name).weight
             rows, cols = weight.shape
             if any(sz.shape != (cols // GROUP, rows, 2) or sz.dtype != weight.dtype for _, sz in layer_parts):
                 return None
-    except AttributeError:
+    except (AttributeError, KeyError, ValueError):  # not a layer of this model, a part missing, a name not ours
         return None
     return parts or None
 
